@@ -1,0 +1,130 @@
+"""The algorithm config: one frozen dataclass with the paper's names and defaults (MRQ_SPEC section 7)."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from mrq_agents.errors import ConfigError
+
+
+def _f(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class MRQConfig:
+    """Every MR.Q hyperparameter. The defaults reproduce the paper; override with `--set name=value`."""
+
+    # Replay and sampling
+    batch_size: int = _f(256, "transitions (windows) per update")
+    buffer_size: int = _f(1_000_000, "replay capacity in stored frames/transitions")
+    prioritized: bool = _f(True, "LAP prioritised sampling (False: uniform)")
+    alpha: float = _f(0.4, "LAP priority exponent")
+    min_priority: float = _f(1.0, "LAP priorities are clamped below at this value")
+    enc_horizon: int = _f(5, "window length of the encoder's multi-step model rollout")
+    q_horizon: int = _f(3, "window length of the value's multi-step return")
+    # RL
+    discount: float = _f(0.99, "discount factor gamma")
+    target_update_freq: int = _f(250, "updates between target syncs; each sync runs this many encoder updates")
+    warmup_steps: int = _f(10_000, "environment steps with uniform random actions and no updates")
+    exploration_noise: float = _f(0.2, "std of Gaussian action noise while training (halved for discrete)")
+    target_policy_noise: float = _f(0.2, "std of the target policy smoothing noise (halved for discrete)")
+    noise_clip: float = _f(0.3, "clip of the target policy smoothing noise (halved for discrete)")
+    # Encoder losses
+    dyn_weight: float = _f(1.0, "weight of the next-embedding MSE")
+    reward_weight: float = _f(0.1, "weight of the two-hot reward cross-entropy")
+    done_weight: float = _f(0.1, "weight of the termination MSE")
+    num_bins: int = _f(65, "two-hot reward bins")
+    lower: float = _f(-10.0, "lowest bin in symlog space")
+    upper: float = _f(10.0, "highest bin in symlog space")
+    # Encoder
+    zs_dim: int = _f(512, "state embedding size")
+    zsa_dim: int = _f(512, "state-action embedding size")
+    za_dim: int = _f(256, "action embedding size")
+    enc_hdim: int = _f(512, "encoder hidden width")
+    enc_lr: float = _f(1e-4, "encoder AdamW learning rate")
+    enc_wd: float = _f(1e-4, "encoder AdamW weight decay")
+    pixel_augs: bool = _f(True, "random-shift augmentation of pixel observations")
+    # Value
+    value_hdim: int = _f(512, "value hidden width")
+    value_lr: float = _f(3e-4, "value AdamW learning rate")
+    value_wd: float = _f(1e-4, "value AdamW weight decay")
+    value_grad_clip: float = _f(20.0, "value gradient-norm clip")
+    # Policy
+    policy_hdim: int = _f(512, "policy hidden width")
+    policy_lr: float = _f(3e-4, "policy AdamW learning rate")
+    policy_wd: float = _f(1e-4, "policy AdamW weight decay")
+    gumbel_tau: float = _f(10.0, "Gumbel-softmax temperature for discrete actions")
+    pre_activ_weight: float = _f(1e-5, "weight of the policy's pre-activation penalty")
+
+    def __post_init__(self) -> None:
+        positive = ["batch_size", "buffer_size", "enc_horizon", "q_horizon", "target_update_freq",
+                    "num_bins", "zs_dim", "zsa_dim", "za_dim", "enc_hdim", "value_hdim", "policy_hdim"]
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not 0.0 <= self.discount <= 1.0:
+            raise ConfigError(f"discount must be in [0, 1], got {self.discount}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "MRQConfig":
+        """Build from a dict (e.g. a saved config.json); unknown names are an error."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ConfigError(f"unknown algorithm config field(s) {unknown}; known fields: {sorted(names)}")
+        return cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
+
+    def with_overrides(self, assignments: Iterable[str]) -> "MRQConfig":
+        """Apply `name=value` strings, e.g. `["enc_hdim=64", "prioritized=false"]`."""
+        changes: dict[str, Any] = {}
+        for item in assignments:
+            name, sep, raw = item.partition("=")
+            name = name.strip()
+            if not sep or not name:
+                raise ConfigError(f"--set expects name=value, got {item!r}")
+            changes[name] = raw.strip()
+        base = self.to_dict()
+        for name in changes:
+            if name not in base:
+                close = difflib.get_close_matches(name, base, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; known fields: {sorted(base)}"
+                raise ConfigError(f"unknown config field {name!r}{hint}")
+        return MRQConfig.from_dict({**base, **changes})
+
+
+def _coerce(cls: type, name: str, value: Any) -> Any:
+    """Convert a string (from the command line) or JSON value to the field's declared type."""
+    kind = {f.name: f.type for f in dataclasses.fields(cls)}[name]
+    try:
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if kind == "int":
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
+        if kind == "float":
+            return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} expects a {kind}, got {value!r}") from None
+    return value
+
+
+def config_help() -> str:
+    """One line per field: name, default and meaning (for `--help` texts and docs)."""
+    return "\n".join(f"{f.name}={f.default}: {f.metadata['help']}" for f in dataclasses.fields(MRQConfig))

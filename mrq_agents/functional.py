@@ -1,0 +1,118 @@
+"""Small pure numeric functions of MR.Q (MRQ_SPEC sections 2-3), each unit-tested against hand-computed values."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def symlog(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x) * torch.log1p(x.abs())
+
+
+def symexp(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x) * torch.expm1(x.abs())
+
+
+def twohot_bins(num_bins: int, lower: float, upper: float, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Bin centres `symexp(linspace(lower, upper, num_bins))`, shape (num_bins,)."""
+    return symexp(torch.linspace(lower, upper, num_bins, device=device))
+
+
+def twohot_encode(x: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+    """Two-hot targets, (B,) or (B, 1) -> (B, num_bins): weight on the two neighbouring bins, linear in x.
+
+    Values outside the bin range put all their weight on the nearest end bin.
+    """
+    x = x.reshape(-1, 1)
+    upper_idx = torch.searchsorted(bins, x).clamp(1, bins.numel() - 1)  # (B, 1)
+    lower_idx = upper_idx - 1
+    lower, upper = bins[lower_idx], bins[upper_idx]
+    upper_weight = ((x - lower) / (upper - lower)).clamp(0.0, 1.0)
+    target = torch.zeros(x.shape[0], bins.numel(), device=x.device, dtype=bins.dtype)
+    target.scatter_(1, lower_idx, 1.0 - upper_weight)
+    target.scatter_add_(1, upper_idx, upper_weight)
+    return target
+
+
+def twohot_decode(logits: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+    """Expected value under softmax(logits): (B, num_bins) -> (B, 1)."""
+    return F.softmax(logits, dim=-1) @ bins.reshape(-1, 1)
+
+
+def twohot_cross_entropy(logits: torch.Tensor, x: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of softmax(logits) against twohot(x): (B, num_bins), (B,) -> (B,)."""
+    return -(twohot_encode(x, bins) * F.log_softmax(logits, dim=-1)).sum(-1)
+
+
+def prefix_mask(not_done: torch.Tensor) -> torch.Tensor:
+    """`m_t = prod_{j<t} d_j`: (B, H) -> (B, H). A step counts unless an earlier step terminated."""
+    ones = torch.ones_like(not_done[:, :1])
+    return torch.cumprod(torch.cat([ones, not_done[:, :-1]], dim=1), dim=1)
+
+
+def masked_multistep_return(
+    rewards: torch.Tensor, not_done: torch.Tensor, discount: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`R = sum_t gamma^t r_t prod_{j<t} d_j` and bootstrap factor `D = prod_t d_t`; (B, H) -> (B, 1), (B, 1).
+
+    The terminating step keeps its reward; nothing after a termination leaks in. A truncation is not a
+    termination (its d is 1), so it does not zero D.
+    """
+    horizon = rewards.shape[1]
+    powers = discount ** torch.arange(horizon, device=rewards.device, dtype=rewards.dtype)
+    returns = (rewards * prefix_mask(not_done) * powers).sum(1, keepdim=True)
+    return returns, not_done.prod(1, keepdim=True)
+
+
+def encoder_loss(
+    pred_zs: torch.Tensor,
+    target_zs: torch.Tensor,
+    reward_logits: torch.Tensor,
+    rewards: torch.Tensor,
+    done_pred: torch.Tensor,
+    not_done: torch.Tensor,
+    bins: torch.Tensor,
+    dyn_weight: float,
+    reward_weight: float,
+    done_weight: float,
+    use_done: bool,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """MR.Q's model loss over a rollout of H steps, every term masked by `prod_{j<t} d_j`.
+
+    Shapes: pred_zs/target_zs (B, H, Z), reward_logits (B, H, bins), rewards/done_pred/not_done (B, H).
+    Returns the total (summed over steps, averaged over the batch) and its unweighted parts.
+    """
+    batch, horizon = rewards.shape
+    mask = prefix_mask(not_done)
+    dyn = (pred_zs - target_zs).pow(2).mean(-1)  # (B, H)
+    reward = twohot_cross_entropy(
+        reward_logits.reshape(batch * horizon, -1), rewards.reshape(-1), bins
+    ).reshape(batch, horizon)
+    done = (done_pred - (1.0 - not_done)).pow(2)  # (B, H)
+    parts = {
+        "dynamics_loss": (dyn * mask).mean(0).sum(),
+        "reward_loss": (reward * mask).mean(0).sum(),
+        "termination_loss": (done * mask).mean(0).sum(),
+    }
+    total = dyn_weight * parts["dynamics_loss"] + reward_weight * parts["reward_loss"]
+    if use_done:
+        total = total + done_weight * parts["termination_loss"]
+    return total, parts
+
+
+def lap_priority(td_error: torch.Tensor, min_priority: float, alpha: float) -> torch.Tensor:
+    """LAP priority `max_i |delta_i|` clamped below at min_priority, to the power alpha: (B, critics) -> (B,)."""
+    return td_error.abs().max(dim=1).values.clamp(min=min_priority).pow(alpha)
+
+
+def random_shift(images: torch.Tensor, pad: int = 4) -> torch.Tensor:
+    """Shift each image by a random integer offset in [-pad, pad] with replicated borders: (B, C, H, W) float."""
+    batch, _, height, width = images.shape
+    padded = F.pad(images, (pad, pad, pad, pad), mode="replicate")
+    shifts = torch.randint(0, 2 * pad + 1, (batch, 2), device=images.device)
+    rows = torch.arange(height, device=images.device)[None, :] + shifts[:, :1]  # (B, H)
+    cols = torch.arange(width, device=images.device)[None, :] + shifts[:, 1:]  # (B, W)
+    batch_idx = torch.arange(batch, device=images.device)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[batch_idx, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
+    return out.permute(0, 3, 1, 2)

@@ -1,0 +1,198 @@
+"""The MR.Q learner (MRQ_SPEC sections 3-4): owns networks, targets and optimizers; acts; updates from replay.
+
+`update(buffer)` is one training step and returns its metrics as device tensors; nothing in it reads a
+value back to the host, so a caller decides when to synchronise (at log time).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mrq_agents.config import MRQConfig
+from mrq_agents.envs import EnvSpec
+from mrq_agents.functional import (encoder_loss, lap_priority, masked_multistep_return, random_shift,
+                                   twohot_bins)
+from mrq_agents.networks import MRQNetworks
+from mrq_agents.replay import Batch, ReplayBuffer
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' picks CUDA when available, else CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def build_networks(spec: EnvSpec, config: MRQConfig) -> MRQNetworks:
+    return MRQNetworks(spec.obs_shape, spec.pixels, spec.action_dim, spec.discrete, config)
+
+
+class MRQLearner:
+    """Networks, target copies, optimizers, reward scales and the update counter of one MR.Q agent."""
+
+    def __init__(self, spec: EnvSpec, config: MRQConfig, device: str | torch.device = "cpu"):
+        self.spec = spec
+        self.config = config
+        self.device = resolve_device(device)
+        self.nets = build_networks(spec, config).to(self.device)
+        self.target = copy.deepcopy(self.nets).requires_grad_(False)
+        c = config
+        self.encoder_opt = torch.optim.AdamW(self.nets.encoder.parameters(), lr=c.enc_lr, weight_decay=c.enc_wd)
+        self.value_opt = torch.optim.AdamW(self.nets.value.parameters(), lr=c.value_lr, weight_decay=c.value_wd)
+        self.policy_opt = torch.optim.AdamW(self.nets.policy.parameters(), lr=c.policy_lr, weight_decay=c.policy_wd)
+        self.bins = twohot_bins(c.num_bins, c.lower, c.upper, self.device)
+        self.reward_scale = 1.0
+        self.target_reward_scale = 0.0
+        self.num_updates = 0
+        self._augment = spec.pixels and c.pixel_augs
+        # Discrete actions use half the noise (MRQ_SPEC sections 3-4).
+        noise_factor = 0.5 if spec.discrete else 1.0
+        self.exploration_noise = c.exploration_noise * noise_factor
+        self.target_noise = c.target_policy_noise * noise_factor
+        self.target_noise_clip = c.noise_clip * noise_factor
+
+    # ---------------------------------------------------------------- acting
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, explore: bool, deterministic: bool = False) -> np.ndarray | int:
+        """Action for one observation: a float32 vector in [-1, 1], or an int for discrete envs.
+
+        explore: add the training noise. Without it, continuous actions are tanh(pre); discrete ones are the
+        paper's `argmax(gumbel_softmax(pre))`, or `argmax(pre)` with `deterministic=True`.
+        """
+        obs_t = torch.as_tensor(np.asarray(obs), device=self.device).unsqueeze(0)
+        if not self.spec.pixels:
+            obs_t = obs_t.float()
+        action, pre = self.nets.policy(self.nets.encoder.state(obs_t))
+        if self.spec.discrete:
+            if explore:
+                action = action + torch.randn_like(action) * self.exploration_noise
+            elif deterministic:
+                action = pre
+            return int(action.argmax(1).item())
+        if explore:
+            action = (action + torch.randn_like(action) * self.exploration_noise).clamp(-1.0, 1.0)
+        return action[0].cpu().numpy().astype(np.float32)
+
+    # ---------------------------------------------------------------- learning
+    def update(self, buffer: ReplayBuffer) -> dict[str, torch.Tensor]:
+        """One training step: every `target_update_freq` updates (from the first) sync targets, refresh the
+        reward scales and run that many encoder updates; then one value and one policy update."""
+        c = self.config
+        metrics: dict[str, torch.Tensor] = {}
+        if self.num_updates % c.target_update_freq == 0:
+            self.sync_targets()
+            self.target_reward_scale = self.reward_scale
+            # Choice where the spec is silent: a buffer with no reward yet keeps the scale at 1 (not 0).
+            self.reward_scale = buffer.reward_scale() or 1.0
+            starts = buffer.sample_indices(c.enc_horizon, c.target_update_freq * c.batch_size)
+            for batch_starts in starts.view(c.target_update_freq, c.batch_size):
+                batch = buffer.gather(batch_starts, c.enc_horizon, all_next_states=True)
+                metrics = self.encoder_update(batch, use_termination=buffer.any_termination)
+        batch = buffer.sample(c.q_horizon, c.batch_size, all_next_states=False)
+        value_metrics, zs, priority = self.value_update(batch)
+        buffer.update_priority(batch.indices, priority)
+        metrics.update(value_metrics)
+        metrics.update(self.policy_update(zs))
+        self.num_updates += 1
+        return metrics
+
+    @torch.no_grad()
+    def sync_targets(self) -> None:
+        """Copy the online encoder, value and policy into their targets, in place."""
+        for target, online in zip(self.target.parameters(), self.nets.parameters()):
+            target.copy_(online)
+
+    def _prepare(self, obs: torch.Tensor) -> torch.Tensor:
+        """Replay observations -> encoder input, with random-shift augmentation for pixels."""
+        if not self.spec.pixels:
+            return obs
+        obs = obs.float()
+        return random_shift(obs) if self._augment else obs
+
+    def encoder_update(self, batch: Batch, use_termination: bool) -> dict[str, torch.Tensor]:
+        c = self.config
+        encoder = self.nets.encoder
+        batch_size, horizon = batch.reward.shape
+        with torch.no_grad():
+            next_obs = batch.next_state.flatten(0, 1)  # (B*H, *obs_shape)
+            target_zs = self.target.encoder.state(self._prepare(next_obs)).view(batch_size, horizon, -1)
+        zs = encoder.state(self._prepare(batch.state))
+        pred_zs, reward_logits, done_pred = [], [], []
+        for t in range(horizon):
+            done_t, zs, reward_t = encoder.predict(encoder.state_action(zs, batch.action[:, t]))
+            pred_zs.append(zs)
+            reward_logits.append(reward_t)
+            done_pred.append(done_t)
+        loss, parts = encoder_loss(
+            torch.stack(pred_zs, 1), target_zs, torch.stack(reward_logits, 1), batch.reward,
+            torch.stack(done_pred, 1), batch.not_done, self.bins,
+            c.dyn_weight, c.reward_weight, c.done_weight, use_termination,
+        )
+        self.encoder_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.encoder_opt.step()
+        return {"encoder_loss": loss.detach(), **{k: v.detach() for k, v in parts.items()}}
+
+    def value_update(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Returns metrics, the (no-gradient) z_s of the batch for the policy update, and new priorities."""
+        c = self.config
+        with torch.no_grad():
+            next_zs = self.target.encoder.state(self._prepare(batch.next_state[:, -1]))
+            next_action = self._target_action(next_zs)
+            next_q = self.target.value(self.target.encoder.state_action(next_zs, next_action)).min(1, keepdim=True).values
+            returns, bootstrap = masked_multistep_return(batch.reward, batch.not_done, c.discount)
+            horizon = batch.reward.shape[1]
+            target = (returns + bootstrap * c.discount**horizon * next_q * self.target_reward_scale) / self.reward_scale
+            zs = self.nets.encoder.state(self._prepare(batch.state))
+            zsa = self.nets.encoder.state_action(zs, batch.action[:, 0])
+        q = self.nets.value(zsa)  # (B, 2)
+        loss = F.smooth_l1_loss(q, target.expand_as(q))
+        self.value_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.nets.value.parameters(), c.value_grad_clip)
+        self.value_opt.step()
+        priority = lap_priority(q.detach() - target, c.min_priority, c.alpha)
+        return {"value_loss": loss.detach(), "q_mean": q.detach().mean()}, zs, priority
+
+    def _target_action(self, next_zs: torch.Tensor) -> torch.Tensor:
+        action, _ = self.target.policy(next_zs)
+        noise = (torch.randn_like(action) * self.target_noise).clamp(-self.target_noise_clip, self.target_noise_clip)
+        if self.spec.discrete:
+            return F.one_hot((action + noise).argmax(1), self.spec.action_dim).float()
+        return (action + noise).clamp(-1.0, 1.0)
+
+    def policy_update(self, zs: torch.Tensor) -> dict[str, torch.Tensor]:
+        action, pre = self.nets.policy(zs)
+        q = self.nets.value(self.nets.encoder.state_action(zs, action))
+        loss = -q.mean() + self.config.pre_activ_weight * pre.pow(2).mean()
+        self.policy_opt.zero_grad(set_to_none=True)
+        loss.backward(inputs=list(self.nets.policy.parameters()))  # only the policy is stepped
+        self.policy_opt.step()
+        return {"policy_loss": loss.detach()}
+
+    # ---------------------------------------------------------------- checkpointing
+    def state_dict(self) -> dict:
+        return {
+            "nets": self.nets.state_dict(),
+            "target": self.target.state_dict(),
+            "encoder_opt": self.encoder_opt.state_dict(),
+            "value_opt": self.value_opt.state_dict(),
+            "policy_opt": self.policy_opt.state_dict(),
+            "reward_scale": self.reward_scale,
+            "target_reward_scale": self.target_reward_scale,
+            "num_updates": self.num_updates,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.nets.load_state_dict(state["nets"])
+        self.target.load_state_dict(state["target"])
+        self.encoder_opt.load_state_dict(state["encoder_opt"])
+        self.value_opt.load_state_dict(state["value_opt"])
+        self.policy_opt.load_state_dict(state["policy_opt"])
+        self.reward_scale = float(state["reward_scale"])
+        self.target_reward_scale = float(state["target_reward_scale"])
+        self.num_updates = int(state["num_updates"])

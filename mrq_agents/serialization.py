@@ -1,0 +1,204 @@
+"""Pickle-free persistence: atomic writes, JSON files, safetensors, and nested state <-> (tensors, JSON skeleton).
+
+Every file this package writes or reads is either JSON or safetensors. Optimizer states, RNG states and other
+nested Python structures are stored by `flatten_state`, which splits them into a flat dict of tensors (for
+safetensors) and a JSON skeleton that says how to put them back together (`unflatten_state`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from mrq_agents.errors import CheckpointError
+
+_META_KEY = "mrq"  # safetensors header metadata key holding our JSON metadata string
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """Call `write(tmp_path)` on a temp file next to `path`, fsync it, then os.replace it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.close(fd)
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` so that readers see either the old file or the whole new one, never a part."""
+    _atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Atomically write `obj` as indented JSON (keys in insertion order) with a trailing newline."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode("utf-8"))
+
+
+def read_json(path: str | os.PathLike, what: str) -> dict:
+    """Read a JSON object; a missing or malformed file raises a one-line CheckpointError naming `what`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what} not found at {path}; check the path (is it the right run or model folder?)")
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise CheckpointError(
+            f"{what} at {path} is not valid JSON ({e.msg} at line {e.lineno} column {e.colno}); "
+            "restore it from a good copy or re-create it") from None
+    except (UnicodeDecodeError, OSError) as e:
+        raise CheckpointError(f"{what} at {path} is not valid JSON ({_one_line(e)}); "
+                              "restore it from a good copy or re-create it") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{what} at {path} is not valid JSON for this file (expected an object, got "
+                              f"{type(obj).__name__}); restore it from a good copy or re-create it")
+    return obj
+
+
+def _storable(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """CPU, contiguous tensors that own their storage (safetensors refuses shared or strided memory)."""
+    out, seen = {}, set()
+    for name, t in tensors.items():
+        t = t.detach().cpu()
+        storage = t.untyped_storage()
+        if (not t.is_contiguous() or t.storage_offset() != 0 or storage.data_ptr() in seen
+                or storage.nbytes() != t.numel() * t.element_size()):
+            t = t.clone(memory_format=torch.contiguous_format)
+        if t.numel():
+            seen.add(t.untyped_storage().data_ptr())
+        out[name] = t
+    return out
+
+
+def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
+    """Atomically write a safetensors file; `metadata` (JSON-serialisable) goes into its header as one string."""
+    header = None if metadata is None else {_META_KEY: json.dumps(metadata)}
+    tensors = _storable(tensors)
+    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
+
+
+def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu",
+                 what: str = "weights file") -> tuple[dict[str, torch.Tensor], dict]:
+    """Read a safetensors file -> (tensors on `device`, metadata dict or {}); bad files raise CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what} not found at {path}; check the path (is it the right run or model folder?)")
+    try:
+        with safe_open(str(path), framework="pt", device=str(torch.device(device))) as f:
+            header = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+        metadata = json.loads(header[_META_KEY]) if _META_KEY in header else {}
+    except Exception as e:  # safetensors raises its own error types (and OSError/ValueError) for bad files
+        raise CheckpointError(f"{what} at {path} is corrupt or truncated ({_one_line(e)}); "
+                              "restore it from a good copy or re-create it") from None
+    return tensors, metadata
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Nested state <-> (flat tensors, JSON skeleton)
+#
+# Skeleton encoding: None, bool, str, int (any size) and finite floats are themselves; a list is a JSON list;
+# everything else is a one-key tagged object, so no user data can be mistaken for a tag:
+#   {"__dict__": [[key, value], ...]}   keys str or int, order kept
+#   {"__tuple__": [...]}
+#   {"__float__": "inf" | "-inf" | "nan"}
+#   {"__tensor__": name}                tensor stored under `name`
+#   {"__ndarray__": name, "dtype": "<f8", "shape": [...], "scalar": false}   bytes stored as a uint8 tensor
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def flatten_state(tree: Any, prefix: str = "") -> tuple[dict[str, torch.Tensor], Any]:
+    """Split a nested state into (tensors keyed by path like "opt/state/3/exp_avg", JSON-serialisable skeleton)."""
+    tensors: dict[str, torch.Tensor] = {}
+
+    def store(name: str, t: torch.Tensor) -> str:
+        if name in tensors:
+            raise ValueError(f"two tensors in the state map to the same name {name!r}; rename one of the keys")
+        tensors[name] = t
+        return name
+
+    def walk(x: Any, path: str) -> Any:
+        join = (lambda k: f"{path}/{k}") if path else str
+        if isinstance(x, (np.ndarray, np.generic)):  # before float/int: np.float64 is a float
+            arr = np.asarray(x)
+            if arr.dtype.hasobject:
+                raise TypeError(f"cannot store a numpy object array at {path!r}; convert it to a numeric array")
+            raw = torch.from_numpy(np.frombuffer(np.ascontiguousarray(arr).tobytes(), dtype=np.uint8).copy())
+            return {"__ndarray__": store(path or "array", raw), "dtype": arr.dtype.str,
+                    "shape": list(arr.shape), "scalar": isinstance(x, np.generic)}
+        if x is None or isinstance(x, (bool, str)):
+            return x
+        if isinstance(x, int):
+            return int(x)
+        if isinstance(x, float):
+            return float(x) if math.isfinite(x) else {"__float__": repr(float(x))}
+        if isinstance(x, torch.Tensor):
+            return {"__tensor__": store(path or "tensor", x)}
+        if isinstance(x, dict):
+            items = []
+            for k, v in x.items():
+                if isinstance(k, bool) or not isinstance(k, (str, int)):
+                    raise TypeError(f"cannot store dict key {k!r} at {path!r}: keys must be str or int")
+                items.append([k, walk(v, join(k))])
+            return {"__dict__": items}
+        if isinstance(x, tuple):
+            return {"__tuple__": [walk(v, join(i)) for i, v in enumerate(x)]}
+        if isinstance(x, list):
+            return [walk(v, join(i)) for i, v in enumerate(x)]
+        raise TypeError(f"cannot store a {type(x).__name__} at {path!r}; use tensors, arrays, numbers, "
+                        "str, None, dicts, lists or tuples")
+
+    return tensors, walk(tree, prefix)
+
+
+def unflatten_state(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """Exact inverse of `flatten_state` (also after the skeleton went through json.dumps/json.loads)."""
+
+    def get(name: str) -> torch.Tensor:
+        if name not in tensors:
+            raise CheckpointError(f"checkpoint is missing tensor {name!r} named by its state layout; "
+                                  "the file is incomplete or from another version: re-create it")
+        return tensors[name]
+
+    def walk(x: Any) -> Any:
+        if isinstance(x, list):
+            return [walk(v) for v in x]
+        if not isinstance(x, dict):
+            return x
+        if "__dict__" in x:
+            return {k: walk(v) for k, v in x["__dict__"]}
+        if "__tuple__" in x:
+            return tuple(walk(v) for v in x["__tuple__"])
+        if "__float__" in x:
+            return float(x["__float__"])
+        if "__tensor__" in x:
+            return get(x["__tensor__"])
+        if "__ndarray__" in x:
+            raw = get(x["__ndarray__"]).cpu().numpy().tobytes()
+            arr = np.frombuffer(raw, dtype=np.dtype(x["dtype"])).reshape(x["shape"]).copy()
+            return arr[()] if x["scalar"] else arr
+        raise CheckpointError(f"unknown entry {sorted(x)} in a checkpoint's state layout; "
+                              "the file is from another version or was edited: re-create it")
+
+    return walk(skeleton)

@@ -1,0 +1,275 @@
+"""Env resolution, preprocessing, specs and error messages (mrq_agents.envs)."""
+
+import json
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+from mrq_agents.envs import (ActionRepeat, EnvConfig, EnvSpec, benchmark_defaults, make_env, resolve_env,
+                             wrap_env)
+from mrq_agents.errors import UnsupportedEnvError
+
+
+class TinyEnv(gym.Env):
+    """A one-line env with chosen spaces; reward 1 per step, episode ends after `length` steps."""
+
+    def __init__(self, observation_space=None, action_space=None, length=10):
+        self.observation_space = observation_space or spaces.Box(-1.0, 1.0, (3,), np.float64)
+        self.action_space = action_space or spaces.Box(-2.0, 2.0, (2,), np.float32)
+        self.length, self.t, self.last_action = length, 0, None
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        self.t, self.last_action = self.t + 1, action
+        return self.observation_space.sample(), 1.0, self.t >= self.length, False, {}
+
+
+def gym_config(env_id="Tiny-v0", **kw):
+    return EnvConfig(env_id=env_id, family="gym", gym_id=env_id, **kw)
+
+
+def assert_one_line(error):
+    message = str(error.value)
+    assert message and "\n" not in message, message
+
+
+# ------------------------------------------------------------------------------------------- resolve
+
+@pytest.mark.parametrize("env_id, family, gym_id, pixels, repeat, stack, size, camera", [
+    ("Pendulum-v1", "gym", "Pendulum-v1", False, 1, 1, None, None),
+    ("Gym-HalfCheetah-v4", "gym", "HalfCheetah-v4", False, 1, 1, None, None),
+    ("Dmc-walker-walk", "dmc", "dm_control/walker-walk-v0", False, 2, 1, None, None),
+    ("dm_control/walker-walk-v0", "dmc", "dm_control/walker-walk-v0", False, 2, 1, None, None),
+    ("Dmc-visual-walker-walk", "dmc", "dm_control/walker-walk-v0", True, 2, 3, 84, 0),
+    ("Dmc-visual-quadruped-run", "dmc", "dm_control/quadruped-run-v0", True, 2, 3, 84, 2),
+    ("Atari-Pong-v5", "atari", "ALE/Pong-v5", True, 1, 4, 84, None),
+    ("ALE/Pong-v5", "atari", "ALE/Pong-v5", True, 1, 4, 84, None),
+])
+def test_resolve(env_id, family, gym_id, pixels, repeat, stack, size, camera):
+    c = resolve_env(env_id)
+    assert (c.env_id, c.family, c.gym_id, c.pixels) == (env_id, family, gym_id, pixels)
+    assert (c.action_repeat, c.frame_stack, c.image_size, c.camera_id) == (repeat, stack, size, camera)
+
+
+def test_resolve_atari_protocol():
+    c = resolve_env("Atari-Pong-v5")
+    assert (c.frame_skip, c.sticky_actions, c.max_episode_frames, c.grayscale) == (4, 0.25, 108_000, True)
+
+
+@pytest.mark.parametrize("env_id, expected", [
+    ("HalfCheetah-v4", (1_000_000, 5_000)), ("Gym-Humanoid-v5", (1_000_000, 5_000)),
+    ("HumanoidStandup-v4", (100_000, 5_000)), ("Pendulum-v1", (100_000, 5_000)),
+    ("Dmc-walker-walk", (500_000, 5_000)), ("Dmc-visual-walker-walk", (500_000, 5_000)),
+    ("Atari-Pong-v5", (2_500_000, 100_000)),
+])
+def test_benchmark_defaults(env_id, expected):
+    assert benchmark_defaults(resolve_env(env_id)) == expected
+
+
+def test_import_is_lazy():
+    code = "import sys, mrq_agents.envs; assert not {'dm_control', 'shimmy', 'ale_py', 'mujoco'} & set(sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ------------------------------------------------------------------------------------------- vector envs
+
+@pytest.mark.parametrize("env_id, obs_shape, discrete, action_dim", [
+    ("Pendulum-v1", (3,), False, 1), ("CartPole-v1", (4,), True, 2), ("HalfCheetah-v4", (17,), False, 6),
+])
+def test_vector_envs(env_id, obs_shape, discrete, action_dim):
+    env = make_env(env_id, seed=0)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == obs_shape and obs.dtype == np.float32
+    obs, *_ = env.step(env.action_space.sample())
+    assert obs.shape == obs_shape and obs.dtype == np.float32 and env.observation_space.dtype == np.float32
+    spec = EnvSpec.from_env(env)
+    assert spec == EnvSpec(obs_shape, False, 1, discrete, action_dim)
+    assert spec.frame_shape == obs_shape
+    if not discrete:
+        assert env.action_space == spaces.Box(-1.0, 1.0, (action_dim,), np.float32)
+
+
+def test_pendulum_action_rescaling():
+    env = make_env("Pendulum-v1")
+    env.reset(seed=0)
+    env.step(np.array([1.0], np.float32))
+    assert env.unwrapped.last_u == pytest.approx(2.0)
+    env.step(np.array([-0.5], np.float32))
+    assert env.unwrapped.last_u == pytest.approx(-1.0)
+
+
+def test_seed_makes_action_samples_reproducible():
+    a, b = make_env("Pendulum-v1", seed=3), make_env("Pendulum-v1", seed=3)
+    assert np.array_equal(a.action_space.sample(), b.action_space.sample())
+
+
+# ------------------------------------------------------------------------------------------- dm_control
+
+def test_dmc_walker_episode_is_500_truncated_steps():
+    env = make_env("dm_control/walker-walk-v0", seed=0)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (24,) and obs.dtype == np.float32
+    assert env.action_space == spaces.Box(-1.0, 1.0, (6,), np.float32)
+    assert EnvSpec.from_env(env) == EnvSpec((24,), False, 1, False, 6)
+    steps, terminated, truncated = 0, False, False
+    while not (terminated or truncated):
+        obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+        assert obs.dtype == np.float32 and 0.0 <= reward <= 2.0  # two summed rewards in [0, 1]
+        steps += 1
+    assert (steps, terminated, truncated) == (500, False, True)
+
+
+def test_action_repeat_sums_rewards_and_stops_at_episode_end():
+    env = ActionRepeat(TinyEnv(length=3), 2)
+    env.reset(seed=0)
+    assert env.step(np.zeros(2, np.float32))[1:3] == (2.0, False)
+    _, reward, terminated, *_ = env.step(np.zeros(2, np.float32))
+    assert (reward, terminated, env.unwrapped.t) == (1.0, True, 3)
+
+
+def test_dmc_visual_cartpole():
+    env = make_env("Dmc-visual-cartpole-balance", seed=0, render_mode="rgb_array")
+    assert env.observation_space.shape == (9, 84, 84) and env.observation_space.dtype == np.uint8
+    spec = EnvSpec.from_env(env, frame_stack=3)
+    assert spec == EnvSpec((9, 84, 84), True, 3, False, 1) and spec.frame_shape == (3, 84, 84)
+    physics = env.unwrapped._env.physics
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (9, 84, 84) and obs.dtype == np.uint8
+    assert np.array_equal(obs[:3], obs[6:])  # reset fills the stack with the first frame
+    for _ in range(3):
+        prev = obs
+        obs, *_ = env.step(env.action_space.sample())
+        newest = physics.render(height=84, width=84, camera_id=0).transpose(2, 0, 1)
+        assert np.array_equal(obs[6:], newest) and np.array_equal(obs[:6], prev[3:])
+    assert env.render().shape == (240, 320, 3)  # the normal render, not the 84x84 observation
+
+
+# ------------------------------------------------------------------------------------------- Atari
+
+def test_atari_pong():
+    env = make_env("ALE/Pong-v5", seed=0)
+    ale = env.unwrapped.ale
+    assert ale.getFloat("repeat_action_probability") == pytest.approx(0.25)
+    assert ale.getInt("max_num_frames_per_episode") == 108_000
+    assert env.action_space == spaces.Discrete(6)
+    obs, _ = env.reset(seed=0)
+    for _ in range(5):
+        obs, reward, *_ = env.step(env.action_space.sample())
+    assert obs.shape == (4, 84, 84) and obs.dtype == np.uint8
+    spec = EnvSpec.from_env(env, frame_stack=4)
+    assert spec == EnvSpec((4, 84, 84), True, 4, True, 6) and spec.frame_shape == (1, 84, 84)
+
+
+# ------------------------------------------------------------------------------------------- wrap_env
+
+def test_wrap_env_matches_make_env():
+    import ale_py
+    import shimmy
+    gym.register_envs(shimmy)
+    gym.register_envs(ale_py)
+    cases = [("Pendulum-v1", {}), ("dm_control/walker-walk-v0", {}), ("Dmc-visual-cartpole-balance", {}),
+             ("ALE/Pong-v5", {"frameskip": 1})]
+    for env_id, kwargs in cases:
+        config = resolve_env(env_id)
+        made, wrapped = make_env(env_id), wrap_env(gym.make(config.gym_id, **kwargs), config)
+        assert (wrapped.observation_space, wrapped.action_space) == (made.observation_space, made.action_space)
+
+
+def test_wrap_env_image_obs_is_channel_first():
+    env = wrap_env(TinyEnv(observation_space=spaces.Box(0, 255, (8, 6, 3), np.uint8)), gym_config())
+    assert env.observation_space.shape == (3, 8, 6)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (3, 8, 6) and obs.dtype == np.uint8
+    assert EnvSpec.from_env(env) == EnvSpec((3, 8, 6), True, 1, False, 2)
+
+
+def test_wrap_env_rescales_box_actions():
+    env = wrap_env(TinyEnv(action_space=spaces.Box(np.array([0.0, -4.0]), np.array([1.0, 4.0]), dtype=np.float64)), gym_config())
+    assert env.action_space == spaces.Box(-1.0, 1.0, (2,), np.float32)
+    env.reset(seed=0)
+    env.step(np.array([1.0, -1.0], np.float32))
+    np.testing.assert_allclose(env.unwrapped.last_action, [1.0, -4.0])
+
+
+# ------------------------------------------------------------------------------------------- round trips
+
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "Dmc-visual-quadruped-run", "Atari-Pong-v5"])
+def test_env_config_round_trip(env_id):
+    config = resolve_env(env_id)
+    assert EnvConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_env_spec_round_trip():
+    for spec in [EnvSpec((9, 84, 84), True, 3, False, 6), EnvSpec((17,), False, 1, True, 4)]:
+        assert EnvSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+
+
+# ------------------------------------------------------------------------------------------- errors
+
+@pytest.mark.parametrize("env_id", ["Foo-v0", "HalfCheetah-v99", "Dmc-walker-wolk", "Dmc-visual-nope-nope",
+                                    "dm_control/walker-walk-v7", "ALE/Pong-v4", "Atari-NotAGame-v5", "foo bar",
+                                    "", "Gym-"])
+def test_bad_ids(env_id):
+    with pytest.raises(UnsupportedEnvError) as error:
+        resolve_env(env_id)
+    assert_one_line(error)
+    with pytest.raises(UnsupportedEnvError):
+        make_env(env_id)
+
+
+BAD_SPACES = {
+    "dict obs": dict(observation_space=spaces.Dict({"a": spaces.Box(-1, 1, (2,))})),
+    "2-D float obs": dict(observation_space=spaces.Box(-1, 1, (4, 4))),
+    "discrete obs": dict(observation_space=spaces.Discrete(3)),
+    "multidiscrete actions": dict(action_space=spaces.MultiDiscrete([2, 3])),
+    "multibinary actions": dict(action_space=spaces.MultiBinary(3)),
+    "tuple actions": dict(action_space=spaces.Tuple([spaces.Discrete(2), spaces.Discrete(2)])),
+    "2-D box actions": dict(action_space=spaces.Box(-1, 1, (2, 2))),
+    "unbounded box actions": dict(action_space=spaces.Box(-np.inf, np.inf, (2,))),
+    "discrete start 1": dict(action_space=spaces.Discrete(3, start=1)),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SPACES))
+def test_bad_spaces(case):
+    with pytest.raises(UnsupportedEnvError) as error:
+        wrap_env(TinyEnv(**BAD_SPACES[case]), gym_config())
+    assert_one_line(error)
+    with pytest.raises(UnsupportedEnvError) as error:
+        EnvSpec.from_env(TinyEnv(**BAD_SPACES[case]))
+    assert_one_line(error)
+
+
+@pytest.mark.parametrize("build", [
+    lambda: EnvSpec.from_env(gym.make("Pendulum-v1")),  # bounds not [-1, 1]: not preprocessed
+    lambda: EnvSpec.from_env(make_env("Pendulum-v1"), frame_stack=2),
+    lambda: EnvSpec.from_env(TinyEnv(observation_space=spaces.Box(0, 255, (9, 8, 8), np.uint8),
+                                     action_space=spaces.Discrete(2)), frame_stack=2),
+    lambda: EnvConfig.from_dict({**resolve_env("Pendulum-v1").to_dict(), "colour": "red"}),
+    lambda: EnvConfig.from_dict({"env_id": "Pendulum-v1"}),
+    lambda: EnvConfig(env_id="x", family="mujoco", gym_id="x"),
+    lambda: EnvConfig(env_id="x", family="gym", gym_id="x", frame_stack=0),
+    lambda: EnvSpec.from_dict({"obs_shape": [3], "pixels": False}),
+    lambda: wrap_env(gym.make("CartPole-v1"), resolve_env("Dmc-walker-walk")),
+    lambda: make_env(42),
+])
+def test_other_errors_are_one_line(build):
+    with pytest.raises(UnsupportedEnvError) as error:
+        build()
+    assert_one_line(error)
+
+
+def test_atari_wrap_needs_frameskip_1():
+    import ale_py
+    gym.register_envs(ale_py)
+    with pytest.raises(UnsupportedEnvError) as error:
+        wrap_env(gym.make("ALE/Pong-v5"), resolve_env("ALE/Pong-v5"))
+    assert_one_line(error)

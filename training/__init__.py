@@ -1,0 +1,1 @@
+"""Training loop, evaluation and run logging (installed as mrq_agents.training)."""

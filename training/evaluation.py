@@ -1,0 +1,32 @@
+"""Evaluation with the paper's protocol: whole episodes, no exploration noise, deterministic seeds."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import gymnasium as gym
+import numpy as np
+
+
+def episode_seed(seed: int, *path: int) -> int:
+    """A reproducible 32-bit env seed for episode `path` of run `seed` (independent streams per path)."""
+    return int(np.random.SeedSequence([seed, *path]).generate_state(1)[0])
+
+
+def run_episodes(
+    env: gym.Env, act: Callable[[np.ndarray], np.ndarray | int], episodes: int, seed: int, stream: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Play `episodes` whole episodes with `act`; returns per-episode returns and lengths.
+
+    Episode k is reset with `episode_seed(seed, stream, k)`, so the same seed gives the same episodes.
+    """
+    returns, lengths = np.zeros(episodes), np.zeros(episodes, dtype=np.int64)
+    for k in range(episodes):
+        obs, _ = env.reset(seed=episode_seed(seed, stream, k))
+        done = False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(act(obs))
+            returns[k] += float(reward)
+            lengths[k] += 1
+            done = terminated or truncated
+    return returns, lengths

@@ -1,0 +1,293 @@
+"""`mrq train`: the environment loop, evaluation cadence, run folder and resumable checkpoints.
+
+Run folder (DIR):
+    config.json              algorithm config, env id and preprocessing, spaces, run settings, package version
+    metrics.csv              one row per evaluation; TensorBoard events and learning_curve.png beside it
+    model.safetensors        latest online encoder/value/policy weights (written at every evaluation)
+    checkpoint.safetensors   everything needed to resume (written atomically at episode ends, see below)
+
+Checkpoints are taken at the first episode end after every `checkpoint_every` steps (and at the end), so
+a resumed run starts a fresh episode exactly as the killed run did: episode k always resets with the
+same seed, and every random generator is restored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from mrq_agents import __version__
+from mrq_agents.config import MRQConfig
+from mrq_agents.envs import EnvConfig, EnvSpec, benchmark_defaults, make_env, resolve_env
+from mrq_agents.errors import CheckpointError, ConfigError, MRQError
+from mrq_agents.learner import MRQLearner, resolve_device
+from mrq_agents.replay import ReplayBuffer
+from mrq_agents.serialization import (atomic_write_json, flatten_state, load_tensors, read_json, save_tensors,
+                                      unflatten_state)
+from mrq_agents.training.evaluation import episode_seed, run_episodes
+from mrq_agents.training.logger import RunLogger
+
+FORMAT_VERSION = 1
+CONFIG_FILE, MODEL_FILE, CHECKPOINT_FILE = "config.json", "model.safetensors", "checkpoint.safetensors"
+LOSS_COLUMNS = ("encoder_loss", "dynamics_loss", "reward_loss", "termination_loss", "value_loss",
+                "policy_loss", "q_mean")
+TRAIN_STREAM, EVAL_STREAM = 0, 1  # independent episode-seed streams
+
+
+class TrainingDivergedError(MRQError):
+    """Non-finite losses, rewards or observations."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Settings of one training run (not part of the algorithm)."""
+
+    env_id: str
+    steps: int
+    seed: int = 0
+    eval_every: int = 5_000
+    eval_episodes: int = 10
+    checkpoint_every: int = 50_000
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "eval_every", "eval_episodes", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+
+
+def default_run_config(env_id: str, **overrides: Any) -> RunConfig:
+    """The paper's steps and eval cadence for the env's benchmark (others: 100k steps, eval every 5k)."""
+    steps, eval_every = benchmark_defaults(resolve_env(env_id))
+    values = {"steps": steps, "eval_every": eval_every, "checkpoint_every": max(50_000, eval_every)}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return RunConfig(env_id=env_id, **values)
+
+
+def run_config_json(run: RunConfig, algo: MRQConfig, env_config: EnvConfig, spec: EnvSpec) -> dict:
+    return {
+        "format_version": FORMAT_VERSION,
+        "package": "mrq-agents",
+        "package_version": __version__,
+        "env": env_config.to_dict(),
+        "spaces": spec.to_dict(),
+        "algorithm": algo.to_dict(),
+        "run": dataclasses.asdict(run),
+    }
+
+
+def check_resumable(saved: dict, run: RunConfig, algo: MRQConfig, env_config: EnvConfig, out: Path) -> None:
+    """Refuse to resume a run with another env, algorithm config, seed or eval protocol."""
+    if saved.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{out / CONFIG_FILE} has format version {saved.get('format_version')}, this "
+                              f"package reads version {FORMAT_VERSION}: resume it with the version that wrote it")
+    if saved["env"] != env_config.to_dict():
+        raise ConfigError(f"{out} was trained on {saved['env']['env_id']!r}, not {env_config.env_id!r}: "
+                          "resume with the same env or choose another --out")
+    saved_algo = saved["algorithm"]
+    changed = sorted(k for k, v in algo.to_dict().items() if saved_algo.get(k) != v)
+    if changed:
+        detail = ", ".join(f"{k}: {saved_algo.get(k)} -> {getattr(algo, k)}" for k in changed)
+        raise ConfigError(f"cannot resume {out} with a different algorithm config ({detail}): "
+                          "drop the --set overrides that differ or choose another --out")
+    for name in ("seed", "eval_every", "eval_episodes"):
+        if saved["run"][name] != getattr(run, name):
+            raise ConfigError(f"cannot resume {out} with --{name.replace('_', '-')} {getattr(run, name)}: "
+                              f"it was started with {saved['run'][name]}")
+
+
+def network_tensors(learner: MRQLearner) -> dict[str, torch.Tensor]:
+    """The online networks' weights, named by module (`encoder.*`, `value.*`, `policy.*`)."""
+    return {k: v.detach() for k, v in learner.nets.state_dict().items()}
+
+
+class Trainer:
+    """Owns one run: env, learner, replay, logger; `train()` runs it to `run.steps` env steps."""
+
+    def __init__(self, run: RunConfig, algo: MRQConfig, out: str | Path, resume: bool = False,
+                 log: Callable[[str], None] = print):
+        self.run, self.algo, self.out, self.log = run, algo, Path(out), log
+        self.env_config = resolve_env(run.env_id)
+        self.env = make_env(self.env_config, seed=run.seed)
+        self.eval_env = make_env(self.env_config, seed=run.seed + 1)
+        self.spec = EnvSpec.from_env(self.env, self.env_config.frame_stack)
+        self.device = resolve_device(run.device)
+        torch.manual_seed(run.seed)
+        self.rng = np.random.default_rng(run.seed)
+        self.learner = MRQLearner(self.spec, algo, self.device)
+        self.buffer = ReplayBuffer(self.spec, algo.buffer_size, (algo.enc_horizon, algo.q_horizon),
+                                   algo.prioritized, self.device)
+        self.step = 0
+        self.episode = 0
+        self.last_episode_return = math.nan
+        self.last_eval = (math.nan, math.nan)
+        self.elapsed = 0.0  # wall time of previous sessions of this run
+        self.metrics: dict[str, torch.Tensor] = {}
+        self.next_checkpoint = run.checkpoint_every
+        self._prepare_folder(resume)
+
+    # ---------------------------------------------------------------- run folder
+    def _prepare_folder(self, resume: bool) -> None:
+        config = run_config_json(self.run, self.algo, self.env_config, self.spec)
+        checkpoint = self.out / CHECKPOINT_FILE
+        if resume:
+            if not checkpoint.exists():
+                raise CheckpointError(f"nothing to resume in {self.out}: no {CHECKPOINT_FILE} (a run writes its "
+                                      f"first one after {self.run.checkpoint_every} steps); start it without --resume")
+            check_resumable(read_json(self.out / CONFIG_FILE, "run config"), self.run, self.algo,
+                            self.env_config, self.out)
+            self._load_checkpoint(checkpoint)
+        elif checkpoint.exists() or (self.out / CONFIG_FILE).exists():
+            raise ConfigError(f"{self.out} already holds a run: continue it with --resume or choose another --out")
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.out / CONFIG_FILE, config)
+        self.logger = RunLogger(self.out, title=f"MR.Q on {self.run.env_id}",
+                                resume_step=self.step if resume else None)
+
+    def _checkpoint_state(self) -> dict:
+        rng = {"torch": torch.get_rng_state(), "numpy": self.rng.bit_generator.state}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        counters = {"step": self.step, "episode": self.episode, "elapsed": self.elapsed + self._session_time(),
+                    "last_episode_return": self.last_episode_return, "next_checkpoint": self.next_checkpoint,
+                    "last_eval": list(self.last_eval)}
+        return {"learner": self.learner.state_dict(), "buffer": self.buffer.state_dict(), "rng": rng,
+                "counters": counters}
+
+    def save_checkpoint(self) -> None:
+        tensors, skeleton = flatten_state(self._checkpoint_state())
+        save_tensors(self.out / CHECKPOINT_FILE, tensors,
+                     {"format_version": FORMAT_VERSION, "env_id": self.run.env_id, "state": skeleton})
+
+    def _load_checkpoint(self, path: Path) -> None:
+        tensors, meta = load_tensors(path, device="cpu", what="checkpoint")
+        if meta.get("format_version") != FORMAT_VERSION or "state" not in meta:
+            raise CheckpointError(f"{path} is not a checkpoint of this package's format {FORMAT_VERSION}")
+        state = unflatten_state(meta["state"], tensors)
+        try:
+            self.learner.load_state_dict(_to_device(state["learner"], self.device))
+        except (RuntimeError, KeyError, ValueError) as err:
+            raise CheckpointError(f"{path} does not fit this env/config ({str(err).splitlines()[0]}): "
+                                  "resume with the settings it was trained with") from None
+        self.buffer.load_state_dict(state["buffer"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        self.rng.bit_generator.state = state["rng"]["numpy"]
+        counters = state["counters"]
+        self.step, self.episode = counters["step"], counters["episode"]
+        self.elapsed, self.last_episode_return = counters["elapsed"], counters["last_episode_return"]
+        self.next_checkpoint, self.last_eval = counters["next_checkpoint"], tuple(counters["last_eval"])
+
+    def save_model(self) -> None:
+        save_tensors(self.out / MODEL_FILE, network_tensors(self.learner),
+                     {"format_version": FORMAT_VERSION, "env_id": self.run.env_id, "step": self.step})
+
+    # ---------------------------------------------------------------- loop
+    def _session_time(self) -> float:
+        return time.perf_counter() - self._session_start
+
+    def train(self, progress: Any = None) -> dict[str, Any]:
+        """Run to `run.steps` env steps. `progress(step, info)` is called after every step."""
+        self._session_start = time.perf_counter()
+        start_step = self.step
+        if self.step >= self.run.steps:
+            self.log(f"{self.out} already reached {self.step:,} of {self.run.steps:,} steps; nothing to do")
+            return self._summary()
+        obs = self._start_episode()
+        episode_return = 0.0
+        while self.step < self.run.steps:
+            action = self._action(obs)
+            next_obs, reward, terminated, truncated, _ = self.env.step(action)
+            if not math.isfinite(float(reward)) or (not self.spec.pixels and not np.isfinite(next_obs).all()):
+                raise TrainingDivergedError(f"the env returned a non-finite reward or observation at step "
+                                            f"{self.step}: check the environment")
+            self.buffer.add(action, float(reward), terminated, truncated, next_obs)
+            episode_return += float(reward)
+            obs = next_obs
+            if self.step >= self.algo.warmup_steps and self.buffer.can_sample():
+                self.metrics = self.learner.update(self.buffer)
+            self.step += 1
+            if self.step % self.run.eval_every == 0 or self.step == self.run.steps:
+                self._evaluate()
+            if terminated or truncated:
+                self.last_episode_return = episode_return
+                self.logger.log_scalars(self.step, {"train/episode_return": episode_return})
+                self.episode += 1
+                episode_return = 0.0
+                if self.step >= self.next_checkpoint and self.step < self.run.steps:
+                    self._checkpoint_now()
+                if self.step < self.run.steps:
+                    obs = self._start_episode()
+            if progress is not None:
+                progress(self.step, self._progress_info(start_step))
+        if self.buffer.in_episode:  # the budget ended mid-episode: the final checkpoint still resumes cleanly
+            self._close_episode_for_checkpoint()
+        self._checkpoint_now()
+        self.logger.close()
+        return self._summary()
+
+    def _summary(self) -> dict[str, Any]:
+        return {"step": self.step, "eval_return_mean": self.last_eval[0], "eval_return_std": self.last_eval[1],
+                "wall_time": self.elapsed + self._session_time(), "out": str(self.out)}
+
+    def _close_episode_for_checkpoint(self) -> None:
+        # A run stopped at its step budget mid-episode: the partial episode stays in replay as if truncated.
+        self.buffer.in_episode = False
+        self.episode += 1
+
+    def _checkpoint_now(self) -> None:
+        self.save_checkpoint()
+        while self.next_checkpoint <= self.step:
+            self.next_checkpoint += self.run.checkpoint_every
+
+    def _start_episode(self) -> np.ndarray:
+        obs, _ = self.env.reset(seed=episode_seed(self.run.seed, TRAIN_STREAM, self.episode))
+        self.buffer.start_episode(obs)
+        return obs
+
+    def _action(self, obs: np.ndarray) -> np.ndarray | int:
+        if self.step < self.algo.warmup_steps:
+            if self.spec.discrete:
+                return int(self.rng.integers(self.spec.action_dim))
+            return self.rng.uniform(-1.0, 1.0, self.spec.action_dim).astype(np.float32)
+        return self.learner.act(obs, explore=True)
+
+    def _evaluate(self) -> None:
+        returns, _ = run_episodes(self.eval_env, lambda o: self.learner.act(o, explore=False),
+                                  self.run.eval_episodes, self.run.seed, stream=EVAL_STREAM)
+        self.last_eval = (float(returns.mean()), float(returns.std()))
+        losses = {k: float(v) for k, v in self.metrics.items()}  # the only device->host reads of the loop
+        bad = [k for k, v in losses.items() if not math.isfinite(v)]
+        if bad:
+            raise TrainingDivergedError(f"training diverged at step {self.step}: {', '.join(bad)} became "
+                                        "non-finite; check the env's rewards or lower the learning rates with --set")
+        row = {"step": self.step, "wall_time": round(self.elapsed + self._session_time(), 3),
+               "episodes": self.episode, "eval_return_mean": self.last_eval[0], "eval_return_std": self.last_eval[1],
+               **{k: losses.get(k) for k in LOSS_COLUMNS}, "reward_scale": self.learner.reward_scale}
+        self.logger.log_eval(row)
+        self.save_model()
+        self.log(f"step {self.step:>9,}/{self.run.steps:,} | eval return {self.last_eval[0]:10.2f} "
+                 f"± {self.last_eval[1]:.2f} | episodes {self.episode} | "
+                 f"elapsed {self.elapsed + self._session_time():.0f}s")
+
+    def _progress_info(self, start_step: int) -> dict[str, Any]:
+        rate = (self.step - start_step) / max(self._session_time(), 1e-9)
+        return {"steps_per_s": rate, "episode_return": self.last_episode_return, "eval_return": self.last_eval[0]}
+
+
+def _to_device(tree: Any, device: torch.device) -> Any:
+    if isinstance(tree, torch.Tensor):
+        return tree.to(device)
+    if isinstance(tree, dict):
+        return {k: _to_device(v, device) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_to_device(v, device) for v in tree]
+    return tree
