@@ -49,16 +49,18 @@ def train(
                                                    "end after every N steps. [default: max(50k, eval every)]"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override an algorithm hyperparameter, "
                                              "e.g. --set enc_hdim=128 (repeatable; names as in the paper)."),
+    preset: str = typer.Option("paper", help="Named config before --set: 'paper' (the paper's defaults) or "
+                               "'small' (128-wide networks, 1k warm-up: small envs learn on a CPU in minutes)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
 ) -> None:
     """Train MR.Q on ENV and write a run folder (config, metrics, curves, weights, checkpoint)."""
-    from mrq_agents.config import MRQConfig
+    from mrq_agents.config import MRQConfig, preset_config
     from mrq_agents.serialization import read_json
     from mrq_agents.training.trainer import CONFIG_FILE, Trainer, default_run_config
 
     overrides = {"steps": steps, "seed": seed, "device": device, "eval_every": eval_every,
                  "eval_episodes": eval_episodes, "checkpoint_every": checkpoint_every}
-    base_algo = MRQConfig()
+    base_algo = preset_config(preset)
     if out is None:
         out = Path("runs") / f"{env.replace('/', '_')}-seed{seed or 0}"
     if resume and (out / CONFIG_FILE).exists():

@@ -125,6 +125,22 @@ def _coerce(cls: type, name: str, value: Any) -> Any:
     return value
 
 
+# Named sets of overrides, applied before `--set`. "paper" is the default config; "small" shrinks the
+# networks and the warm-up so that small envs (Pendulum-v1, CartPole-v1) learn on a laptop CPU in minutes.
+PRESETS: dict[str, dict[str, object]] = {
+    "paper": {},
+    "small": {"zs_dim": 128, "zsa_dim": 128, "za_dim": 64, "enc_hdim": 128, "value_hdim": 128,
+              "policy_hdim": 128, "batch_size": 128, "warmup_steps": 1_000},
+}
+
+
+def preset_config(name: str) -> MRQConfig:
+    """The config of a named preset (see PRESETS)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return MRQConfig(**PRESETS[name])  # type: ignore[arg-type]
+
+
 def config_help() -> str:
     """One line per field: name, default and meaning (for `--help` texts and docs)."""
     return "\n".join(f"{f.name}={f.default}: {f.metadata['help']}" for f in dataclasses.fields(MRQConfig))

@@ -1,0 +1,99 @@
+"""Training throughput of MR.Q at the paper's config: env-steps/s including updates, and peak memory.
+
+    python benchmarks/throughput.py                       # HalfCheetah-v4 and ALE/Pong-v5 on the default device
+    python benchmarks/throughput.py --device cpu --measure-steps 250 --envs HalfCheetah-v4
+
+Each env: fill the replay with `--fill-steps` random steps (no updates), then time `--measure-steps` steps of
+the full training step (act with exploration, env step, store, one update). `--measure-steps` should be a
+multiple of `target_update_freq` (250) so that the timed span holds the same share of encoder bursts as
+training does (one burst of 250 encoder updates every 250 steps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import time
+
+import numpy as np
+import torch
+
+from mrq_agents.config import MRQConfig
+from mrq_agents.envs import EnvSpec, make_env, resolve_env
+from mrq_agents.learner import MRQLearner, resolve_device
+from mrq_agents.replay import ReplayBuffer
+
+
+def measure(env_id: str, device: torch.device, fill_steps: int, measure_steps: int, seed: int = 0) -> dict:
+    config = MRQConfig()
+    env_config = resolve_env(env_id)
+    env = make_env(env_config, seed=seed)
+    spec = EnvSpec.from_env(env, env_config.frame_stack)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    learner = MRQLearner(spec, config, device)
+    buffer = ReplayBuffer(spec, config.buffer_size, (config.enc_horizon, config.q_horizon), config.prioritized,
+                          device)
+    obs, _ = env.reset(seed=seed)
+    buffer.start_episode(obs)
+
+    def step(act_fn) -> None:
+        nonlocal obs
+        action = act_fn(obs)
+        obs, reward, terminated, truncated, _ = env.step(action)
+        buffer.add(action, float(reward), terminated, truncated, obs)
+        if terminated or truncated:
+            obs, _ = env.reset()
+            buffer.start_episode(obs)
+
+    def random_action(_obs):
+        if spec.discrete:
+            return int(rng.integers(spec.action_dim))
+        return rng.uniform(-1, 1, spec.action_dim).astype(np.float32)
+
+    for _ in range(fill_steps):
+        step(random_action)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(measure_steps):
+        step(lambda o: learner.act(o, explore=True))
+        learner.update(buffer)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elapsed = time.perf_counter() - start
+    peak_host = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB (Linux)
+    peak_gpu = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    params = sum(p.numel() for p in learner.nets.parameters())
+    return {"env": env_id, "device": str(device), "params_M": params / 1e6, "steps_per_s": measure_steps / elapsed,
+            "seconds": elapsed, "peak_host_GiB": peak_host, "peak_gpu_GiB": peak_gpu}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--envs", nargs="+", default=["HalfCheetah-v4", "ALE/Pong-v5"])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--fill-steps", type=int, default=1_000)
+    parser.add_argument("--measure-steps", type=int, default=250)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    print(f"# {platform.processor() or platform.machine()} | {torch.get_num_threads()} torch threads | "
+          f"torch {torch.__version__} | device {device}"
+          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
+    rows = [measure(env_id, device, args.fill_steps, args.measure_steps) for env_id in args.envs]
+    header = f"| {'env':<16} | {'device':<7} | {'params':>7} | {'env-steps/s':>11} | {'peak host RSS':>13} | {'peak GPU':>8} |"
+    print(header)
+    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    for r in rows:
+        gpu = "-" if np.isnan(r["peak_gpu_GiB"]) else f"{r['peak_gpu_GiB']:.2f} GiB"
+        print(f"| {r['env']:<16} | {r['device']:<7} | {r['params_M']:>6.2f}M | {r['steps_per_s']:>11.2f} | "
+              f"{r['peak_host_GiB']:>9.2f} GiB | {gpu:>8} |")
+
+
+if __name__ == "__main__":
+    main()

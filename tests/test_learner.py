@@ -1,0 +1,376 @@
+"""MR.Q learner (mrq_agents.learner): target-sync cadence, reward scales, which parameters each update
+steps, and the acting boundary. Tiny networks on CPU, buffers filled by scripted random transitions."""
+
+import numpy as np
+import pytest
+import torch
+
+from mrq_agents.config import MRQConfig
+from mrq_agents.envs import EnvSpec
+from mrq_agents.learner import MRQLearner
+from mrq_agents.replay import ReplayBuffer
+
+CONFIG = MRQConfig(zs_dim=16, zsa_dim=16, za_dim=8, enc_hdim=16, value_hdim=16, policy_hdim=16, batch_size=4,
+                   buffer_size=200, target_update_freq=5)
+CONTINUOUS = EnvSpec(obs_shape=(3,), pixels=False, frame_stack=1, discrete=False, action_dim=2)
+DISCRETE = EnvSpec(obs_shape=(3,), pixels=False, frame_stack=1, discrete=True, action_dim=4)
+SPECS = pytest.mark.parametrize("spec", [CONTINUOUS, DISCRETE], ids=["continuous", "discrete"])
+
+
+def fill(buffer, spec, rng, episodes=6, length=10, rewards=None):
+    """Random transitions; every other episode terminates. Returns the rewards stored, in order."""
+    stored = []
+    for episode in range(episodes):
+        buffer.start_episode(rng.standard_normal(3).astype(np.float32))
+        for t in range(length):
+            action = int(rng.integers(spec.action_dim)) if spec.discrete else \
+                rng.uniform(-1, 1, spec.action_dim).astype(np.float32)
+            reward = float(rng.uniform(-2, 2)) if rewards is None else rewards
+            last = t == length - 1
+            buffer.add(action, reward, last and episode % 2 == 0, last and episode % 2 == 1,
+                       rng.standard_normal(3).astype(np.float32))
+            stored.append(reward)
+    return stored
+
+
+def make(spec, seed=0, config=CONFIG, **fill_kwargs):
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    learner = MRQLearner(spec, config, "cpu")
+    buffer = ReplayBuffer(spec, config.buffer_size, horizons=(config.enc_horizon, config.q_horizon),
+                          prioritized=config.prioritized, device="cpu")
+    rewards = fill(buffer, spec, rng, **fill_kwargs)
+    return learner, buffer, rewards, rng
+
+
+def snapshot(module):
+    return {name: p.detach().clone() for name, p in module.named_parameters()}
+
+
+def equal(module, snap):
+    return all(torch.equal(p, snap[name]) for name, p in module.named_parameters())
+
+
+def changed(module, snap):
+    """Most parameter tensors moved (one may see an exactly zero gradient, e.g. Huber signs cancelling)."""
+    moved = [not torch.equal(p, snap[name]) for name, p in module.named_parameters()]
+    return sum(moved) >= 0.75 * len(moved)
+
+
+# ------------------------------------------------------------------ target sync cadence
+@SPECS
+def test_target_sync_cadence(spec, monkeypatch):
+    learner, buffer, _, _ = make(spec)
+    calls = []  # (kind, num_updates at the call)
+    shapes = []  # (kind, reward shape, next_state shape, keyword arguments)
+    for name in ("sync_targets", "encoder_update", "value_update", "policy_update"):
+        original = getattr(learner, name)
+
+        def wrapped(*args, _name=name, _original=original, **kwargs):
+            calls.append((_name, learner.num_updates))
+            if _name in ("encoder_update", "value_update"):
+                shapes.append((_name, tuple(args[0].reward.shape), tuple(args[0].next_state.shape), kwargs))
+            result = _original(*args, **kwargs)
+            if _name == "sync_targets":  # right after a sync the targets equal the online networks
+                for target, online in zip(learner.target.parameters(), learner.nets.parameters()):
+                    assert torch.equal(target, online)
+            return result
+
+        monkeypatch.setattr(learner, name, wrapped)
+
+    for _ in range(12):
+        metrics = learner.update(buffer)
+        assert all(torch.isfinite(v) for v in metrics.values())
+    assert learner.num_updates == 12
+
+    syncs = [n for kind, n in calls if kind == "sync_targets"]
+    assert syncs == [0, 5, 10]
+    encoder_updates = [n for kind, n in calls if kind == "encoder_update"]
+    assert encoder_updates == [0] * 5 + [5] * 5 + [10] * 5  # 5 per sync, 15 in all
+    assert [n for kind, n in calls if kind == "value_update"] == list(range(12))
+    assert [n for kind, n in calls if kind == "policy_update"] == list(range(12))
+    # Order within a syncing step: sync, 5 encoder updates, value, policy.
+    step_five = [kind for kind, n in calls if n == 5]
+    assert step_five == ["sync_targets"] + ["encoder_update"] * 5 + ["value_update", "policy_update"]
+    assert [kind for kind, n in calls if n == 6] == ["value_update", "policy_update"]
+    # Encoder windows: H = 5 with every next state; value windows: H = 3 with only the last next state.
+    # Half of the episodes terminate, so the termination loss is on.
+    for kind, reward_shape, next_shape, kwargs in shapes:
+        if kind == "encoder_update":
+            assert reward_shape == (4, 5) and next_shape == (4, 5, 3) and kwargs == {"use_termination": True}
+        else:
+            assert reward_shape == (4, 3) and next_shape == (4, 1, 3)
+
+
+def test_termination_loss_is_off_until_a_termination_is_stored(monkeypatch):
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    learner = MRQLearner(CONTINUOUS, CONFIG, "cpu")
+    buffer = ReplayBuffer(CONTINUOUS, CONFIG.buffer_size, horizons=(5, 3), device="cpu")
+    for _ in range(3):  # truncated episodes only
+        buffer.start_episode(rng.standard_normal(3).astype(np.float32))
+        for t in range(10):
+            buffer.add(rng.uniform(-1, 1, 2), 1.0, False, t == 9, rng.standard_normal(3).astype(np.float32))
+    flags = []
+    original = learner.encoder_update
+
+    def encoder_update(batch, use_termination):
+        flags.append(use_termination)
+        return original(batch, use_termination)
+
+    monkeypatch.setattr(learner, "encoder_update", encoder_update)
+    for _ in range(6):  # two syncs, 5 encoder updates each
+        learner.update(buffer)
+    assert flags == [False] * 10
+    # Once a terminated transition is stored, the next sync's encoder updates use the termination loss.
+    buffer.start_episode(rng.standard_normal(3).astype(np.float32))
+    buffer.add(rng.uniform(-1, 1, 2), 1.0, True, False, rng.standard_normal(3).astype(np.float32))
+    for _ in range(5):  # updates 6..10: the sync at 10
+        learner.update(buffer)
+    assert flags == [False] * 10 + [True] * 5
+
+
+def test_targets_hold_the_online_weights_from_the_last_sync():
+    learner, buffer, _, _ = make(CONTINUOUS)
+    before_first = snapshot(learner.nets)
+    learner.update(buffer)  # sync (copies the untrained weights), then 5 encoder + value + policy updates
+    assert equal(learner.target, before_first)
+    assert not equal(learner.nets, before_first)
+    for _ in range(4):  # updates 1..4: no sync
+        learner.update(buffer)
+        assert equal(learner.target, before_first)
+    before_sixth = snapshot(learner.nets)
+    learner.update(buffer)  # update 5: sync
+    assert equal(learner.target, before_sixth)
+    assert not equal(learner.target, before_first)
+
+
+# ------------------------------------------------------------------ reward scales
+def test_reward_scales_follow_the_sync():
+    learner, buffer, rewards, rng = make(CONTINUOUS)
+    assert (learner.reward_scale, learner.target_reward_scale) == (1.0, 0.0)  # initial values (spec: 1 and 0)
+    mean_abs = sum(abs(r) for r in rewards) / len(rewards)  # the buffer holds 60 transitions, none overwritten
+    learner.update(buffer)
+    assert learner.target_reward_scale == 1.0
+    assert learner.reward_scale == pytest.approx(mean_abs)
+
+    # New transitions with |r| = 5: (60 * mean_abs + 20 * 5) / 80
+    fill(buffer, CONTINUOUS, rng, episodes=2, length=10, rewards=5.0)
+    new_mean_abs = (60 * mean_abs + 20 * 5.0) / 80
+    for _ in range(4):  # no sync: scales unchanged
+        learner.update(buffer)
+        assert learner.reward_scale == pytest.approx(mean_abs)
+        assert learner.target_reward_scale == 1.0
+    learner.update(buffer)  # second sync
+    assert learner.target_reward_scale == pytest.approx(mean_abs)
+    assert learner.reward_scale == pytest.approx(new_mean_abs)
+
+
+def test_all_zero_rewards_keep_the_scale_at_one():
+    learner, buffer, _, _ = make(CONTINUOUS, rewards=0.0)
+    assert buffer.reward_scale() == 0.0
+    for _ in range(6):  # two syncs
+        metrics = learner.update(buffer)
+        assert learner.reward_scale == 1.0
+        assert learner.target_reward_scale == 1.0
+        assert all(torch.isfinite(v) for v in metrics.values())
+
+
+# ------------------------------------------------------------------ which parameters each update steps
+@SPECS
+def test_encoder_update_changes_only_the_encoder(spec):
+    learner, buffer, _, _ = make(spec)
+    batch = buffer.sample(CONFIG.enc_horizon, CONFIG.batch_size)
+    before = {name: snapshot(getattr(learner.nets, name)) for name in ("encoder", "value", "policy")}
+    targets = snapshot(learner.target)
+    metrics = learner.encoder_update(batch, use_termination=True)
+    assert set(metrics) >= {"encoder_loss", "dynamics_loss", "reward_loss", "termination_loss"}
+    assert changed(learner.nets.encoder, before["encoder"])
+    assert equal(learner.nets.value, before["value"])
+    assert equal(learner.nets.policy, before["policy"])
+    assert equal(learner.target, targets)
+
+
+@SPECS
+def test_value_update_changes_only_the_value(spec):
+    learner, buffer, _, _ = make(spec)
+    learner.target_reward_scale = 1.0  # as after the first sync
+    batch = buffer.sample(CONFIG.q_horizon, CONFIG.batch_size, all_next_states=False)
+    before = {name: snapshot(getattr(learner.nets, name)) for name in ("encoder", "value", "policy")}
+    targets = snapshot(learner.target)
+    metrics, zs, priority = learner.value_update(batch)
+    assert changed(learner.nets.value, before["value"])
+    assert equal(learner.nets.encoder, before["encoder"])
+    assert equal(learner.nets.policy, before["policy"])
+    assert equal(learner.target, targets)
+    assert zs.shape == (CONFIG.batch_size, CONFIG.zs_dim) and not zs.requires_grad
+    # LAP priorities: clamped below at min_priority 1, so >= 1 ** 0.4 = 1.
+    assert priority.shape == (CONFIG.batch_size,) and torch.all(priority >= 1.0)
+
+
+@SPECS
+def test_policy_update_changes_only_the_policy(spec):
+    learner, buffer, _, _ = make(spec)
+    batch = buffer.sample(CONFIG.q_horizon, CONFIG.batch_size, all_next_states=False)
+    with torch.no_grad():
+        zs = learner.nets.encoder.state(batch.state)
+    before = {name: snapshot(getattr(learner.nets, name)) for name in ("encoder", "value", "policy")}
+    targets = snapshot(learner.target)
+    learner.policy_update(zs)
+    assert changed(learner.nets.policy, before["policy"])
+    assert equal(learner.nets.encoder, before["encoder"])
+    assert equal(learner.nets.value, before["value"])
+    assert equal(learner.target, targets)
+    # No stray gradients are left on the value or encoder for a later optimizer step to pick up.
+    assert all(p.grad is None for p in learner.nets.value.parameters())
+    assert all(p.grad is None for p in learner.nets.encoder.parameters())
+
+
+def test_update_raises_the_sampled_priorities():
+    learner, buffer, _, _ = make(CONTINUOUS)
+    learner.update(buffer)
+    # Every priority written by the value update is a LAP priority >= 1; the running max is at least 1.
+    assert buffer.max_priority.item() >= 1.0
+    assert torch.all(buffer.priority[buffer.eligible[CONFIG.q_horizon]] >= 1.0)
+
+
+# ------------------------------------------------------------------ acting
+def test_act_continuous():
+    torch.manual_seed(0)
+    learner = MRQLearner(CONTINUOUS, CONFIG, "cpu")
+    obs = np.array([0.3, -1.2, 2.0])
+    for explore in (False, True):
+        for _ in range(20):
+            action = learner.act(obs * 5, explore=explore)
+            assert isinstance(action, np.ndarray) and action.dtype == np.float32 and action.shape == (2,)
+            assert np.all(action >= -1.0) and np.all(action <= 1.0)
+    first = learner.act(obs, explore=False)
+    assert np.array_equal(learner.act(obs, explore=False), first)
+    # explore=False is tanh(pi's pre-activation): the policy's own output, no noise.
+    with torch.no_grad():
+        expected, _ = learner.nets.policy(learner.nets.encoder.state(torch.tensor(obs, dtype=torch.float32)[None]))
+    np.testing.assert_allclose(first, expected[0].numpy(), rtol=1e-6)
+    noisy = [learner.act(obs, explore=True) for _ in range(5)]
+    assert any(not np.array_equal(a, first) for a in noisy)
+
+
+def test_act_discrete():
+    torch.manual_seed(0)
+    learner = MRQLearner(DISCRETE, CONFIG, "cpu")
+    obs = np.array([0.3, -1.2, 2.0], dtype=np.float32)
+    for explore in (False, True):
+        for _ in range(20):
+            action = learner.act(obs, explore=explore)
+            assert type(action) is int and 0 <= action < DISCRETE.action_dim
+    greedy = learner.act(obs, explore=False, deterministic=True)
+    assert all(learner.act(obs, explore=False, deterministic=True) == greedy for _ in range(10))
+    with torch.no_grad():
+        _, pre = learner.nets.policy(learner.nets.encoder.state(torch.tensor(obs)[None]))
+    assert greedy == int(pre.argmax(1).item())
+
+
+def test_act_pixels_accepts_uint8_stacks():
+    spec = EnvSpec(obs_shape=(2 * 3, 32, 32), pixels=True, frame_stack=3, discrete=False, action_dim=2)
+    torch.manual_seed(0)
+    learner = MRQLearner(spec, CONFIG, "cpu")
+    obs = np.random.default_rng(0).integers(0, 256, size=(6, 32, 32), dtype=np.uint8)
+    action = learner.act(obs, explore=False)
+    assert action.dtype == np.float32 and action.shape == (2,) and np.all(np.abs(action) <= 1.0)
+
+
+# ------------------------------------------------------------------ value target by hand
+class ConstantQ(torch.nn.Module):
+    """Stands in for the two critics: the same (q1, q2) for every input, (B, zsa_dim) -> (B, 2)."""
+
+    def __init__(self, q1, q2, trainable):
+        super().__init__()
+        q = torch.tensor([q1, q2])
+        if trainable:
+            self.q = torch.nn.Parameter(q)
+        else:
+            self.register_buffer("q", q)
+
+    def forward(self, zsa):
+        return self.q.expand(zsa.shape[0], 2)
+
+
+@SPECS
+def test_value_target_by_hand(spec):
+    from mrq_agents.replay import Batch
+    config = MRQConfig(**{**CONFIG.to_dict(), "discount": 0.5})
+    torch.manual_seed(0)
+    learner = MRQLearner(spec, config, "cpu")
+    learner.target.value = ConstantQ(8.0, 6.0, trainable=False)  # min over target critics: 6
+    learner.nets.value = ConstantQ(5.0, -3.0, trainable=True)  # online critics
+    learner.target_reward_scale, learner.reward_scale = 2.0, 4.0
+    action = torch.zeros(2, 3, spec.action_dim)
+    action[..., 0] = 1.0
+    batch = Batch(
+        state=torch.randn(2, 3),
+        action=action,
+        reward=torch.tensor([[1.0, 2.0, 4.0], [1.0, 2.0, 1000.0]]),
+        not_done=torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]]),  # row 1 terminates at step 1
+        next_state=torch.randn(2, 1, 3),
+        indices=torch.tensor([0, 1]),
+    )
+    metrics, _, priority = learner.value_update(batch)
+    # Row 0: R = 1 + 0.5 * 2 + 0.25 * 4 = 3, D = 1: y = (3 + 1 * 0.5^3 * 6 * 2.0) / 4.0 = (3 + 1.5) / 4 = 1.125
+    # Row 1: R = 1 + 0.5 * 2 = 2 (the terminating step keeps its reward), D = 0: y = 2 / 4 = 0.5
+    # Errors q - y: row 0 (5 - 1.125, -3 - 1.125) = (3.875, -4.125); row 1 (4.5, -3.5)
+    # LAP: max |error| per row -> 4.125 ** 0.4, 4.5 ** 0.4
+    assert priority.tolist() == pytest.approx([4.125**0.4, 4.5**0.4], rel=1e-6)
+    # Huber (beta 1) with every |error| > 1: |e| - 0.5 -> 3.375, 3.625, 4.0, 3.0; mean = 14 / 4 = 3.5
+    assert metrics["value_loss"].item() == pytest.approx(3.5, rel=1e-6)
+    assert metrics["q_mean"].item() == pytest.approx(1.0)  # mean of (5, -3)
+
+
+def test_discrete_noise_is_halved():
+    # Spec: exploration 0.2, target noise 0.2 clipped at 0.3, all halved for discrete actions.
+    continuous, discrete = MRQLearner(CONTINUOUS, CONFIG, "cpu"), MRQLearner(DISCRETE, CONFIG, "cpu")
+    assert (continuous.exploration_noise, continuous.target_noise, continuous.target_noise_clip) == (0.2, 0.2, 0.3)
+    assert (discrete.exploration_noise, discrete.target_noise, discrete.target_noise_clip) == (0.1, 0.1, 0.15)
+
+
+# ------------------------------------------------------------------ network shapes and sizes
+def test_paper_sized_networks_for_halfcheetah():
+    from mrq_agents.networks import MRQNetworks
+    nets = MRQNetworks((17,), False, 6, False, MRQConfig())
+    count = {name: sum(p.numel() for p in getattr(nets, name).parameters()) for name in ("encoder", "value", "policy")}
+    # Linear(i, o) has i*o + o parameters; layer norms have none.
+    # encoder: zs MLP 17*512+512 + 2*(512*512+512) = 9216 + 525312 = 534528; za 6*256+256 = 1792;
+    #   zsa MLP 768*512+512 + 2*262656 = 393728 + 525312 = 919040; model 512*578+578 = 296514 -> 1751874
+    assert count["encoder"] == 1_751_874
+    # value: 2 * (3 * 262656 + 513) = 2 * 788481 = 1576962
+    assert count["value"] == 1_576_962
+    # policy: 2 * 262656 + 512*6+6 = 525312 + 3078 = 528390
+    assert count["policy"] == 528_390
+    assert not any(isinstance(m, torch.nn.LayerNorm) and m.weight is not None for m in nets.modules())
+    # Xavier-uniform with the ReLU gain, zero bias: |w| <= sqrt(2) * sqrt(6 / (fan_in + fan_out))
+    for module in nets.modules():
+        if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
+            fan_out, fan_in = module.weight.shape[0], module.weight[0].numel()
+            if isinstance(module, torch.nn.Conv2d):
+                fan_out *= module.weight[0, 0].numel()
+            assert module.weight.abs().max().item() <= 2**0.5 * (6 / (fan_in + fan_out)) ** 0.5 + 1e-6
+            assert torch.all(module.bias == 0)
+
+
+def test_network_output_shapes():
+    from mrq_agents.networks import MRQNetworks, PixelTrunk
+    assert PixelTrunk(9, (84, 84)).out_dim == 1568  # 84 -> 41 -> 20 -> 9 -> 7 (strides 2, 2, 2, 1): 32 * 7 * 7
+    nets = MRQNetworks((17,), False, 6, False, CONFIG)
+    zs = nets.encoder.state(torch.randn(5, 17))
+    assert zs.shape == (5, 16)
+    zsa = nets.encoder.state_action(zs, torch.zeros(5, 6))
+    assert zsa.shape == (5, 16)
+    done, next_zs, reward_logits = nets.encoder.predict(zsa)
+    assert done.shape == (5,) and next_zs.shape == (5, 16) and reward_logits.shape == (5, 65)
+    assert nets.value(zsa).shape == (5, 2)
+    action, pre = nets.policy(zs)
+    assert action.shape == pre.shape == (5, 6)
+    assert torch.equal(action, torch.tanh(pre))
+    # Discrete: a soft Gumbel-softmax sample, rows on the simplex.
+    discrete = MRQNetworks((17,), False, 4, True, CONFIG)
+    action, pre = discrete.policy(discrete.encoder.state(torch.randn(5, 17)))
+    assert action.shape == (5, 4) and torch.all(action >= 0)
+    assert action.sum(1).tolist() == pytest.approx([1.0] * 5, abs=1e-5)
