@@ -88,7 +88,7 @@ def train(
 @app.command("eval")
 @_friendly_errors
 def evaluate(
-    source: Path = typer.Argument(..., help="A run folder of `mrq train` (or an export folder)."),
+    source: str = typer.Argument(..., help="A run folder of `mrq train`, an export folder, a zoo id or a Hub repo id."),
     episodes: int = typer.Option(10, help="Episodes to play."),
     seed: int = typer.Option(0, help="Seed of the evaluation episodes."),
     deterministic: bool = typer.Option(False, "--deterministic", help="Discrete actions: argmax(pre) instead of "
@@ -98,20 +98,151 @@ def evaluate(
 ) -> None:
     """Evaluate saved weights with the paper's protocol (no exploration noise) and print mean ± std return."""
     from mrq_agents.policy import Policy
-    from mrq_agents.training.evaluation import run_episodes
 
     policy = Policy.from_pretrained(source, device=device)
-    env = policy.make_env(seed=seed)
-    returns, lengths = run_episodes(env, lambda o: policy.act(o, deterministic=deterministic), episodes, seed,
-                                    stream=1)
+    rollout = policy.rollout(episodes=episodes, seed=seed, deterministic=deterministic)
     result = {"env_id": policy.env_config.env_id, "episodes": episodes, "seed": seed,
-              "deterministic": deterministic or not policy.spec.discrete, "mean": float(returns.mean()),
-              "std": float(returns.std()), "returns": returns.tolist(), "lengths": lengths.tolist()}
+              "deterministic": deterministic or not policy.spec.discrete, "mean": rollout.mean,
+              "std": rollout.std, "returns": rollout.returns.tolist(), "lengths": rollout.lengths.tolist()}
     if as_json:
         typer.echo(json.dumps(result))
     else:
         typer.echo(f"{result['env_id']}: return {result['mean']:.2f} ± {result['std']:.2f} over {episodes} episodes "
                    f"(seed {seed}, {'deterministic' if result['deterministic'] else 'stochastic'} policy)")
+
+
+@app.command("export")
+@_friendly_errors
+def export_(
+    run_dir: Path = typer.Argument(..., help="A run folder of `mrq train` (or an export folder)."),
+    out: Path = typer.Option(..., help="Export folder to write (one folder = one Hub repo)."),
+    episodes: int = typer.Option(10, help="Evaluation episodes for results.json and the model card."),
+    seed: int = typer.Option(0, help="Seed of the evaluation episodes."),
+    record: bool = typer.Option(False, "--record", help="Also record one episode to replay.mp4."),
+    deterministic: bool = typer.Option(True, "--deterministic/--stochastic", help="Discrete actions: argmax(pre), "
+                                       "or the paper's sampled argmax(gumbel_softmax(pre))."),
+    repo_id: Optional[str] = typer.Option(None, help="Hub repo id to name in the model card's usage snippets."),
+) -> None:
+    """Evaluate a run's weights and write the export folder: weights, config, model card, results (and video)."""
+    from mrq_agents.export import today
+    from mrq_agents.policy import Policy
+
+    policy = Policy.from_pretrained(run_dir)
+    rollout = policy.rollout(episodes=episodes, seed=seed, deterministic=deterministic)
+    results = {"mean": rollout.mean, "std": rollout.std, "episodes": episodes, "seed": seed,
+               "deterministic": deterministic or not policy.spec.discrete, "returns": rollout.returns.tolist(),
+               "lengths": rollout.lengths.tolist(), "date": today(), "source": "mrq export"}
+    typer.echo(f"{policy.env_config.env_id}: return {rollout.mean:.2f} ± {rollout.std:.2f} over {episodes} episodes")
+    out.mkdir(parents=True, exist_ok=True)
+    if record:
+        policy.record(out / "replay.mp4", episodes=1, seed=seed, deterministic=deterministic)
+        typer.echo(f"recorded {out / 'replay.mp4'}")
+    policy.save_pretrained(out, results=results, repo_id=repo_id)
+    typer.echo(f"exported to {out}")
+
+
+@app.command()
+@_friendly_errors
+def push(
+    source: Path = typer.Argument(..., help="An export folder (from `mrq export`) or a run folder."),
+    repo_id: str = typer.Option(..., help="Hub repo id, ORG/NAME."),
+    private: bool = typer.Option(False, "--private", help="Create the repo as private."),
+    message: str = typer.Option("Upload MR.Q agent", help="Commit message."),
+) -> None:
+    """Upload an export folder, or a run folder (exported on the fly, scored by its last evaluation), to the Hub."""
+    import tempfile
+
+    from mrq_agents.hub import push_folder
+    from mrq_agents.policy import Policy
+
+    if (source / "README.md").exists() and (source / "results.json").exists():
+        url = push_folder(source, repo_id, private=private, commit_message=message)
+    else:
+        policy = Policy.from_pretrained(source)
+        with tempfile.TemporaryDirectory() as tmp:
+            policy.save_pretrained(tmp, repo_id=repo_id)
+            url = push_folder(tmp, repo_id, private=private, commit_message=message)
+    typer.echo(f"pushed {source} to {url}")
+
+
+@app.command()
+@_friendly_errors
+def play(
+    target: str = typer.Argument(..., help="An env id (plays the zoo's agent for it) or a model source."),
+    model: Optional[str] = typer.Option(None, help="Model source: export or run folder, zoo id or Hub repo id."),
+    episodes: int = typer.Option(1, help="Episodes to play."),
+    record: bool = typer.Option(False, "--record", help="Write an mp4 per episode (works headless)."),
+    video_dir: Path = typer.Option(Path("videos"), help="Where --record writes its videos."),
+    seed: int = typer.Option(0, help="Seed of the episodes."),
+    deterministic: bool = typer.Option(True, "--deterministic/--stochastic", help="Discrete actions: argmax(pre), "
+                                       "or the paper's sampled argmax(gumbel_softmax(pre))."),
+    revision: Optional[str] = typer.Option(None, help="Hub revision (branch, tag or commit) of the model."),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+) -> None:
+    """Play an agent: `mrq play InvertedPendulum-v4 --record`, `mrq play org/repo`, `mrq play ENV --model DIR`."""
+    from mrq_agents.policy import Policy
+
+    source, env_id = _play_source(target, model)
+    policy = Policy.from_pretrained(source, revision=revision, device=device)
+    if env_id is not None and policy.env_config.gym_id != _gym_id(env_id):
+        raise MRQError(f"the model {source} was trained on {policy.env_config.env_id!r}, not {env_id!r}")
+    name = policy.env_config.env_id.replace("/", "_")
+    for k in range(episodes):
+        episode_seed = seed + k
+        if record:
+            path = video_dir / f"{name}-seed{episode_seed}.mp4"
+            result = policy.record(path, episodes=1, seed=episode_seed, deterministic=deterministic)
+        else:
+            result = policy.rollout(episodes=1, seed=episode_seed, deterministic=deterministic)
+        line = f"episode {k + 1}: return {result.mean:.2f}, {int(result.lengths[0])} steps"
+        typer.echo(line + (f" -> {path}" if record else ""))
+
+
+def _gym_id(env_id: str) -> str:
+    from mrq_agents.envs import resolve_env
+
+    return resolve_env(env_id).gym_id
+
+
+def _play_source(target: str, model: Optional[str]) -> tuple[str, Optional[str]]:
+    """(model source, env id to check it against) for `mrq play TARGET [--model SOURCE]`."""
+    from mrq_agents import zoo
+    from mrq_agents.envs import resolve_env
+
+    if model is not None:
+        return model, target
+    if Path(target).exists() or zoo.find_by_repo(target):
+        return target, None
+    try:
+        resolve_env(target)
+    except MRQError:
+        return target, None  # not an env id: a Hub repo id
+    entry = zoo.find_by_env(target)
+    if entry is None:
+        have = ", ".join(e["env_id"] for e in zoo.entries()) or "none"
+        raise MRQError(f"the zoo has no agent for {target!r} (zoo envs: {have}); pass one with --model SOURCE "
+                       "or train one with `mrq train`")
+    return entry["repo_id"], target
+
+
+zoo_app = typer.Typer(help="The zoo of pretrained agents bundled with mrq-agents.", no_args_is_help=True)
+app.add_typer(zoo_app, name="zoo")
+
+
+@zoo_app.command("list")
+def zoo_list() -> None:
+    """The zoo's entries: env, steps, measured score and the paper's score at the same steps."""
+    from mrq_agents import zoo
+
+    rows = [("env", "repo id", "steps", "score (mean ± std, episodes)", "paper")]
+    for e in zoo.entries():
+        score = e["score"]
+        paper = "-" if e.get("paper") is None else f"{e['paper']:g}"
+        rows.append((e["env_id"], e["repo_id"], f"{e['steps']:,}",
+                     f"{score['mean']:.1f} ± {score['std']:.1f} ({score['episodes']})", paper))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
 
 
 def _console():

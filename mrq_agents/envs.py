@@ -323,18 +323,21 @@ def wrap_env(env: gym.Env, config: EnvConfig) -> gym.Env:
     return _unit_actions(WRAPPERS[config.family](env, config))
 
 
-def make_env(env: str | EnvConfig, seed: int | None = None, render_mode: str | None = None) -> gym.Env:
+def make_env(env: str | EnvConfig, seed: int | None = None, render_mode: str | None = None,
+             **make_kwargs: Any) -> gym.Env:
     """Build the env with the paper's preprocessing; `seed` seeds the action space (reset with a seed yourself).
 
     `render_mode='rgb_array'` gives the env's normal full-resolution render(), independent of pixel observations.
+    `make_kwargs` go to `gymnasium.make` (e.g. `width=640, height=480` for MuJoCo renders).
     """
     if not isinstance(env, (str, EnvConfig)):
         raise _error(f"invalid env {env!r}: expected an env id string or an EnvConfig")
     config = env if isinstance(env, EnvConfig) else resolve_env(env)
     REGISTER[config.family]()
     try:
-        made = gym.make(config.gym_id, render_mode=render_mode, **MAKE_KWARGS[config.family](config))
-    except (gym.error.Error, ImportError) as e:
+        made = gym.make(config.gym_id, render_mode=render_mode,
+                        **{**MAKE_KWARGS[config.family](config), **make_kwargs})
+    except (gym.error.Error, ImportError, TypeError) as e:
         raise _error(f"cannot build env {config.env_id!r} ({config.gym_id}): {e}") from None
     wrapped = wrap_env(made, config)
     if seed is not None:

@@ -1,22 +1,46 @@
-"""The lightweight inference `Policy`: load saved MR.Q weights (safetensors + JSON only) and act."""
+"""The lightweight inference `Policy`: load MR.Q weights (safetensors + JSON only), act, roll out, record, share.
+
+    policy = Policy.from_pretrained("mrq-agents/mrq-InvertedPendulum-v4")   # zoo id, Hub id, export or run folder
+    env = policy.make_env()
+    action = policy.act(obs)
+"""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
 import torch
 
+from mrq_agents import export
 from mrq_agents.config import MRQConfig
 from mrq_agents.envs import EnvConfig, EnvSpec, make_env, wrap_env
-from mrq_agents.errors import CheckpointError
+from mrq_agents.errors import CheckpointError, ConfigError, UnsupportedEnvError
 from mrq_agents.networks import Encoder, Policy as PolicyNet
-from mrq_agents.serialization import load_tensors, read_json
+from mrq_agents.serialization import atomic_write_json, load_tensors, read_json, save_tensors
 
-CONFIG_FILE, MODEL_FILE = "config.json", "model.safetensors"
+CONFIG_FILE, MODEL_FILE, RESULTS_FILE, CARD_FILE, VIDEO_FILE = (
+    "config.json", "model.safetensors", "results.json", "README.md", "replay.mp4")
 SUPPORTED_FORMAT = 1
+EVAL_STREAM = 1  # the evaluation episode seeds of `mrq train` / `mrq eval`
+
+
+class Rollout(NamedTuple):
+    """Per-episode returns and lengths of a rollout."""
+
+    returns: np.ndarray
+    lengths: np.ndarray
+
+    @property
+    def mean(self) -> float:
+        return float(self.returns.mean())
+
+    @property
+    def std(self) -> float:
+        return float(self.returns.std())
 
 
 class _Actor(torch.nn.Module):
@@ -28,59 +52,75 @@ class _Actor(torch.nn.Module):
         self.policy = PolicyNet(spec.action_dim, spec.discrete, config)
 
 
-class Policy:
-    """An MR.Q agent ready to act: `Policy.from_pretrained(folder).act(obs)`."""
-
-    def __init__(self, actor: _Actor, spec: EnvSpec, env_config: EnvConfig, config: MRQConfig,
-                 metadata: dict[str, Any], device: torch.device):
-        self.actor, self.spec, self.env_config, self.config = actor, spec, env_config, config
-        self.metadata, self.device = metadata, device
-
-    @classmethod
-    def from_pretrained(cls, source: str | Path, device: str | torch.device = "cpu") -> "Policy":
-        """Load from a run folder of `mrq train` (or an export folder): config.json + model.safetensors."""
-        folder = Path(source)
-        if not folder.is_dir():
-            raise CheckpointError(f"no model folder at {folder}: pass a run folder of `mrq train` or an export folder")
-        meta = read_json(folder / CONFIG_FILE, "model config")
-        version = meta.get("format_version")
-        if not isinstance(version, int) or "algorithm" not in meta or "env" not in meta:
-            raise CheckpointError(f"{folder / CONFIG_FILE} is not an MR.Q model config (no format_version/env/algorithm)")
-        if version > SUPPORTED_FORMAT:
-            raise CheckpointError(f"{folder} uses format version {version}; this mrq-agents reads up to "
-                                  f"{SUPPORTED_FORMAT}: upgrade mrq-agents")
+def load_model_folder(folder: Path) -> tuple[dict[str, Any], MRQConfig, EnvSpec, EnvConfig, dict[str, torch.Tensor]]:
+    """Read and validate config.json + model.safetensors of an export or run folder (nothing half-loaded)."""
+    meta = read_json(folder / CONFIG_FILE, "model config")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or not {"algorithm", "env", "spaces"} <= set(meta):
+        raise CheckpointError(f"{folder / CONFIG_FILE} is not an MR.Q model config (needs format_version, env, "
+                              "spaces, algorithm): pass an export folder or a run folder of `mrq train`")
+    if version > SUPPORTED_FORMAT:
+        raise CheckpointError(f"{folder} uses format version {version}; this mrq-agents reads up to "
+                              f"{SUPPORTED_FORMAT}: upgrade mrq-agents (pip install -U mrq-agents)")
+    try:
         config = MRQConfig.from_dict(meta["algorithm"])
         spec = EnvSpec.from_dict(meta["spaces"])
         env_config = EnvConfig.from_dict(meta["env"])
-        device = torch.device(device)
-        tensors, _ = load_tensors(folder / MODEL_FILE, what="model weights")
+    except (ConfigError, UnsupportedEnvError, TypeError, KeyError) as err:
+        raise CheckpointError(f"{folder / CONFIG_FILE} is malformed ({err}): re-export the model") from None
+    tensors, _ = load_tensors(folder / MODEL_FILE, what="model weights")
+    return meta, config, spec, env_config, tensors
+
+
+class Policy:
+    """An MR.Q agent ready to act. Build it with `Policy.from_pretrained(source)`."""
+
+    def __init__(self, actor: _Actor, spec: EnvSpec, env_config: EnvConfig, config: MRQConfig,
+                 metadata: dict[str, Any], folder: Path, device: torch.device):
+        self.actor, self.spec, self.env_config, self.config = actor, spec, env_config, config
+        self.metadata, self.folder, self.device = metadata, folder, device
+
+    # ---------------------------------------------------------------- loading
+    @classmethod
+    def from_pretrained(cls, source: str | Path, revision: str | None = None, device: str | torch.device = "cpu",
+                        local_files_only: bool | None = None, cache_dir: str | None = None) -> "Policy":
+        """Load from a local export folder, a run folder of `mrq train`, a zoo id, or a Hub repo id.
+
+        Hub ids resolve through `huggingface_hub` (its cache, `revision`, `HF_HUB_OFFLINE`, `local_files_only`);
+        zoo ids without a revision load the weights bundled with this package. Only the encoder and the policy
+        are loaded, strictly: missing, unexpected or mis-shaped tensors are an error.
+        """
+        folder = _resolve(source, revision, local_files_only, cache_dir)
+        meta, config, spec, env_config, tensors = load_model_folder(folder)
         actor = _Actor(spec, config)
         wanted = actor.state_dict()
-        acting = {k: v for k, v in tensors.items() if k in wanted}
+        acting = {k: v for k, v in tensors.items() if k.split(".")[0] in ("encoder", "policy")}
         missing = sorted(set(wanted) - set(acting))
-        wrong = sorted(k for k in acting if acting[k].shape != wanted[k].shape)
-        if missing or wrong:
-            problem = f"missing {missing[:3]}" if missing else f"wrong shapes for {wrong[:3]}"
-            raise CheckpointError(f"{folder / MODEL_FILE} does not fit its config.json ({problem}): "
-                                  "the weights belong to another env or config")
+        unexpected = sorted(set(acting) - set(wanted))
+        wrong = sorted(k for k in set(acting) & set(wanted) if acting[k].shape != wanted[k].shape)
+        if missing or unexpected or wrong:
+            problem = (f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected
+                       else f"wrong shapes for {wrong[:3]}")
+            raise CheckpointError(f"{folder / MODEL_FILE} does not fit its config.json ({problem}): the weights "
+                                  "belong to another env or config")
         actor.load_state_dict(acting, strict=True)
-        return cls(actor.to(device).eval(), spec, env_config, config, meta, device)
+        return cls(actor.to(device).eval(), spec, env_config, config, meta, folder, torch.device(device))
 
+    # ---------------------------------------------------------------- acting
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """Actions for one observation (obs_shape) or a batch (N, *obs_shape).
 
-        Continuous: tanh(pre) in [-1, 1] (the env's preprocessing rescales to its bounds). Discrete:
-        `argmax(pre)` when deterministic, else the paper's evaluation `argmax(gumbel_softmax(pre))`.
+        Continuous: tanh(pre), in [-1, 1] (the env's preprocessing rescales to its bounds), float32.
+        Discrete: `argmax(pre)` when deterministic, else the paper's `argmax(gumbel_softmax(pre))`; int64.
         """
         obs = np.asarray(obs)
         single = obs.shape == self.spec.obs_shape
         if not single and obs.shape[1:] != self.spec.obs_shape:
             raise ValueError(f"observation shape {obs.shape} does not match this policy's {self.spec.obs_shape} "
-                             f"(or a batch of them): was the env built with policy.make_env()/wrap()?")
+                             "(or a batch of them): build the env with policy.make_env() or policy.wrap(env)")
         x = torch.as_tensor(obs[None] if single else obs, device=self.device)
-        if not self.spec.pixels:
-            x = x.float()
+        x = x if self.spec.pixels else x.float()
         action, pre = self.actor.policy(self.actor.encoder.state(x))
         if self.spec.discrete:
             out = (pre if deterministic else action).argmax(1).cpu().numpy()
@@ -88,10 +128,99 @@ class Policy:
             out = action.cpu().numpy().astype(np.float32)
         return out[0] if single else out
 
-    def make_env(self, render_mode: str | None = None, seed: int | None = None) -> gym.Env:
-        """The env this policy was trained on, with exactly the training preprocessing."""
-        return make_env(self.env_config, seed=seed, render_mode=render_mode)
+    def predict(self, observation: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
+                deterministic: bool = True) -> tuple[np.ndarray, Any]:
+        """Stable-Baselines3's signature: `(actions, state)`; MR.Q is feed-forward, so state is passed through."""
+        return self.act(observation, deterministic=deterministic), state
+
+    # ---------------------------------------------------------------- environments
+    def make_env(self, render_mode: str | None = None, seed: int | None = None, **kwargs: Any) -> gym.Env:
+        """The env this policy was trained on, with exactly the training preprocessing (kwargs go to gym.make)."""
+        return make_env(self.env_config, seed=seed, render_mode=render_mode, **kwargs)
 
     def wrap(self, env: gym.Env) -> gym.Env:
         """Apply the training preprocessing to an env you built yourself."""
         return wrap_env(env, self.env_config)
+
+    def rollout(self, episodes: int = 10, seed: int | None = None, env: gym.Env | None = None,
+                deterministic: bool = True) -> Rollout:
+        """Play whole episodes; returns per-episode returns and lengths (`.mean`, `.std`)."""
+        from mrq_agents.training.evaluation import run_episodes
+
+        env = env or self.make_env(seed=seed)
+        returns, lengths = run_episodes(env, lambda o: self.act(o, deterministic), episodes,
+                                        0 if seed is None else seed, stream=EVAL_STREAM)
+        return Rollout(returns, lengths)
+
+    def record(self, path: str | Path, episodes: int = 1, seed: int | None = None,
+               deterministic: bool = True) -> Rollout:
+        """Write an mp4 of `episodes` episodes rendered at the env's full resolution; returns their returns."""
+        from mrq_agents.training.evaluation import episode_seed
+        from mrq_agents.video import record_episodes
+
+        env = self.make_env(render_mode="rgb_array", seed=seed)
+        seeds = [episode_seed(0 if seed is None else seed, EVAL_STREAM, k) for k in range(episodes)]
+        try:
+            returns, lengths = record_episodes(env, self.env_config, lambda o: self.act(o, deterministic),
+                                               path, episodes, seeds)
+        finally:
+            env.close()
+        return Rollout(returns, lengths)
+
+    # ---------------------------------------------------------------- sharing
+    def save_pretrained(self, folder: str | Path, results: dict[str, Any] | None = None,
+                        repo_id: str | None = None) -> Path:
+        """Write the export format (weights, config, model card, results, video/curve when present) to `folder`.
+
+        `results` (from an evaluation) default to the source's results.json, else the run's last evaluation.
+        """
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors, _ = load_tensors(self.folder / MODEL_FILE, what="model weights")
+        networks = {k: v for k, v in tensors.items() if k.split(".")[0] in ("encoder", "value", "policy")}
+        meta = {k: v for k, v in self.metadata.items() if k not in ("training", "repo_id")}
+        meta["training"] = export.training_info(self.folder, self.metadata)
+        if repo_id:
+            meta["repo_id"] = repo_id
+        if results is None:
+            source_results = self.folder / RESULTS_FILE
+            results = (read_json(source_results, "results") if source_results.exists()
+                       else export.results_from_metrics(self.folder, self.metadata))
+        save_tensors(folder / MODEL_FILE, networks, {"format_version": SUPPORTED_FORMAT,
+                                                     "env_id": self.env_config.env_id})
+        meta["weights_sha256"] = export.sha256_file(folder / MODEL_FILE)
+        atomic_write_json(folder / CONFIG_FILE, meta)
+        if results is not None:
+            atomic_write_json(folder / RESULTS_FILE, results)
+        export.copy_run_files(self.folder, folder)
+        card = export.render_card(meta, results, repo_id or self.metadata.get("repo_id"),
+                                  has_video=(folder / VIDEO_FILE).exists(),
+                                  has_curve=(folder / "learning_curve.png").exists())
+        (folder / CARD_FILE).write_text(card)
+        return folder
+
+    def push_to_hub(self, repo_id: str, private: bool = False, commit_message: str = "Upload MR.Q agent",
+                    token: str | None = None) -> str:
+        """Upload the export format to the Hub repo `repo_id`; returns the URL of the commit or repo."""
+        from mrq_agents.hub import push_folder
+
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp, repo_id=repo_id)
+            return push_folder(tmp, repo_id, private=private, commit_message=commit_message, token=token)
+
+
+def _resolve(source: str | Path, revision: str | None, local_files_only: bool | None,
+             cache_dir: str | None) -> Path:
+    """Local folder, bundled zoo entry, or Hub repo (through huggingface_hub)."""
+    from mrq_agents import zoo
+    from mrq_agents.hub import resolve_source
+
+    if isinstance(source, Path) or Path(source).exists():
+        folder = Path(source)
+        if not folder.is_dir():
+            raise CheckpointError(f"{folder} is not a folder: pass an export folder or a run folder of `mrq train`")
+        return folder
+    entry = zoo.find_by_repo(str(source))
+    if entry is not None and revision is None:
+        return zoo.bundled_folder(entry)
+    return resolve_source(str(source), revision=revision, local_files_only=local_files_only, cache_dir=cache_dir)

@@ -27,6 +27,7 @@ from mrq_agents import __version__
 from mrq_agents.config import MRQConfig
 from mrq_agents.envs import EnvConfig, EnvSpec, benchmark_defaults, make_env, resolve_env
 from mrq_agents.errors import CheckpointError, ConfigError, MRQError
+from mrq_agents.export import train_command
 from mrq_agents.learner import MRQLearner, resolve_device
 from mrq_agents.replay import ReplayBuffer
 from mrq_agents.serialization import (atomic_write_json, flatten_state, load_tensors, read_json, save_tensors,
@@ -71,7 +72,9 @@ def default_run_config(env_id: str, **overrides: Any) -> RunConfig:
     return RunConfig(env_id=env_id, **values)
 
 
-def run_config_json(run: RunConfig, algo: MRQConfig, env_config: EnvConfig, spec: EnvSpec) -> dict:
+def run_config_json(run: RunConfig, algo: MRQConfig, env_config: EnvConfig, spec: EnvSpec,
+                    device: torch.device) -> dict:
+    run_dict = dataclasses.asdict(run)
     return {
         "format_version": FORMAT_VERSION,
         "package": "mrq-agents",
@@ -79,7 +82,9 @@ def run_config_json(run: RunConfig, algo: MRQConfig, env_config: EnvConfig, spec
         "env": env_config.to_dict(),
         "spaces": spec.to_dict(),
         "algorithm": algo.to_dict(),
-        "run": dataclasses.asdict(run),
+        "run": run_dict,
+        "training": {"device": str(device), "torch": torch.__version__,
+                     "command": train_command(run.env_id, run_dict, algo.to_dict())},
     }
 
 
@@ -135,7 +140,7 @@ class Trainer:
 
     # ---------------------------------------------------------------- run folder
     def _prepare_folder(self, resume: bool) -> None:
-        config = run_config_json(self.run, self.algo, self.env_config, self.spec)
+        config = run_config_json(self.run, self.algo, self.env_config, self.spec, self.device)
         checkpoint = self.out / CHECKPOINT_FILE
         if resume:
             if not checkpoint.exists():

@@ -1,0 +1,181 @@
+"""The export format (one folder = one Hub repo) and its model card.
+
+    config.json        format version, algorithm config, env and preprocessing, spaces, training info, package version
+    model.safetensors  encoder, value and policy weights named by module (no optimizer or replay state)
+    README.md          model card rendered from MODEL_CARD.md, with Hub metadata (model-index, tags)
+    results.json       mean, std, per-episode returns, episodes, seed, deterministic or not, date
+    replay.mp4         a recorded episode, when recorded; learning_curve.png and metrics.csv from the run
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import shutil
+import string
+from pathlib import Path
+from typing import Any
+
+from mrq_agents.config import MRQConfig
+from mrq_agents.envs import EnvConfig
+
+EXPORT_FILES = ("config.json", "model.safetensors", "README.md", "results.json", "replay.mp4",
+                "learning_curve.png", "metrics.csv")
+COPIED_FILES = ("replay.mp4", "learning_curve.png", "metrics.csv")
+CARD_TEMPLATE = Path(__file__).with_name("MODEL_CARD.md")
+
+# MR.Q's published curves, mean of 10 seeds (MRQ_SPEC section 6): (gym id, pixels) -> {env steps: return}.
+PAPER_SCORES: dict[tuple[str, bool], dict[int, float]] = {
+    ("HalfCheetah-v4", False): {50_000: 5400, 100_000: 7900, 500_000: 11900, 1_000_000: 12900},
+    ("Walker2d-v4", False): {50_000: 700, 100_000: 3100, 500_000: 5200, 1_000_000: 6000},
+    ("dm_control/walker-walk-v0", False): {50_000: 891, 100_000: 962, 500_000: 979},
+    ("dm_control/cartpole-balance-v0", False): {50_000: 993, 100_000: 995, 500_000: 999},
+    ("dm_control/walker-walk-v0", True): {50_000: 568, 100_000: 856, 500_000: 970},
+    ("ALE/Pong-v5", False): {100_000: -8, 500_000: 11, 2_500_000: 18},
+    ("ALE/Breakout-v5", False): {100_000: 11, 500_000: 19, 2_500_000: 34},
+}
+
+
+def paper_score(env: EnvConfig, steps: int | None) -> float | None:
+    """The paper's score for this env at exactly `steps` env steps, if the spec lists one."""
+    return PAPER_SCORES.get((env.gym_id, env.pixels), {}).get(steps) if steps else None
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def train_command(env_id: str, run: dict[str, Any], algorithm: dict[str, Any]) -> str:
+    """The `mrq train` command line that reproduces a run's config (overrides of the paper's defaults as --set)."""
+    defaults = MRQConfig().to_dict()
+    parts = [f"mrq train {env_id}", f"--steps {run['steps']}", f"--seed {run['seed']}",
+             f"--eval-every {run['eval_every']}", f"--eval-episodes {run['eval_episodes']}"]
+    parts += [f"--set {k}={v}" for k, v in algorithm.items() if defaults.get(k) != v]
+    return " ".join(parts)
+
+
+def metrics_rows(folder: Path) -> list[dict[str, str]]:
+    path = folder / "metrics.csv"
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def training_info(folder: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """Steps trained, wall time, device and command of the run behind `folder` (kept if already exported)."""
+    info = dict(meta.get("training", {}))
+    rows = metrics_rows(folder)
+    if rows:
+        info["steps"] = int(float(rows[-1]["step"]))
+        info["wall_time_s"] = float(rows[-1]["wall_time"])
+    if "run" in meta:
+        info.setdefault("seed", meta["run"]["seed"])
+        info.setdefault("command", train_command(meta["env"]["env_id"], meta["run"], meta["algorithm"]))
+    return info
+
+
+def results_from_metrics(folder: Path, meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The run's last training-time evaluation as a results record (None when it has none)."""
+    rows = metrics_rows(folder)
+    if not rows or "run" not in meta:
+        return None
+    last = rows[-1]
+    return {"mean": float(last["eval_return_mean"]), "std": float(last["eval_return_std"]),
+            "episodes": int(meta["run"]["eval_episodes"]), "seed": int(meta["run"]["seed"]),
+            "deterministic": not meta["spaces"]["discrete"], "step": int(float(last["step"])),
+            "source": "evaluation during training", "date": _mtime_date(folder / "metrics.csv")}
+
+
+def _mtime_date(path: Path) -> str:
+    return dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc).date().isoformat()
+
+
+def today() -> str:
+    return dt.datetime.now(dt.timezone.utc).date().isoformat()
+
+
+def _preprocessing_text(env: EnvConfig) -> str:
+    if env.family == "dmc":
+        text = f"dm_control `{env.gym_id}` via shimmy, action repeat {env.action_repeat}, 500 agent steps per episode"
+        return text + (f", 84x84 RGB from camera {env.camera_id}, stack of {env.frame_stack}" if env.pixels
+                       else ", flattened observations")
+    if env.family == "atari":
+        return (f"`{env.gym_id}` with frame skip {env.frame_skip} (max-pool), grayscale 84x84, stack of "
+                f"{env.frame_stack}, sticky actions {env.sticky_actions}, no no-op starts, no life-loss "
+                "terminal, no reward clipping")
+    return f"`{env.gym_id}` with actions rescaled to [-1, 1]"
+
+
+def render_card(meta: dict[str, Any], results: dict[str, Any] | None, repo_id: str | None,
+                has_video: bool, has_curve: bool) -> str:
+    """The model card: Hub metadata (YAML front matter) + MODEL_CARD.md filled in."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    env = EnvConfig.from_dict(meta["env"])
+    training = meta.get("training", {})
+    steps = training.get("steps")
+    paper = paper_score(env, steps)
+    score = f"{results['mean']:.2f} +/- {results['std']:.2f}" if results else "not evaluated"
+    repo = repo_id or meta.get("repo_id") or "<org>/<name>"
+    eval_results = None
+    if results:
+        eval_results = [EvalResult(task_type="reinforcement-learning", task_name="Reinforcement Learning",
+                                   dataset_type=env.env_id, dataset_name=env.env_id, metric_type="mean_reward",
+                                   metric_name="mean_reward", metric_value=score)]
+    data = ModelCardData(
+        library_name="mrq-agents", license="mit", model_name=f"MR.Q-{env.env_id}", eval_results=eval_results,
+        tags=[env.env_id, "reinforcement-learning", "deep-reinforcement-learning", "mrq", env.family],
+    )
+    deterministic = results.get("deterministic", True) if results else True
+    wall = training.get("wall_time_s")
+    values = {
+        "env_id": env.env_id, "repo_id": repo, "score": score,
+        "episodes": results["episodes"] if results else 0,
+        "eval_seed": results["seed"] if results else "-",
+        "policy_mode": "deterministic" if deterministic else "stochastic (the paper's sampled argmax)",
+        "eval_date": results.get("date", "-") if results else "-",
+        "steps": f"{steps:,}" if steps else "unknown",
+        "wall_time": f"{wall / 60:.1f} min" if wall else "unknown wall time",
+        "device": training.get("device", "unknown device"),
+        "paper_score": f"{paper:g} at {steps:,} steps" if paper is not None else "no reference at this step count",
+        "video": "![replay](replay.mp4)" if has_video else "",
+        "curve": ("## Learning curve\n\n![learning curve](learning_curve.png)\n\n`metrics.csv` holds every "
+                  "evaluation of the run.") if has_curve else "",
+        "train_command": training.get("command", "unknown"),
+        "config_note": _config_note(meta["algorithm"]),
+        "preprocessing": _preprocessing_text(env),
+        "eval_command": _eval_command(repo, results),
+    }
+    body = string.Template(CARD_TEMPLATE.read_text()).safe_substitute(values)
+    return f"---\n{data.to_yaml()}\n---\n\n{body}"
+
+
+def _config_note(algorithm: dict[str, Any]) -> str:
+    defaults = MRQConfig().to_dict()
+    changed = [f"`{k}={v}`" for k, v in algorithm.items() if defaults.get(k) != v]
+    if not changed:
+        return "The algorithm config is the paper's, unchanged."
+    return "The algorithm config is the paper's except " + ", ".join(changed) + "."
+
+
+def _eval_command(repo: str, results: dict[str, Any] | None) -> str:
+    if not results:
+        return f"mrq eval {repo}"
+    if results.get("source") == "evaluation during training":
+        return f"# the last evaluation during training (step {results.get('step')}); to re-evaluate:\nmrq eval {repo}"
+    flag = " --deterministic" if results.get("deterministic") else ""
+    return f"mrq eval {repo} --episodes {results['episodes']} --seed {results['seed']}{flag}"
+
+
+def copy_run_files(source: Path, target: Path) -> None:
+    """Copy the video, learning curve and metrics that exist in `source` into the export folder `target`."""
+    for name in COPIED_FILES:
+        src = source / name
+        if src.exists() and src.resolve() != (target / name).resolve():
+            shutil.copyfile(src, target / name)

@@ -1,0 +1,69 @@
+"""Recording episodes to mp4 from the env's own full-resolution render (not the network's 84x84 input)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import gymnasium as gym
+import numpy as np
+
+from mrq_agents.envs import EnvConfig
+from mrq_agents.errors import MRQError
+
+ATARI_NATIVE_FPS = 60
+DEFAULT_FPS = 30
+
+
+def video_fps(env: gym.Env, config: EnvConfig) -> float:
+    """Real-time playback rate of one frame per agent step."""
+    if config.family == "dmc":
+        return 1.0 / (env.unwrapped._env.control_timestep() * config.action_repeat)
+    if config.family == "atari":
+        return ATARI_NATIVE_FPS / config.frame_skip
+    return float(env.metadata.get("render_fps") or DEFAULT_FPS)
+
+
+def _render(env: gym.Env) -> np.ndarray:
+    try:
+        frame = env.render()
+    except gym.error.DependencyNotInstalled as err:
+        raise MRQError(f"cannot render {env.spec.id if env.spec else 'this env'}: {str(err).splitlines()[0]}") from None
+    if not isinstance(frame, np.ndarray) or frame.ndim != 3:
+        raise MRQError("the env did not return an RGB frame from render(); build it with render_mode='rgb_array'")
+    return frame
+
+
+def record_episodes(env: gym.Env, config: EnvConfig, act: Callable[[np.ndarray], np.ndarray | int],
+                    path: str | Path, episodes: int, seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Play `episodes` episodes on `env` (made with render_mode='rgb_array') and write them to one mp4 at `path`.
+
+    Returns per-episode returns and lengths.
+    """
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    returns, lengths = np.zeros(episodes), np.zeros(episodes, dtype=np.int64)
+    writer = imageio.get_writer(path, fps=video_fps(env, config), codec="libx264", macro_block_size=1,
+                                quality=7, pixelformat="yuv420p", ffmpeg_log_level="error")
+    try:
+        for k in range(episodes):
+            obs, _ = env.reset(seed=seeds[k])
+            writer.append_data(_even(_render(env)))
+            done = False
+            while not done:
+                obs, reward, terminated, truncated, _ = env.step(act(obs))
+                writer.append_data(_even(_render(env)))
+                returns[k] += float(reward)
+                lengths[k] += 1
+                done = terminated or truncated
+    finally:
+        writer.close()
+    return returns, lengths
+
+
+def _even(frame: np.ndarray) -> np.ndarray:
+    """yuv420p needs even width and height: crop one row/column where needed."""
+    height, width = frame.shape[0] // 2 * 2, frame.shape[1] // 2 * 2
+    return np.ascontiguousarray(frame[:height, :width, :3])

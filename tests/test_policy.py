@@ -1,0 +1,146 @@
+"""The inference Policy: loading from run and export folders, acting, SB3 compatibility, save/load, bad input."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from mrq_agents import Policy
+from mrq_agents.errors import CheckpointError, MRQError
+from model_folders import make_model_folder
+
+
+@pytest.fixture(scope="module")
+def pendulum(tmp_path_factory):
+    return make_model_folder(tmp_path_factory.mktemp("pendulum") / "run", "Pendulum-v1")
+
+
+@pytest.fixture(scope="module")
+def cartpole(tmp_path_factory):
+    return make_model_folder(tmp_path_factory.mktemp("cartpole") / "run", "CartPole-v1")
+
+
+def test_policy_acts_like_the_learner(pendulum):
+    folder, learner, env = pendulum
+    policy = Policy.from_pretrained(folder)
+    obs, _ = env.reset(seed=3)
+    expected = learner.act(obs, explore=False)
+    np.testing.assert_array_equal(policy.act(obs), expected)
+    assert policy.act(obs).dtype == np.float32 and policy.act(obs).shape == (1,)
+
+
+def test_batched_act_matches_single(pendulum, cartpole):
+    for folder, _, env in (pendulum, cartpole):
+        policy = Policy.from_pretrained(folder)
+        batch = np.stack([env.observation_space.sample() for _ in range(5)])
+        batched = policy.act(batch)
+        singles = np.stack([policy.act(o) for o in batch])
+        np.testing.assert_allclose(batched, singles, rtol=1e-5, atol=1e-6)
+        assert batched.shape[0] == 5
+
+
+def test_save_load_round_trip_gives_identical_actions(pendulum, cartpole, tmp_path):
+    for folder, _, env in (pendulum, cartpole):
+        policy = Policy.from_pretrained(folder)
+        export = policy.save_pretrained(tmp_path / folder.parent.name)
+        loaded = Policy.from_pretrained(export)
+        batch = np.stack([env.observation_space.sample() for _ in range(16)])
+        np.testing.assert_array_equal(policy.act(batch), loaded.act(batch))
+        assert {"config.json", "model.safetensors", "README.md"} <= {p.name for p in export.iterdir()}
+        meta = json.loads((export / "config.json").read_text())
+        assert meta["format_version"] == 1 and meta["env"]["env_id"] == policy.env_config.env_id
+
+
+def test_export_keeps_value_weights_for_further_learning(pendulum, tmp_path):
+    from safetensors.torch import load_file
+
+    folder, learner, _ = pendulum
+    export = Policy.from_pretrained(folder).save_pretrained(tmp_path / "export")
+    tensors = load_file(str(export / "model.safetensors"))
+    assert {k.split(".")[0] for k in tensors} == {"encoder", "value", "policy"}
+    for name, value in learner.nets.state_dict().items():
+        torch.testing.assert_close(tensors[name], value)
+
+
+def test_discrete_deterministic_and_stochastic(cartpole):
+    folder, _, env = cartpole
+    policy = Policy.from_pretrained(folder)
+    obs, _ = env.reset(seed=0)
+    action = policy.act(obs)
+    assert isinstance(int(action), int) and 0 <= int(action) < 2
+    torch.manual_seed(0)
+    samples = {int(policy.act(obs, deterministic=False)) for _ in range(50)}
+    assert samples <= {0, 1}
+
+
+def test_rollout_and_make_env(pendulum):
+    folder, _, _ = pendulum
+    policy = Policy.from_pretrained(folder)
+    first = policy.rollout(episodes=2, seed=5)
+    again = policy.rollout(episodes=2, seed=5)
+    np.testing.assert_array_equal(first.returns, again.returns)
+    np.testing.assert_array_equal(first.lengths, [200, 200])
+    assert policy.make_env().observation_space.shape == (3,)
+
+
+def test_wrap_user_env(pendulum):
+    import gymnasium as gym
+
+    folder, _, _ = pendulum
+    policy = Policy.from_pretrained(folder)
+    env = policy.wrap(gym.make("Pendulum-v1"))
+    obs, _ = env.reset(seed=0)
+    _, _, _, _, _ = env.step(policy.act(obs))
+    assert float(env.action_space.high[0]) == 1.0  # the agent acts in [-1, 1]; the wrapper rescales
+
+
+def test_predict_works_with_stable_baselines3(pendulum, cartpole):
+    evaluation = pytest.importorskip("stable_baselines3.common.evaluation")  # in the [test] extras
+    for folder, _, _ in (pendulum, cartpole):
+        policy = Policy.from_pretrained(folder)
+        mean, std = evaluation.evaluate_policy(policy, policy.make_env(), n_eval_episodes=2, deterministic=True)
+        assert np.isfinite(mean) and np.isfinite(std)
+        actions, state = policy.predict(np.stack([policy.make_env().observation_space.sample()] * 3))
+        assert actions.shape[0] == 3 and state is None
+
+
+def test_wrong_observation_shape_is_a_clear_error(pendulum):
+    policy = Policy.from_pretrained(pendulum[0])
+    with pytest.raises(ValueError, match="observation shape .* does not match"):
+        policy.act(np.zeros(4))
+
+
+@pytest.mark.parametrize("case", ["missing", "file", "no_config", "newer", "not_mrq", "corrupt", "wrong_shapes",
+                                  "missing_tensor", "empty_weights"])
+def test_bad_sources_are_one_line_errors(case, pendulum, cartpole, tmp_path):
+    source = tmp_path / "model"
+    if case != "missing":
+        shutil.copytree(pendulum[0], source)
+    if case == "file":
+        source = source / "config.json"
+    elif case == "no_config":
+        (source / "config.json").unlink()
+    elif case == "newer":
+        meta = json.loads((source / "config.json").read_text())
+        meta["format_version"] = 99
+        (source / "config.json").write_text(json.dumps(meta))
+    elif case == "not_mrq":
+        (source / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    elif case == "corrupt":
+        (source / "model.safetensors").write_bytes(b"\x00garbage" * 10)
+    elif case == "wrong_shapes":  # CartPole's weights under Pendulum's config
+        shutil.copyfile(cartpole[0] / "model.safetensors", source / "model.safetensors")
+    elif case == "missing_tensor":
+        from safetensors.torch import load_file, save_file
+
+        tensors = load_file(str(source / "model.safetensors"))
+        tensors.pop("policy.net.net.0.weight")
+        save_file(tensors, str(source / "model.safetensors"))
+    elif case == "empty_weights":
+        (source / "model.safetensors").write_bytes(b"")
+    with pytest.raises(MRQError) as err:
+        Policy.from_pretrained(source)
+    assert "\n" not in str(err.value)
+    assert isinstance(err.value, CheckpointError)

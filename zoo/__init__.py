@@ -1,0 +1,55 @@
+"""The zoo: pretrained MR.Q agents bundled with the package (installed as `mrq_agents.zoo`).
+
+`manifest.json` maps each env id to its Hub repo id, the command that trained it, its measured score and
+the paper's reference, and the sha256 of its weights; the entry's export folder lies beside it, so
+`mrq play <env>` and `Policy.from_pretrained(<zoo repo id>)` work offline.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mrq_agents.errors import CheckpointError
+
+ZOO_DIR = Path(__file__).parent
+MANIFEST = ZOO_DIR / "manifest.json"
+
+
+def entries() -> list[dict[str, Any]]:
+    """All zoo entries, in manifest order."""
+    if not MANIFEST.exists():
+        return []
+    return json.loads(MANIFEST.read_text())["entries"]
+
+
+def find_by_env(env_id: str) -> dict[str, Any] | None:
+    """The entry trained on `env_id` (matching the id as given or its resolved Gymnasium id)."""
+    from mrq_agents.envs import resolve_env
+
+    gym_id = resolve_env(env_id).gym_id
+    for entry in entries():
+        if env_id == entry["env_id"] or gym_id == resolve_env(entry["env_id"]).gym_id:
+            if resolve_env(env_id).pixels == resolve_env(entry["env_id"]).pixels:
+                return entry
+    return None
+
+
+def find_by_repo(repo_id: str) -> dict[str, Any] | None:
+    return next((e for e in entries() if e["repo_id"] == repo_id), None)
+
+
+def bundled_folder(entry: dict[str, Any]) -> Path:
+    """The entry's bundled export folder, after checking its weights against the manifest's sha256."""
+    from mrq_agents.export import sha256_file
+
+    folder = ZOO_DIR / entry["folder"]
+    weights = folder / "model.safetensors"
+    if not weights.exists():
+        raise CheckpointError(f"the zoo entry {entry['repo_id']} is not bundled in this install ({folder} is "
+                              "missing): reinstall mrq-agents")
+    if sha256_file(weights) != entry["sha256"]:
+        raise CheckpointError(f"{weights} does not match the zoo manifest's sha256: the install is corrupt, "
+                              "reinstall mrq-agents")
+    return folder
