@@ -216,6 +216,9 @@ def _play_source(target: str, model: Optional[str]) -> tuple[str, Optional[str]]
     try:
         resolve_env(target)
     except MRQError:
+        if "/" not in target:
+            raise MRQError(f"{target!r} is not a supported env id, a model folder, or a Hub repo id (org/name); "
+                           "see `mrq train --help` for env ids and `mrq zoo list` for pretrained agents") from None
         return target, None  # not an env id: a Hub repo id
     entry = zoo.find_by_env(target)
     if entry is None:

@@ -48,6 +48,7 @@ class MRQLearner:
         self.reward_scale = 1.0
         self.target_reward_scale = 0.0
         self.num_updates = 0
+        self.encoder_metrics: dict[str, torch.Tensor] = {}
         self._augment = spec.pixels and c.pixel_augs
         # Discrete actions use half the noise (MRQ_SPEC sections 3-4).
         noise_factor = 0.5 if spec.discrete else 1.0
@@ -82,7 +83,6 @@ class MRQLearner:
         """One training step: every `target_update_freq` updates (from the first) sync targets, refresh the
         reward scales and run that many encoder updates; then one value and one policy update."""
         c = self.config
-        metrics: dict[str, torch.Tensor] = {}
         if self.num_updates % c.target_update_freq == 0:
             self.sync_targets()
             self.target_reward_scale = self.reward_scale
@@ -91,11 +91,11 @@ class MRQLearner:
             starts = buffer.sample_indices(c.enc_horizon, c.target_update_freq * c.batch_size)
             for batch_starts in starts.view(c.target_update_freq, c.batch_size):
                 batch = buffer.gather(batch_starts, c.enc_horizon, all_next_states=True)
-                metrics = self.encoder_update(batch, use_termination=buffer.any_termination)
+                self.encoder_metrics = self.encoder_update(batch, use_termination=buffer.any_termination)
         batch = buffer.sample(c.q_horizon, c.batch_size, all_next_states=False)
         value_metrics, zs, priority = self.value_update(batch)
         buffer.update_priority(batch.indices, priority)
-        metrics.update(value_metrics)
+        metrics = {**self.encoder_metrics, **value_metrics}  # the encoder's from its latest burst
         metrics.update(self.policy_update(zs))
         self.num_updates += 1
         return metrics
@@ -185,6 +185,7 @@ class MRQLearner:
             "reward_scale": self.reward_scale,
             "target_reward_scale": self.target_reward_scale,
             "num_updates": self.num_updates,
+            "encoder_metrics": self.encoder_metrics,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -196,3 +197,4 @@ class MRQLearner:
         self.reward_scale = float(state["reward_scale"])
         self.target_reward_scale = float(state["target_reward_scale"])
         self.num_updates = int(state["num_updates"])
+        self.encoder_metrics = dict(state.get("encoder_metrics", {}))

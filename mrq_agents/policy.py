@@ -7,9 +7,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -148,9 +149,18 @@ class Policy:
         from mrq_agents.training.evaluation import run_episodes
 
         env = env or self.make_env(seed=seed)
-        returns, lengths = run_episodes(env, lambda o: self.act(o, deterministic), episodes,
-                                        0 if seed is None else seed, stream=EVAL_STREAM)
+        seed = 0 if seed is None else seed
+        with self._seeded_sampling(seed):
+            returns, lengths = run_episodes(env, lambda o: self.act(o, deterministic), episodes, seed,
+                                            stream=EVAL_STREAM)
         return Rollout(returns, lengths)
+
+    @contextlib.contextmanager
+    def _seeded_sampling(self, seed: int) -> Iterator[None]:
+        """Seed the stochastic discrete policy's sampling for one rollout, leaving torch's global RNG as it was."""
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            yield
 
     def record(self, path: str | Path, episodes: int = 1, seed: int | None = None,
                deterministic: bool = True) -> Rollout:
@@ -158,11 +168,13 @@ class Policy:
         from mrq_agents.training.evaluation import episode_seed
         from mrq_agents.video import record_episodes
 
+        seed = 0 if seed is None else seed
         env = self.make_env(render_mode="rgb_array", seed=seed)
-        seeds = [episode_seed(0 if seed is None else seed, EVAL_STREAM, k) for k in range(episodes)]
+        seeds = [episode_seed(seed, EVAL_STREAM, k) for k in range(episodes)]
         try:
-            returns, lengths = record_episodes(env, self.env_config, lambda o: self.act(o, deterministic),
-                                               path, episodes, seeds)
+            with self._seeded_sampling(seed):
+                returns, lengths = record_episodes(env, self.env_config, lambda o: self.act(o, deterministic),
+                                                   path, episodes, seeds)
         finally:
             env.close()
         return Rollout(returns, lengths)

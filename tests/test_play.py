@@ -1,0 +1,73 @@
+"""`mrq play` (zoo agents, recording headless mp4s) and `mrq zoo list`."""
+
+import imageio.v2 as imageio
+import pytest
+from typer.testing import CliRunner
+
+from mrq_agents import zoo
+from mrq_agents.cli import app
+from model_folders import make_model_folder
+
+runner = CliRunner()
+
+
+def check_video(path, steps):
+    reader = imageio.get_reader(path)
+    frames = reader.count_frames()
+    height, width = reader.get_meta_data()["size"][::-1]
+    reader.close()
+    assert frames == steps + 1  # the reset frame and one per step
+    return height, width
+
+
+def episode_lines(output):
+    return [line for line in output.splitlines() if line.startswith("episode ")]
+
+
+def test_play_zoo_env_records_full_resolution_video(tmp_path):
+    entry = zoo.entries()[0]
+    result = runner.invoke(app, ["play", entry["env_id"], "--record", "--video-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    (line,) = episode_lines(result.output)
+    steps = int(line.split(", ")[1].split()[0])
+    path = line.split(" -> ")[1]
+    height, width = check_video(path, steps)
+    assert min(height, width) > 84  # the env's own render, not the network input
+
+
+def test_play_atari_model_records_video(tmp_path):
+    folder, _, _ = make_model_folder(tmp_path / "pong", "ALE/Pong-v5")
+    result = runner.invoke(app, ["play", "ALE/Pong-v5", "--model", str(folder), "--record",
+                                 "--video-dir", str(tmp_path / "videos")])
+    assert result.exit_code == 0, result.output
+    (line,) = episode_lines(result.output)
+    steps = int(line.split(", ")[1].split()[0])
+    assert check_video(line.split(" -> ")[1], steps) == (210, 160)
+
+
+def test_play_without_record_prints_returns(tmp_path):
+    folder, _, _ = make_model_folder(tmp_path / "pendulum", "Pendulum-v1")
+    result = runner.invoke(app, ["play", str(folder), "--episodes", "2"])
+    assert result.exit_code == 0, result.output
+    assert len(episode_lines(result.output)) == 2 and "200 steps" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["play", "ALE/Breakout-v5"], "the zoo has no agent for 'ALE/Breakout-v5' (zoo envs:"),
+    (["play", "CartPole-v1", "--model", "MODEL"], "was trained on 'Pendulum-v1', not 'CartPole-v1'"),
+    (["play", "Nope-v9"], "'Nope-v9' is not a supported env id, a model folder, or a Hub repo id"),
+    (["play", "org/not-there"], "not found on the Hub or in the local cache"),
+])
+def test_play_errors_are_one_line(args, message, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder, _, _ = make_model_folder(tmp_path / "pendulum", "Pendulum-v1")
+    result = runner.invoke(app, [str(folder) if a == "MODEL" else a for a in args])
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_zoo_list_shows_entries():
+    result = runner.invoke(app, ["zoo", "list"])
+    assert result.exit_code == 0
+    for entry in zoo.entries():
+        assert entry["env_id"] in result.output and f"{entry['score']['mean']:.1f}" in result.output

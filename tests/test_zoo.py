@@ -1,0 +1,47 @@
+"""The bundled zoo: every entry loads offline by its repo id and reproduces its manifest score from the shipped files."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from mrq_agents import Policy, zoo
+from mrq_agents.cli import app
+from mrq_agents.export import sha256_file
+
+ENTRIES = zoo.entries()
+
+
+def test_zoo_has_at_least_two_entries_and_is_small():
+    assert len(ENTRIES) >= 2
+    total = sum(p.stat().st_size for e in ENTRIES for p in (zoo.ZOO_DIR / e["folder"]).iterdir())
+    assert total < 5 * 2**20, f"bundled zoo is {total / 2**20:.1f} MiB"
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=[e["env_id"] for e in ENTRIES])
+def test_entry_reproduces_its_score_from_the_shipped_files(entry, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # bundled: no Hub needed
+    folder = zoo.bundled_folder(entry)
+    assert sha256_file(folder / "model.safetensors") == entry["sha256"]
+    assert zoo.find_by_env(entry["env_id"])["repo_id"] == entry["repo_id"]
+    args = entry["eval_command"].split()[1:] + ["--json"]  # mrq eval <repo id> --episodes N --seed S ...
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    measured = json.loads(result.output)
+    assert measured["mean"] == pytest.approx(entry["score"]["mean"], abs=1e-6)
+    assert measured["std"] == pytest.approx(entry["score"]["std"], abs=1e-6)
+    assert measured["episodes"] == entry["score"]["episodes"]
+    card = (folder / "README.md").read_text()
+    assert f"{entry['score']['mean']:.2f} +/- {entry['score']['std']:.2f}" in card
+
+
+def test_tampered_weights_are_refused(tmp_path, monkeypatch):
+    entry = dict(ENTRIES[0], sha256="0" * 64)
+    with pytest.raises(Exception, match="does not match the zoo manifest's sha256"):
+        zoo.bundled_folder(entry)
+
+
+def test_policy_from_zoo_repo_id_is_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    policy = Policy.from_pretrained(ENTRIES[0]["repo_id"])
+    assert policy.env_config.env_id == ENTRIES[0]["env_id"]
