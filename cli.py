@@ -71,9 +71,16 @@ def train(
     run = default_run_config(env, **overrides)
     algo = base_algo.with_overrides(set_ or [])
     trainer = Trainer(run, algo, out, resume=resume, log=_console().print)
+    _run(trainer, env, out)
+
+
+def _run(trainer, env: str, out: Path) -> None:
+    """Run a prepared Trainer with a progress bar; Ctrl-C says how to resume."""
+    run = trainer.run
     typer.echo(f"MR.Q on {run.env_id} | {run.steps:,} steps | seed {run.seed} | device {trainer.device} | "
                f"obs {trainer.spec.obs_shape} | {'discrete' if trainer.spec.discrete else 'continuous'} "
-               f"actions ({trainer.spec.action_dim}) | out {out}" + (f" | resumed at step {trainer.step:,}" if resume else ""))
+               f"actions ({trainer.spec.action_dim}) | out {out}"
+               + (f" | resumed at step {trainer.step:,}" if trainer.step else ""))
     try:
         with _progress(run.steps, trainer.step) as update:
             summary = trainer.train(progress=update)
@@ -83,6 +90,33 @@ def train(
         raise typer.Exit(130) from None
     typer.echo(f"done: {summary['step']:,} steps in {summary['wall_time']:.0f}s | last eval return "
                f"{summary['eval_return_mean']:.2f} ± {summary['eval_return_std']:.2f} | {out}")
+
+
+@app.command()
+@_friendly_errors
+def finetune(
+    source: str = typer.Argument(..., help="A pretrained agent: export or run folder, zoo id or Hub repo id."),
+    env: str = typer.Option(..., help="The env to fine-tune on (any id `mrq train` accepts)."),
+    steps: int = typer.Option(..., help="Env steps of fine-tuning."),
+    out: Path = typer.Option(..., help="Run folder to write (a normal, resumable run folder)."),
+    seed: int = typer.Option(0, help="Random seed."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a hyperparameter of the source's config."),
+    freeze: str = typer.Option("none", help="'encoder': keep the transferred encoder layers fixed; 'none'."),
+    warmup_steps: Optional[int] = typer.Option(None, help="Random-action steps before updates. [default: a tenth "
+                                               "of the source config's warm-up, e.g. 1,000 for the paper's 10,000]"),
+    revision: Optional[str] = typer.Option(None, help="Hub revision of SOURCE."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    eval_every: Optional[int] = typer.Option(None, help="Evaluate every N steps. [default: per benchmark]"),
+    eval_episodes: Optional[int] = typer.Option(None, help="Episodes per evaluation. [default: 10]"),
+    checkpoint_every: Optional[int] = typer.Option(None, help="Checkpoint cadence in steps. [default: max(50k, eval every)]"),
+) -> None:
+    """Fine-tune a pretrained MR.Q agent on another env (continue a killed one with `mrq train ENV --out DIR --resume`)."""
+    from mrq_agents.training.finetune import finetune as prepare
+
+    trainer = prepare(source, env, steps, out, seed=seed, overrides=set_ or [], freeze=freeze,
+                      warmup_steps=warmup_steps, revision=revision, device=device, eval_every=eval_every,
+                      eval_episodes=eval_episodes, checkpoint_every=checkpoint_every, log=_console().print)
+    _run(trainer, env, out)
 
 
 @app.command("eval")

@@ -34,14 +34,24 @@ def build_networks(spec: EnvSpec, config: MRQConfig) -> MRQNetworks:
 class MRQLearner:
     """Networks, target copies, optimizers, reward scales and the update counter of one MR.Q agent."""
 
-    def __init__(self, spec: EnvSpec, config: MRQConfig, device: str | torch.device = "cpu"):
+    def __init__(self, spec: EnvSpec, config: MRQConfig, device: str | torch.device = "cpu",
+                 frozen: tuple[str, ...] = ()):
+        """`frozen`: encoder parameter names (e.g. "encoder.zsa.net.0.weight") kept fixed, for fine-tuning."""
         self.spec = spec
         self.config = config
         self.device = resolve_device(device)
         self.nets = build_networks(spec, config).to(self.device)
         self.target = copy.deepcopy(self.nets).requires_grad_(False)
         c = config
-        self.encoder_opt = torch.optim.AdamW(self.nets.encoder.parameters(), lr=c.enc_lr, weight_decay=c.enc_wd)
+        named = dict(self.nets.named_parameters())
+        unknown = [n for n in frozen if not n.startswith("encoder.") or n not in named]
+        if unknown:
+            raise ValueError(f"only encoder parameters can be frozen, got {unknown[:3]}")
+        for name in frozen:
+            named[name].requires_grad_(False)
+        trainable = [p for p in self.nets.encoder.parameters() if p.requires_grad]
+        self.train_encoder = bool(trainable)
+        self.encoder_opt = torch.optim.AdamW(trainable or [torch.zeros(1)], lr=c.enc_lr, weight_decay=c.enc_wd)
         self.value_opt = torch.optim.AdamW(self.nets.value.parameters(), lr=c.value_lr, weight_decay=c.value_wd)
         self.policy_opt = torch.optim.AdamW(self.nets.policy.parameters(), lr=c.policy_lr, weight_decay=c.policy_wd)
         self.bins = twohot_bins(c.num_bins, c.lower, c.upper, self.device)
@@ -89,7 +99,7 @@ class MRQLearner:
             # Choice where the spec is silent: a buffer with no reward yet keeps the scale at 1 (not 0).
             self.reward_scale = buffer.reward_scale() or 1.0
             starts = buffer.sample_indices(c.enc_horizon, c.target_update_freq * c.batch_size)
-            for batch_starts in starts.view(c.target_update_freq, c.batch_size):
+            for batch_starts in starts.view(c.target_update_freq, c.batch_size) if self.train_encoder else ():
                 batch = buffer.gather(batch_starts, c.enc_horizon, all_next_states=True)
                 self.encoder_metrics = self.encoder_update(batch, use_termination=buffer.any_termination)
         batch = buffer.sample(c.q_horizon, c.batch_size, all_next_states=False)

@@ -77,9 +77,11 @@ class Policy:
     """An MR.Q agent ready to act. Build it with `Policy.from_pretrained(source)`."""
 
     def __init__(self, actor: _Actor, spec: EnvSpec, env_config: EnvConfig, config: MRQConfig,
-                 metadata: dict[str, Any], folder: Path, device: torch.device):
+                 metadata: dict[str, Any], folder: Path, device: torch.device, source: str | Path | None = None,
+                 revision: str | None = None):
         self.actor, self.spec, self.env_config, self.config = actor, spec, env_config, config
         self.metadata, self.folder, self.device = metadata, folder, device
+        self.source, self.revision = source if source is not None else folder, revision
 
     # ---------------------------------------------------------------- loading
     @classmethod
@@ -91,7 +93,7 @@ class Policy:
         zoo ids without a revision load the weights bundled with this package. Only the encoder and the policy
         are loaded, strictly: missing, unexpected or mis-shaped tensors are an error.
         """
-        folder = _resolve(source, revision, local_files_only, cache_dir)
+        folder = resolve_model_folder(source, revision, local_files_only, cache_dir)
         meta, config, spec, env_config, tensors = load_model_folder(folder)
         actor = _Actor(spec, config)
         wanted = actor.state_dict()
@@ -105,7 +107,8 @@ class Policy:
             raise CheckpointError(f"{folder / MODEL_FILE} does not fit its config.json ({problem}): the weights "
                                   "belong to another env or config")
         actor.load_state_dict(acting, strict=True)
-        return cls(actor.to(device).eval(), spec, env_config, config, meta, folder, torch.device(device))
+        return cls(actor.to(device).eval(), spec, env_config, config, meta, folder, torch.device(device),
+                   source=source, revision=revision)
 
     # ---------------------------------------------------------------- acting
     @torch.no_grad()
@@ -211,6 +214,12 @@ class Policy:
         (folder / CARD_FILE).write_text(card)
         return folder
 
+    def finetune(self, env_id: str, steps: int, out: str | Path, **kwargs: Any) -> dict[str, Any]:
+        """Fine-tune this agent on `env_id` into the run folder `out` (see `mrq finetune`); returns a summary."""
+        from mrq_agents.training.finetune import finetune
+
+        return finetune(self.source, env_id, steps, out, revision=self.revision, **kwargs).train()
+
     def push_to_hub(self, repo_id: str, private: bool = False, commit_message: str = "Upload MR.Q agent",
                     token: str | None = None) -> str:
         """Upload the export format to the Hub repo `repo_id`; returns the URL of the commit or repo."""
@@ -221,9 +230,9 @@ class Policy:
             return push_folder(tmp, repo_id, private=private, commit_message=commit_message, token=token)
 
 
-def _resolve(source: str | Path, revision: str | None, local_files_only: bool | None,
-             cache_dir: str | None) -> Path:
-    """Local folder, bundled zoo entry, or Hub repo (through huggingface_hub)."""
+def resolve_model_folder(source: str | Path, revision: str | None = None, local_files_only: bool | None = None,
+                         cache_dir: str | None = None) -> Path:
+    """The local folder behind a model source: a local folder, a bundled zoo entry, or a Hub repo."""
     from mrq_agents import zoo
     from mrq_agents.hub import resolve_source
 

@@ -117,7 +117,8 @@ class Trainer:
     """Owns one run: env, learner, replay, logger; `train()` runs it to `run.steps` env steps."""
 
     def __init__(self, run: RunConfig, algo: MRQConfig, out: str | Path, resume: bool = False,
-                 log: Callable[[str], None] = print):
+                 log: Callable[[str], None] = print, transfer: Any = None):
+        """`transfer` (a `finetune.Transfer`) starts the networks from a pretrained agent on a fresh run."""
         self.run, self.algo, self.out, self.log = run, algo, Path(out), log
         self.env_config = resolve_env(run.env_id)
         self.env = make_env(self.env_config, seed=run.seed)
@@ -126,7 +127,12 @@ class Trainer:
         self.device = resolve_device(run.device)
         torch.manual_seed(run.seed)
         self.rng = np.random.default_rng(run.seed)
-        self.learner = MRQLearner(self.spec, algo, self.device)
+        saved = read_json(self.out / CONFIG_FILE, "run config") if resume and (self.out / CONFIG_FILE).exists() else {}
+        self.provenance = saved.get("finetuned_from") or (transfer.provenance if transfer is not None else None)
+        frozen = tuple((self.provenance or {}).get("frozen", ()))
+        self.learner = MRQLearner(self.spec, algo, self.device, frozen=frozen)
+        if transfer is not None and not resume:
+            transfer.load_into(self.learner)
         self.buffer = ReplayBuffer(self.spec, algo.buffer_size, (algo.enc_horizon, algo.q_horizon),
                                    algo.prioritized, self.device)
         self.step = 0
@@ -141,6 +147,8 @@ class Trainer:
     # ---------------------------------------------------------------- run folder
     def _prepare_folder(self, resume: bool) -> None:
         config = run_config_json(self.run, self.algo, self.env_config, self.spec, self.device)
+        if self.provenance is not None:
+            config["finetuned_from"] = self.provenance
         checkpoint = self.out / CHECKPOINT_FILE
         if resume:
             if not checkpoint.exists():

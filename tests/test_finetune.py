@@ -1,0 +1,146 @@
+"""Fine-tuning: which layers transfer, freezing, the CLI run folder (resumable, exportable, with provenance), errors."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mrq_agents.config import MRQConfig
+from mrq_agents.envs import EnvSpec
+from mrq_agents.learner import MRQLearner, build_networks
+from mrq_agents.replay import ReplayBuffer
+from mrq_agents.cli import app
+from mrq_agents.training.finetune import plan_transfer
+from model_folders import TINY, make_model_folder
+
+runner = CliRunner()
+VECTOR_3 = EnvSpec(obs_shape=(3,), pixels=False, frame_stack=1, discrete=False, action_dim=1)
+VECTOR_4_DISCRETE = EnvSpec(obs_shape=(4,), pixels=False, frame_stack=1, discrete=True, action_dim=2)
+PIXELS_9 = EnvSpec(obs_shape=(9, 84, 84), pixels=True, frame_stack=3, discrete=False, action_dim=1)
+PIXELS_4 = EnvSpec(obs_shape=(4, 84, 84), pixels=True, frame_stack=4, discrete=True, action_dim=6)
+
+
+def source_weights(spec, seed=0):
+    torch.manual_seed(seed)
+    return {k: v.clone() for k, v in build_networks(spec, TINY).state_dict().items()}
+
+
+def transferred_learner(source_spec, target_spec, freeze="none"):
+    source = source_weights(source_spec)
+    transfer = plan_transfer(source, target_spec, TINY, freeze, {"source": "test"})
+    torch.manual_seed(123)  # the new networks' own initialisation differs from the source's
+    learner = MRQLearner(target_spec, TINY, "cpu", frozen=transfer.frozen)
+    transfer.load_into(learner)
+    return source, transfer, learner
+
+
+def equal_to_source(learner, source):
+    return {k for k, v in learner.nets.state_dict().items() if k in source and torch.equal(v, source[k])}
+
+
+def test_same_spaces_transfer_everything_online_and_target():
+    source, transfer, learner = transferred_learner(VECTOR_3, VECTOR_3)
+    assert transfer.new_layers == ()
+    assert equal_to_source(learner, source) == set(source)
+    for k, v in learner.target.state_dict().items():
+        assert torch.equal(v, source[k])
+
+
+def test_different_spaces_reinitialise_only_the_raw_input_and_output_layers():
+    source, transfer, learner = transferred_learner(VECTOR_3, VECTOR_4_DISCRETE)
+    assert set(transfer.new_layers) == {"encoder.zs_mlp.net.0", "encoder.za", "policy.net.net.6"}
+    same = equal_to_source(learner, source)
+    for name in learner.nets.state_dict():
+        layer, kind = name.rsplit(".", 1)
+        if layer in transfer.new_layers:
+            assert kind == "bias" or name not in same, name  # fresh weights (biases start at zero either way)
+        else:
+            assert name in same, name
+
+
+def test_vector_to_pixels_keeps_only_downstream_layers():
+    source, transfer, learner = transferred_learner(VECTOR_3, PIXELS_9)
+    new = set(transfer.new_layers)
+    assert {l for l in new if l.startswith("encoder.pixel_trunk")} and "encoder.zs_head" in new
+    assert not any(l.startswith("encoder.zs_mlp") for l in transfer.kept_layers)  # the vector trunk is gone
+    assert {"encoder.zsa.net.0", "encoder.model", "value.q1.head", "policy.net.net.0"} <= set(transfer.kept_layers)
+
+
+def test_other_channel_count_restarts_the_whole_conv_stack():
+    source, transfer, learner = transferred_learner(PIXELS_9, PIXELS_4)
+    convs = [l for l in transfer.new_layers if l.startswith("encoder.pixel_trunk")]
+    assert len(convs) == 4  # convs 1-3 have fitting shapes but follow a new first layer
+    assert "encoder.zs_head" in transfer.kept_layers  # same 84x84 frames: same flattened size
+
+
+def test_freeze_encoder_keeps_transferred_encoder_layers_fixed():
+    source, transfer, learner = transferred_learner(VECTOR_3, VECTOR_4_DISCRETE, freeze="encoder")
+    assert transfer.frozen and all(n.startswith("encoder.") for n in transfer.frozen)
+    assert "encoder.za.weight" not in transfer.frozen  # re-initialised layers still learn
+    buffer = ReplayBuffer(VECTOR_4_DISCRETE, 500, (TINY.enc_horizon, TINY.q_horizon), device="cpu")
+    rng = np.random.default_rng(0)
+    buffer.start_episode(rng.normal(size=4).astype(np.float32))
+    for t in range(60):
+        buffer.add(int(rng.integers(2)), float(rng.normal()), False, t % 20 == 19, rng.normal(size=4).astype(np.float32))
+        if t % 20 == 19:
+            buffer.start_episode(rng.normal(size=4).astype(np.float32))
+    before = {k: v.clone() for k, v in learner.nets.state_dict().items()}
+    learner.update(buffer)
+    after = learner.nets.state_dict()
+    for name in transfer.frozen:
+        assert torch.equal(before[name], after[name]), name
+    assert not torch.equal(before["encoder.za.weight"], after["encoder.za.weight"])
+
+
+def test_bad_freeze_choice():
+    with pytest.raises(Exception, match="--freeze must be one of"):
+        plan_transfer(source_weights(VECTOR_3), VECTOR_3, TINY, "value", {})
+
+
+SMALL = ["--steps", "300", "--eval-every", "150", "--eval-episodes", "1", "--set", "batch_size=16",
+         "--set", "target_update_freq=20", "--set", "buffer_size=5000"]
+
+
+def test_cli_finetune_run_folder_is_resumable_exportable_and_records_provenance(tmp_path):
+    source, _, _ = make_model_folder(tmp_path / "source", "Pendulum-v1")
+    out = tmp_path / "ft"
+    result = runner.invoke(app, ["finetune", str(source), "--env", "InvertedPendulum-v4", "--out", str(out),
+                                 "--warmup-steps", "100", *SMALL])
+    assert result.exit_code == 0, result.output
+    assert "kept" in result.output and "re-initialised" in result.output and "encoder.zs_mlp.net.0" in result.output
+    meta = json.loads((out / "config.json").read_text())
+    provenance = meta["finetuned_from"]
+    assert provenance["source"] == str(source) and provenance["source_env_id"] == "Pendulum-v1"
+    assert len(provenance["sha256"]) == 64 and "encoder.zs_mlp.net.0" in provenance["reinitialised_layers"]
+    assert meta["algorithm"]["warmup_steps"] == 100 and meta["algorithm"]["zs_dim"] == TINY.zs_dim
+    assert (out / "checkpoint.safetensors").exists()
+    resumed = runner.invoke(app, ["train", "InvertedPendulum-v4", "--out", str(out), "--resume", "--steps", "450"])
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads((out / "config.json").read_text())["finetuned_from"] == provenance
+    exported = runner.invoke(app, ["export", str(out), "--out", str(tmp_path / "export"), "--episodes", "1"])
+    assert exported.exit_code == 0, exported.output
+
+
+def test_default_warmup_is_a_tenth_of_the_source_config(tmp_path):
+    source, _, _ = make_model_folder(tmp_path / "source", "Pendulum-v1")
+    out = tmp_path / "ft"
+    result = runner.invoke(app, ["finetune", str(source), "--env", "Pendulum-v1", "--out", str(out), *SMALL])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["algorithm"]["warmup_steps"] == MRQConfig().warmup_steps // 10
+
+
+@pytest.mark.parametrize("args, message", [
+    (["finetune", "NOT_A_MODEL", "--env", "Pendulum-v1"], "is not an MR.Q model config"),
+    (["finetune", "SOURCE", "--env", "Nope-v3"], "unknown env id 'Nope-v3'"),
+    (["finetune", "SOURCE", "--env", "Pendulum-v1", "--freeze", "value"], "--freeze must be one of"),
+])
+def test_finetune_errors_are_one_line(args, message, tmp_path):
+    source, _, _ = make_model_folder(tmp_path / "source", "Pendulum-v1")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    args = [str(source) if a == "SOURCE" else str(tmp_path / "other") if a == "NOT_A_MODEL" else a for a in args]
+    result = runner.invoke(app, [*args, "--steps", "100", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output

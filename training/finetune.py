@@ -1,0 +1,110 @@
+"""`mrq finetune`: start MR.Q on a new env from a pretrained agent.
+
+Everything downstream of the embeddings (z_s, z_sa) never sees raw observation or action shapes, so it
+transfers between envs. We reuse every layer whose shape still fits and re-initialise the rest: the first
+layer of the state encoder (or the whole conv stack when the channel count differs), the action embedding,
+the policy's output layer, and the predictor's heads if their sizes changed. Vector <-> pixel transfer keeps
+only the layers after the state encoder's trunk. Targets start as copies of the transferred networks;
+replay and optimizer states start empty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mrq_agents.config import MRQConfig
+from mrq_agents.envs import EnvSpec, make_env, resolve_env
+from mrq_agents.errors import ConfigError
+from mrq_agents.export import sha256_file
+from mrq_agents.learner import MRQLearner, build_networks
+from mrq_agents.policy import MODEL_FILE, load_model_folder, resolve_model_folder
+from mrq_agents.serialization import load_tensors
+from mrq_agents.training.trainer import RunConfig, Trainer
+
+FREEZE_CHOICES = ("none", "encoder")
+PIXEL_TRUNK = "encoder.pixel_trunk."
+
+
+def finetune_warmup(config: MRQConfig) -> int:
+    """Default warm-up of a fine-tune: a tenth of the from-scratch warm-up (the policy is already informed)."""
+    return config.warmup_steps // 10
+
+
+def _layer(param_name: str) -> str:
+    return param_name.rsplit(".", 1)[0]
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Which of the new networks' tensors start from the source, and the provenance written to config.json."""
+
+    weights: dict[str, torch.Tensor] = field(repr=False)  # new network name -> source tensor, for kept tensors
+    kept_layers: tuple[str, ...]
+    new_layers: tuple[str, ...]
+    frozen: tuple[str, ...]  # parameter names not trained (kept encoder layers with --freeze encoder)
+    provenance: dict[str, Any]
+
+    def load_into(self, learner: MRQLearner) -> None:
+        """Copy the kept tensors into the online networks and start the targets from them."""
+        with torch.no_grad():
+            params = dict(learner.nets.named_parameters())
+            for name, tensor in self.weights.items():
+                params[name].copy_(tensor.to(params[name].device))
+        learner.sync_targets()
+
+
+def plan_transfer(source_tensors: dict[str, torch.Tensor], spec: EnvSpec, config: MRQConfig,
+                  freeze: str, provenance: dict[str, Any]) -> Transfer:
+    """Match the new networks' parameters to the source's by name and shape."""
+    if freeze not in FREEZE_CHOICES:
+        raise ConfigError(f"--freeze must be one of {FREEZE_CHOICES}, got {freeze!r}")
+    fresh = dict(build_networks(spec, config).named_parameters())
+    fits = {n for n, p in fresh.items() if n in source_tensors and source_tensors[n].shape == p.shape}
+    first_conv = PIXEL_TRUNK + "convs.0.weight"
+    if first_conv in fresh and first_conv not in fits:  # another channel count: the conv stack starts over
+        fits = {n for n in fits if not n.startswith(PIXEL_TRUNK)}
+    # A layer is kept only when all its tensors fit (weight and bias together).
+    layers = {_layer(n) for n in fresh}
+    kept = sorted(l for l in layers if all(n in fits for n in fresh if _layer(n) == l))
+    new = sorted(layers - set(kept))
+    weights = {n: source_tensors[n] for n in fresh if _layer(n) in kept}
+    frozen = tuple(n for n in weights if freeze == "encoder" and n.startswith("encoder."))
+    return Transfer(weights, tuple(kept), tuple(new), frozen,
+                    {**provenance, "freeze": freeze, "kept_layers": kept, "reinitialised_layers": new,
+                     "frozen": list(frozen)})
+
+
+def finetune(source: str | Path, env_id: str, steps: int, out: str | Path, seed: int = 0,
+             overrides: list[str] | None = None, freeze: str = "none", warmup_steps: int | None = None,
+             revision: str | None = None, device: str = "auto", eval_every: int | None = None,
+             eval_episodes: int | None = None, checkpoint_every: int | None = None, log=print) -> Trainer:
+    """Prepare a fine-tune run of the agent `source` (anything Policy.from_pretrained accepts) on `env_id`.
+
+    Returns the Trainer; call `.train()` to run it. The run folder is a normal one: resumable with
+    `mrq train ENV --out DIR --resume`, exportable and pushable; its config.json records `finetuned_from`.
+    """
+    from mrq_agents.training.trainer import default_run_config
+
+    folder = resolve_model_folder(source, revision)
+    meta, source_config, _, source_env, _ = load_model_folder(folder)
+    tensors, _ = load_tensors(folder / MODEL_FILE, what="model weights")
+    config = source_config.with_overrides(overrides or [])
+    config = config.with_overrides([f"warmup_steps={finetune_warmup(config) if warmup_steps is None else warmup_steps}"])
+    run = default_run_config(env_id, steps=steps, seed=seed, device=device, eval_every=eval_every,
+                             eval_episodes=eval_episodes, checkpoint_every=checkpoint_every)
+    env_config = resolve_env(env_id)
+    spec = EnvSpec.from_env(make_env(env_config), env_config.frame_stack)
+    provenance = {"source": str(source), "revision": revision, "sha256": sha256_file(folder / MODEL_FILE),
+                  "source_env_id": source_env.env_id}
+    transfer = plan_transfer(tensors, spec, config, freeze, provenance)
+    log(f"fine-tuning {source} ({source_env.env_id}) on {env_id}: kept {len(transfer.kept_layers)} layers, "
+        f"re-initialised {len(transfer.new_layers)}" + (", encoder frozen" if transfer.frozen else ""))
+    log("  kept:           " + ", ".join(transfer.kept_layers))
+    log("  re-initialised: " + (", ".join(transfer.new_layers) or "none"))
+    if source_env.pixels != spec.pixels:
+        log("  vector <-> pixel transfer: the state encoder's trunk starts over; only downstream layers are reused")
+    return Trainer(run, config, out, transfer=transfer, log=log)
