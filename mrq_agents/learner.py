@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from mrq_agents.config import MRQConfig
 from mrq_agents.envs import EnvSpec
+from mrq_agents.errors import ConfigError
 from mrq_agents.functional import (encoder_loss, lap_priority, masked_multistep_return, random_shift,
                                    twohot_bins)
 from mrq_agents.networks import MRQNetworks
@@ -21,10 +22,22 @@ from mrq_agents.replay import Batch, ReplayBuffer
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' picks CUDA when available, else CPU."""
+    """'auto' picks CUDA when available, else CPU. Unknown or unavailable devices are a one-line error."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {str(device)!r}: use auto, cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {str(device)!r} requested but this torch has no usable CUDA "
+                              f"(torch {torch.__version__}): use --device cpu or install a CUDA build of torch")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {str(device)!r} does not exist: {torch.cuda.device_count()} CUDA device(s)")
+    elif resolved.type != "cpu":
+        raise ConfigError(f"device {str(device)!r} is not supported: use auto, cpu, cuda or cuda:N")
+    return resolved
 
 
 def build_networks(spec: EnvSpec, config: MRQConfig) -> MRQNetworks:

@@ -20,6 +20,7 @@ from mrq_agents import export
 from mrq_agents.config import MRQConfig
 from mrq_agents.envs import EnvConfig, EnvSpec, make_env, wrap_env
 from mrq_agents.errors import CheckpointError, ConfigError, UnsupportedEnvError
+from mrq_agents.learner import resolve_device
 from mrq_agents.networks import Encoder, Policy as PolicyNet
 from mrq_agents.serialization import atomic_write_json, load_tensors, read_json, save_tensors
 
@@ -107,6 +108,7 @@ class Policy:
             raise CheckpointError(f"{folder / MODEL_FILE} does not fit its config.json ({problem}): the weights "
                                   "belong to another env or config")
         actor.load_state_dict(acting, strict=True)
+        device = resolve_device(device)
         return cls(actor.to(device).eval(), spec, env_config, config, meta, folder, torch.device(device),
                    source=source, revision=revision)
 

@@ -144,3 +144,19 @@ def test_bad_sources_are_one_line_errors(case, pendulum, cartpole, tmp_path):
         Policy.from_pretrained(source)
     assert "\n" not in str(err.value)
     assert isinstance(err.value, CheckpointError)
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:7" if not torch.cuda.is_available() else "cuda:99"])
+def test_unusable_device_is_a_clear_error(device, pendulum):
+    with pytest.raises(MRQError, match="device"):
+        Policy.from_pretrained(pendulum[0], device=device)
+
+
+def test_train_with_unusable_device_exits_cleanly(tmp_path):
+    from typer.testing import CliRunner
+
+    from mrq_agents.cli import app
+
+    result = CliRunner().invoke(app, ["train", "Pendulum-v1", "--device", "gpu", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "unknown device 'gpu'" in result.output
+    assert not (tmp_path / "r").exists()
