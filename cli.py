@@ -119,6 +119,20 @@ def finetune(
     _run(trainer, env, out)
 
 
+@app.command("config")
+def show_config(
+    preset: str = typer.Option("paper", help="'paper' or 'small'."),
+) -> None:
+    """Every algorithm hyperparameter with its default (names for --set) and meaning."""
+    import dataclasses
+
+    from mrq_agents.config import preset_config
+
+    config = preset_config(preset)
+    for f in dataclasses.fields(config):
+        typer.echo(f"{f.name:<20} {str(getattr(config, f.name)):<10} {f.metadata['help']}")
+
+
 @app.command("eval")
 @_friendly_errors
 def evaluate(

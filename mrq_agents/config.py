@@ -139,8 +139,3 @@ def preset_config(name: str) -> MRQConfig:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return MRQConfig(**PRESETS[name])  # type: ignore[arg-type]
-
-
-def config_help() -> str:
-    """One line per field: name, default and meaning (for `--help` texts and docs)."""
-    return "\n".join(f"{f.name}={f.default}: {f.metadata['help']}" for f in dataclasses.fields(MRQConfig))

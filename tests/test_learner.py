@@ -102,6 +102,23 @@ def test_target_sync_cadence(spec, monkeypatch):
             assert reward_shape == (4, 3) and next_shape == (4, 1, 3)
 
 
+def test_target_sync_every_250_updates_with_the_paper_default(monkeypatch):
+    """The spec's cadence itself: target_update_freq=250, syncs at updates 0, 250 and 500, 250 encoder updates each."""
+    config = MRQConfig(zs_dim=8, zsa_dim=8, za_dim=4, enc_hdim=8, value_hdim=8, policy_hdim=8, batch_size=2,
+                       buffer_size=200)
+    assert config.target_update_freq == 250
+    learner, buffer, _, _ = make(CONTINUOUS, config=config)
+    syncs, encoder_updates = [], []
+    sync, encode = learner.sync_targets, learner.encoder_update
+    monkeypatch.setattr(learner, "sync_targets", lambda: (syncs.append(learner.num_updates), sync())[1])
+    monkeypatch.setattr(learner, "encoder_update",
+                        lambda *a, **k: (encoder_updates.append(learner.num_updates), encode(*a, **k))[1])
+    for _ in range(501):
+        learner.update(buffer)
+    assert syncs == [0, 250, 500]
+    assert encoder_updates == [0] * 250 + [250] * 250 + [500] * 250
+
+
 def test_termination_loss_is_off_until_a_termination_is_stored(monkeypatch):
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
