@@ -1,4 +1,6 @@
 """Errors that mean "your input is wrong": the CLI prints them as one line, never a traceback."""
+from __future__ import annotations
+
 
 
 class MRQError(Exception):
@@ -15,3 +17,9 @@ class ConfigError(MRQError):
 
 class CheckpointError(MRQError):
     """A missing, corrupt, or incompatible checkpoint, weights or config file."""
+
+
+def one_line(err: BaseException | str) -> str:
+    """A library exception's message squeezed onto one short line, for use inside our own error messages."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 200 else text[:197] + "..."

@@ -20,9 +20,11 @@ from typing import Any
 from mrq_agents.config import MRQConfig
 from mrq_agents.envs import EnvConfig
 
-EXPORT_FILES = ("config.json", "model.safetensors", "README.md", "results.json", "replay.mp4",
-                "learning_curve.png", "metrics.csv")
-COPIED_FILES = ("replay.mp4", "learning_curve.png", "metrics.csv")
+FORMAT_VERSION = 1  # of config.json, model.safetensors and checkpoint.safetensors
+CONFIG_FILE, MODEL_FILE, CHECKPOINT_FILE = "config.json", "model.safetensors", "checkpoint.safetensors"
+CARD_FILE, RESULTS_FILE, VIDEO_FILE, CURVE_FILE, METRICS_FILE = (
+    "README.md", "results.json", "replay.mp4", "learning_curve.png", "metrics.csv")
+COPIED_FILES = (VIDEO_FILE, CURVE_FILE, METRICS_FILE)
 CARD_TEMPLATE = Path(__file__).with_name("MODEL_CARD.md")
 
 # MR.Q's published curves, mean of 10 seeds (MRQ_SPEC section 6): (gym id, pixels) -> {env steps: return}.
@@ -60,7 +62,7 @@ def train_command(env_id: str, run: dict[str, Any], algorithm: dict[str, Any]) -
 
 
 def metrics_rows(folder: Path) -> list[dict[str, str]]:
-    path = folder / "metrics.csv"
+    path = folder / METRICS_FILE
     if not path.exists():
         return []
     with open(path, newline="") as f:
@@ -89,7 +91,7 @@ def results_from_metrics(folder: Path, meta: dict[str, Any]) -> dict[str, Any] |
     return {"mean": float(last["eval_return_mean"]), "std": float(last["eval_return_std"]),
             "episodes": int(meta["run"]["eval_episodes"]), "seed": int(meta["run"]["seed"]),
             "deterministic": not meta["spaces"]["discrete"], "step": int(float(last["step"])),
-            "source": "evaluation during training", "date": _mtime_date(folder / "metrics.csv")}
+            "source": "evaluation during training", "date": _mtime_date(folder / METRICS_FILE)}
 
 
 def _mtime_date(path: Path) -> str:

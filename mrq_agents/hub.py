@@ -13,21 +13,16 @@ import os
 import re
 from pathlib import Path
 
-from mrq_agents.errors import CheckpointError
+from mrq_agents.errors import CheckpointError, one_line
+from mrq_agents.export import (CARD_FILE, CONFIG_FILE, CURVE_FILE, METRICS_FILE, MODEL_FILE, RESULTS_FILE,
+                               VIDEO_FILE)
 
-CONFIG_FILE, MODEL_FILE = "config.json", "model.safetensors"
 # What `resolve_source` fetches: enough to load, evaluate and describe an agent (videos stay on the Hub).
-DOWNLOAD_PATTERNS = [CONFIG_FILE, MODEL_FILE, "README.md", "results.json"]
+DOWNLOAD_PATTERNS = [CONFIG_FILE, MODEL_FILE, CARD_FILE, RESULTS_FILE]
 # What `push_folder` uploads. A run folder's checkpoint.safetensors (optimizer + replay state, possibly GBs) and
 # TensorBoard event files are never part of an export.
-UPLOAD_PATTERNS = [CONFIG_FILE, MODEL_FILE, "README.md", "results.json", "replay.mp4", "learning_curve.png",
-                   "metrics.csv"]
+UPLOAD_PATTERNS = [*DOWNLOAD_PATTERNS, VIDEO_FILE, CURVE_FILE, METRICS_FILE]
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # "org/name"; huggingface_hub validates the details
-
-
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _http_problem(err) -> str:
@@ -35,7 +30,7 @@ def _http_problem(err) -> str:
     response = getattr(err, "response", None)
     status = getattr(response, "status_code", None)
     reason = getattr(err, "server_message", None) or str(err).splitlines()[0]
-    return _one_line(f"HTTP {status}: {reason}" if status else reason)
+    return one_line(f"HTTP {status}: {reason}" if status else reason)
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
@@ -95,13 +90,13 @@ def _download(repo_id: str, revision: str | None, local_files_only: bool | None,
     except (RepositoryNotFoundError, EntryNotFoundError):  # incl. gated/private repos and cache misses offline
         raise CheckpointError(not_found) from None
     except HFValidationError as e:
-        raise CheckpointError(f"{at} is not a valid Hub repo id or revision ({_one_line(e)}); "
+        raise CheckpointError(f"{at} is not a valid Hub repo id or revision ({one_line(e)}); "
                               "use org/name and an existing branch, tag or commit sha") from None
     except HfHubHTTPError as e:
         raise CheckpointError(f"could not download {at} from the Hub ({_http_problem(e)}); check your token "
                               "(HF_TOKEN) and connection, or retry with HF_HUB_OFFLINE=1 if it is cached") from None
     except _transport_errors() as e:  # the connection dropped mid-download
-        raise CheckpointError(f"could not download {at} from the Hub ({_one_line(e)}); check your connection "
+        raise CheckpointError(f"could not download {at} from the Hub ({one_line(e)}); check your connection "
                               "and retry") from None
     for name in (CONFIG_FILE, MODEL_FILE):
         if not (folder / name).is_file():
@@ -120,7 +115,7 @@ def _check_export(folder: Path) -> None:
     try:
         config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise CheckpointError(f"{folder / CONFIG_FILE} is not valid JSON ({_one_line(e)}); re-export the agent") \
+        raise CheckpointError(f"{folder / CONFIG_FILE} is not valid JSON ({one_line(e)}); re-export the agent") \
             from None
     if not isinstance(config, dict) or not isinstance(config.get("format_version"), int):
         raise CheckpointError(f"{folder / CONFIG_FILE} is not an MR.Q model config (no format_version); "
@@ -147,7 +142,7 @@ def push_folder(folder: str | os.PathLike, repo_id: str, private: bool = False,
         info = api.upload_folder(repo_id=repo_id, folder_path=folder, allow_patterns=UPLOAD_PATTERNS,
                                  commit_message=commit_message)
     except HFValidationError as e:
-        raise CheckpointError(f"{repo_id!r} is not a valid Hub repo id ({_one_line(e)}); use org/name") from None
+        raise CheckpointError(f"{repo_id!r} is not a valid Hub repo id ({one_line(e)}); use org/name") from None
     except HfHubHTTPError as e:
         status = getattr(e.response, "status_code", None)
         fix = ("check your token (HF_TOKEN or `hf auth login`) and that it may write to this namespace"
@@ -158,8 +153,8 @@ def push_folder(folder: str | os.PathLike, repo_id: str, private: bool = False,
                               "unset HF_HUB_OFFLINE and retry") from None
     except _transport_errors() as e:
         raise CheckpointError(f"push of {folder} to {repo_id} could not reach the Hub at {api.endpoint} "
-                              f"({_one_line(e)}); check your connection and HF_ENDPOINT, then retry") from None
+                              f"({one_line(e)}); check your connection and HF_ENDPOINT, then retry") from None
     except ValueError as e:  # invalid README.md metadata, rejected by the Hub before the upload
-        raise CheckpointError(f"push of {folder} to {repo_id} refused: {_one_line(e)}; fix the model card "
+        raise CheckpointError(f"push of {folder} to {repo_id} refused: {one_line(e)}; fix the model card "
                               "(README.md front matter)") from None
     return info.commit_url

@@ -24,10 +24,8 @@ from mrq_agents.learner import resolve_device
 from mrq_agents.networks import Encoder, Policy as PolicyNet
 from mrq_agents.serialization import atomic_write_json, load_tensors, read_json, save_tensors
 
-CONFIG_FILE, MODEL_FILE, RESULTS_FILE, CARD_FILE, VIDEO_FILE = (
-    "config.json", "model.safetensors", "results.json", "README.md", "replay.mp4")
-SUPPORTED_FORMAT = 1
-EVAL_STREAM = 1  # the evaluation episode seeds of `mrq train` / `mrq eval`
+from mrq_agents.export import (CARD_FILE, CONFIG_FILE, CURVE_FILE, FORMAT_VERSION as SUPPORTED_FORMAT, MODEL_FILE,
+                               RESULTS_FILE, VIDEO_FILE)
 
 
 class Rollout(NamedTuple):
@@ -151,7 +149,7 @@ class Policy:
     def rollout(self, episodes: int = 10, seed: int | None = None, env: gym.Env | None = None,
                 deterministic: bool = True) -> Rollout:
         """Play whole episodes; returns per-episode returns and lengths (`.mean`, `.std`)."""
-        from mrq_agents.training.evaluation import run_episodes
+        from mrq_agents.training.evaluation import EVAL_STREAM, run_episodes
 
         env = env or self.make_env(seed=seed)
         seed = 0 if seed is None else seed
@@ -170,7 +168,7 @@ class Policy:
     def record(self, path: str | Path, episodes: int = 1, seed: int | None = None,
                deterministic: bool = True) -> Rollout:
         """Write an mp4 of `episodes` episodes rendered at the env's full resolution; returns their returns."""
-        from mrq_agents.training.evaluation import episode_seed
+        from mrq_agents.training.evaluation import EVAL_STREAM, episode_seed
         from mrq_agents.video import record_episodes
 
         seed = 0 if seed is None else seed
@@ -212,7 +210,7 @@ class Policy:
         export.copy_run_files(self.folder, folder)
         card = export.render_card(meta, results, repo_id or self.metadata.get("repo_id"),
                                   has_video=(folder / VIDEO_FILE).exists(),
-                                  has_curve=(folder / "learning_curve.png").exists())
+                                  has_curve=(folder / CURVE_FILE).exists())
         (folder / CARD_FILE).write_text(card)
         return folder
 

@@ -19,14 +19,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from mrq_agents.errors import CheckpointError
+from mrq_agents.errors import CheckpointError, one_line
 
 _META_KEY = "mrq"  # safetensors header metadata key holding our JSON metadata string
-
-
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _umask() -> int:
@@ -75,7 +70,7 @@ def read_json(path: str | os.PathLike, what: str) -> dict:
             f"{what} at {path} is not valid JSON ({e.msg} at line {e.lineno} column {e.colno}); "
             "restore it from a good copy or re-create it") from None
     except (UnicodeDecodeError, OSError) as e:
-        raise CheckpointError(f"{what} at {path} is not valid JSON ({_one_line(e)}); "
+        raise CheckpointError(f"{what} at {path} is not valid JSON ({one_line(e)}); "
                               "restore it from a good copy or re-create it") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{what} at {path} is not valid JSON for this file (expected an object, got "
@@ -117,7 +112,7 @@ def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu",
             tensors = {name: f.get_tensor(name) for name in f.keys()}
         metadata = json.loads(header[_META_KEY]) if _META_KEY in header else {}
     except Exception as e:  # safetensors raises its own error types (and OSError/ValueError) for bad files
-        raise CheckpointError(f"{what} at {path} is corrupt or truncated ({_one_line(e)}); "
+        raise CheckpointError(f"{what} at {path} is corrupt or truncated ({one_line(e)}); "
                               "restore it from a good copy or re-create it") from None
     return tensors, metadata
 

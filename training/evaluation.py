@@ -8,6 +8,9 @@ import gymnasium as gym
 import numpy as np
 
 
+TRAIN_STREAM, EVAL_STREAM = 0, 1  # independent episode-seed streams: training episodes, evaluation episodes
+
+
 def episode_seed(seed: int, *path: int) -> int:
     """A reproducible 32-bit env seed for episode `path` of run `seed` (independent streams per path)."""
     return int(np.random.SeedSequence([seed, *path]).generate_state(1)[0])

@@ -27,19 +27,16 @@ from mrq_agents import __version__
 from mrq_agents.config import MRQConfig
 from mrq_agents.envs import EnvConfig, EnvSpec, benchmark_defaults, make_env, resolve_env
 from mrq_agents.errors import CheckpointError, ConfigError, MRQError
-from mrq_agents.export import train_command
+from mrq_agents.export import CHECKPOINT_FILE, CONFIG_FILE, FORMAT_VERSION, MODEL_FILE, train_command
 from mrq_agents.learner import MRQLearner, resolve_device
 from mrq_agents.replay import ReplayBuffer
 from mrq_agents.serialization import (atomic_write_json, flatten_state, load_tensors, read_json, save_tensors,
                                       unflatten_state)
-from mrq_agents.training.evaluation import episode_seed, run_episodes
+from mrq_agents.training.evaluation import EVAL_STREAM, TRAIN_STREAM, episode_seed, run_episodes
 from mrq_agents.training.logger import RunLogger
 
-FORMAT_VERSION = 1
-CONFIG_FILE, MODEL_FILE, CHECKPOINT_FILE = "config.json", "model.safetensors", "checkpoint.safetensors"
 LOSS_COLUMNS = ("encoder_loss", "dynamics_loss", "reward_loss", "termination_loss", "value_loss",
                 "policy_loss", "q_mean")
-TRAIN_STREAM, EVAL_STREAM = 0, 1  # independent episode-seed streams
 
 
 class TrainingDivergedError(MRQError):
