@@ -1,7 +1,6 @@
 """Errors that mean "your input is wrong": the CLI prints them as one line, never a traceback."""
+
 from __future__ import annotations
-
-
 
 class MRQError(Exception):
     """Base class: the message names the problem and the fix."""
