@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+
 class MRQError(Exception):
     """Base class: the message names the problem and the fix."""
 
