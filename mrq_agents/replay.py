@@ -53,7 +53,9 @@ class ReplayBuffer:
         self.prioritized = prioritized
         self.device = torch.device(device)
         frame_dtype = torch.uint8 if spec.pixels else torch.float32
-        self.frames = torch.zeros((capacity, *spec.frame_shape), dtype=frame_dtype, device=self.device)
+        # Uninitialised on purpose: only written slots are ever read (eligibility guarantees it), and on the CPU
+        # the pages of a 1M-frame ring (7 GB for Atari, 21 GB for DMC pixels) are only mapped as they fill.
+        self.frames = torch.empty((capacity, *spec.frame_shape), dtype=frame_dtype, device=self.device)
         self.action = torch.zeros((capacity, spec.action_dim), device=self.device)
         self.reward = torch.zeros(capacity, device=self.device)
         self.not_done = torch.ones(capacity, device=self.device)
