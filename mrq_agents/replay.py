@@ -109,6 +109,11 @@ class ReplayBuffer:
         self.cursor += 1
         self.in_episode = not (terminated or truncated)
 
+    def end_episode(self) -> None:
+        """Close an episode cut short outside the env (e.g. a training budget ending mid-episode): like a
+        truncation, windows that would run past its last stored step stay ineligible."""
+        self.in_episode = False
+
     def _write_frame(self, frame: np.ndarray) -> None:
         slot = self.written % self.capacity
         # Windows whose frame stacks read this slot (old data being overwritten) are no longer valid.

@@ -238,8 +238,9 @@ class Trainer:
                     obs = self._start_episode()
             if progress is not None:
                 progress(self.step, self._progress_info(start_step))
-        if self.buffer.in_episode:  # the budget ended mid-episode: the final checkpoint still resumes cleanly
-            self._close_episode_for_checkpoint()
+        if self.buffer.in_episode:  # the budget ended mid-episode: close it so the final checkpoint resumes cleanly
+            self.buffer.end_episode()
+            self.episode += 1
         self._checkpoint_now()
         self.logger.close()
         return self._summary()
@@ -247,11 +248,6 @@ class Trainer:
     def _summary(self) -> dict[str, Any]:
         return {"step": self.step, "eval_return_mean": self.last_eval[0], "eval_return_std": self.last_eval[1],
                 "wall_time": self.elapsed + self._session_time(), "out": str(self.out)}
-
-    def _close_episode_for_checkpoint(self) -> None:
-        # A run stopped at its step budget mid-episode: the partial episode stays in replay as if truncated.
-        self.buffer.in_episode = False
-        self.episode += 1
 
     def _checkpoint_now(self) -> None:
         self.save_checkpoint()
