@@ -114,8 +114,9 @@ def finetune(
     seed: int = typer.Option(0, help="Random seed."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a hyperparameter of the source's config."),
     freeze: str = typer.Option("none", help="'encoder': keep the transferred encoder layers fixed; 'none'."),
-    warmup_steps: Optional[int] = typer.Option(None, help="Random-action steps before updates. [default: a tenth "
-                                               "of the source config's warm-up, e.g. 1,000 for the paper's 10,000]"),
+    warmup_steps: Optional[int] = typer.Option(None, help="Random-action steps before updates. [default: the "
+                                               "source config's warm-up; a tenth of it learned more slowly, see "
+                                               "docs/finetune.md]"),
     revision: Optional[str] = typer.Option(None, help="Hub revision of SOURCE."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     eval_every: Optional[int] = typer.Option(None, help="Evaluate every N steps. [default: per benchmark]"),

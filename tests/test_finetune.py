@@ -7,7 +7,6 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from mrq_agents.config import MRQConfig
 from mrq_agents.envs import EnvSpec
 from mrq_agents.learner import MRQLearner, build_networks
 from mrq_agents.replay import ReplayBuffer
@@ -123,12 +122,15 @@ def test_cli_finetune_run_folder_is_resumable_exportable_and_records_provenance(
     assert exported.exit_code == 0, exported.output
 
 
-def test_default_warmup_is_a_tenth_of_the_source_config(tmp_path):
+def test_default_warmup_is_the_source_configs(tmp_path):
     source, _, _ = make_model_folder(tmp_path / "source", "Pendulum-v1")
+    meta = json.loads((source / "config.json").read_text())
+    meta["algorithm"]["warmup_steps"] = 120  # the source was trained with a 120-step warm-up
+    (source / "config.json").write_text(json.dumps(meta))
     out = tmp_path / "ft"
     result = runner.invoke(app, ["finetune", str(source), "--env", "Pendulum-v1", "--out", str(out), *SMALL])
     assert result.exit_code == 0, result.output
-    assert json.loads((out / "config.json").read_text())["algorithm"]["warmup_steps"] == MRQConfig().warmup_steps // 10
+    assert json.loads((out / "config.json").read_text())["algorithm"]["warmup_steps"] == 120
 
 
 @pytest.mark.parametrize("args, message", [

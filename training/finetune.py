@@ -29,11 +29,6 @@ FREEZE_CHOICES = ("none", "encoder")
 PIXEL_TRUNK = "encoder.pixel_trunk."
 
 
-def finetune_warmup(config: MRQConfig) -> int:
-    """Default warm-up of a fine-tune: a tenth of the from-scratch warm-up (the policy is already informed)."""
-    return config.warmup_steps // 10
-
-
 def _layer(param_name: str) -> str:
     return param_name.rsplit(".", 1)[0]
 
@@ -93,7 +88,9 @@ def finetune(source: str | Path, env_id: str, steps: int, out: str | Path, seed:
     meta, source_config, _, source_env, _ = load_model_folder(folder)
     tensors, _ = load_tensors(folder / MODEL_FILE, what="model weights")
     config = source_config.with_overrides(overrides or [])
-    config = config.with_overrides([f"warmup_steps={finetune_warmup(config) if warmup_steps is None else warmup_steps}"])
+    if warmup_steps is not None:
+        # Default: the source config's own warm-up. A tenth of it learned more slowly (docs/finetune.md).
+        config = config.with_overrides([f"warmup_steps={warmup_steps}"])
     run = default_run_config(env_id, steps=steps, seed=seed, device=device, eval_every=eval_every,
                              eval_episodes=eval_episodes, checkpoint_every=checkpoint_every)
     env_config = resolve_env(env_id)
