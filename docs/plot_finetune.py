@@ -2,7 +2,7 @@
 
     python docs/plot_finetune.py OUT_ROOT pendulum "InvertedPendulum-v4 -> InvertedDoublePendulum-v4"
 
-Reads OUT_ROOT/<pair>-{scratch,finetune}-s<seed>/metrics.csv, writes docs/finetune-<pair>.png (mean over seeds,
+Reads OUT_ROOT/<pair>-{scratch,finetune,finetune1000}-s<seed>/metrics.csv, writes docs/finetune-<pair>.png (mean over seeds,
 band = min..max) and prints a markdown table of the mean ± std over seeds at a few steps and the area under
 the curve (mean eval return over all evaluations).
 """
@@ -14,6 +14,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+
+LABELS = {"scratch": "from scratch (warm-up 1,000)", "finetune": "fine-tune, warm-up 100",
+          "finetune1000": "fine-tune, warm-up 1,000 (default)"}
 
 
 def load(root: Path, pair: str, condition: str) -> tuple[np.ndarray, np.ndarray]:
@@ -36,18 +40,20 @@ def main() -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     table = {}
-    for condition, colour in (("scratch", "tab:grey"), ("finetune", "tab:blue")):
+    for condition, colour in (("scratch", "tab:grey"), ("finetune", "tab:orange"), ("finetune1000", "tab:blue")):
+        if not any(root.glob(f"{pair}-{condition}-s*")):
+            continue
         steps, returns = load(root, pair, condition)
-        ax.plot(steps, returns.mean(0), color=colour, label=f"{condition} ({returns.shape[0]} seeds)")
-        ax.fill_between(steps, returns.min(0), returns.max(0), color=colour, alpha=0.2)
-        table[condition] = (steps, returns)
+        ax.plot(steps, returns.mean(0), color=colour, label=f"{LABELS[condition]} ({returns.shape[0]} seeds)")
+        ax.fill_between(steps, returns.min(0), returns.max(0), color=colour, alpha=0.15)
+        table[LABELS[condition]] = (steps, returns)
     ax.set(xlabel="env steps", ylabel="eval return", title=title)
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
     out = Path(__file__).with_name(f"finetune-{pair}.png")
     fig.savefig(out, dpi=120)
-    steps = table["scratch"][0]
+    steps = table[LABELS["scratch"]][0]
     marks = sorted({steps[len(steps) // 5], steps[len(steps) // 2], steps[-1]})
     print(f"| condition | " + " | ".join(f"{m:,} steps" for m in marks) + " | mean over all evals |")
     print("|---|" + "---:|" * (len(marks) + 1))

@@ -146,3 +146,14 @@ def test_finetune_errors_are_one_line(args, message, tmp_path):
     result = runner.invoke(app, [*args, "--steps", "100", "--out", str(tmp_path / "out")])
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_finetune_from_a_zoo_id(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # zoo ids resolve to the bundled files
+    out = tmp_path / "ft"
+    result = runner.invoke(app, ["finetune", "mrq-agents/mrq-InvertedPendulum-v4", "--env", "Pendulum-v1",
+                                 "--out", str(out), "--warmup-steps", "50", *SMALL])
+    assert result.exit_code == 0, result.output
+    provenance = json.loads((out / "config.json").read_text())["finetuned_from"]
+    assert provenance["source"] == "mrq-agents/mrq-InvertedPendulum-v4"
+    assert provenance["reinitialised_layers"] == ["encoder.zs_mlp.net.0"]  # obs 4 -> 3; action 1 -> 1
