@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+import re
 import shutil
 import string
 from pathlib import Path
@@ -155,6 +156,7 @@ def render_card(meta: dict[str, Any], results: dict[str, Any] | None, repo_id: s
         "eval_command": _eval_command(repo, results),
     }
     body = string.Template(CARD_TEMPLATE.read_text()).safe_substitute(values)
+    body = re.sub(r"\n{3,}", "\n\n", body)  # empty sections (no video, no curve) leave no gaps
     return f"---\n{data.to_yaml()}\n---\n\n{body}"
 
 
