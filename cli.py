@@ -50,7 +50,8 @@ def train(
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override an algorithm hyperparameter, "
                                              "e.g. --set enc_hdim=128 (repeatable; names as in the paper)."),
     preset: str = typer.Option("paper", help="Named config before --set: 'paper' (the paper's defaults) or "
-                               "'small' (128-wide networks, 1k warm-up: small envs learn on a CPU in minutes)."),
+                               "'small' (128-wide networks, 1k warm-up: small envs learn on a CPU in minutes). With --resume the "
+                               "run's saved config is used."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch. [default: torch's choice; 1 is "
                                           "often fastest for small networks]"),
