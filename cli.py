@@ -164,10 +164,7 @@ def evaluate(
     from mrq_agents.policy import Policy
 
     policy = Policy.from_pretrained(source, device=device)
-    rollout = policy.rollout(episodes=episodes, seed=seed, deterministic=deterministic)
-    result = {"env_id": policy.env_config.env_id, "episodes": episodes, "seed": seed,
-              "deterministic": deterministic or not policy.spec.discrete, "mean": rollout.mean,
-              "std": rollout.std, "returns": rollout.returns.tolist(), "lengths": rollout.lengths.tolist()}
+    result = policy.evaluate(episodes=episodes, seed=seed, deterministic=deterministic, source="mrq eval")
     if as_json:
         typer.echo(json.dumps(result))
     else:
@@ -188,15 +185,11 @@ def export_(
     repo_id: Optional[str] = typer.Option(None, help="Hub repo id to name in the model card's usage snippets."),
 ) -> None:
     """Evaluate a run's weights and write the export folder: weights, config, model card, results (and video)."""
-    from mrq_agents.export import today
     from mrq_agents.policy import Policy
 
     policy = Policy.from_pretrained(run_dir)
-    rollout = policy.rollout(episodes=episodes, seed=seed, deterministic=deterministic)
-    results = {"mean": rollout.mean, "std": rollout.std, "episodes": episodes, "seed": seed,
-               "deterministic": deterministic or not policy.spec.discrete, "returns": rollout.returns.tolist(),
-               "lengths": rollout.lengths.tolist(), "date": today(), "source": "mrq export"}
-    typer.echo(f"{policy.env_config.env_id}: return {rollout.mean:.2f} ± {rollout.std:.2f} over {episodes} episodes")
+    results = policy.evaluate(episodes=episodes, seed=seed, deterministic=deterministic, source="mrq export")
+    typer.echo(f"{results['env_id']}: return {results['mean']:.2f} ± {results['std']:.2f} over {episodes} episodes")
     out.mkdir(parents=True, exist_ok=True)
     if record:
         policy.record(out / "replay.mp4", episodes=1, seed=seed, deterministic=deterministic)

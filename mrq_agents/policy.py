@@ -158,6 +158,16 @@ class Policy:
                                             stream=EVAL_STREAM)
         return Rollout(returns, lengths)
 
+    def evaluate(self, episodes: int = 10, seed: int = 0, deterministic: bool = True,
+                 source: str = "Policy.evaluate") -> dict[str, Any]:
+        """The paper's protocol (no exploration noise) as a results.json record: mean, std, per-episode returns
+        and lengths, episodes, seed, whether the policy was deterministic, date, and what produced it."""
+        rollout = self.rollout(episodes=episodes, seed=seed, deterministic=deterministic)
+        return {"env_id": self.env_config.env_id, "mean": rollout.mean, "std": rollout.std, "episodes": episodes,
+                "seed": seed, "deterministic": deterministic or not self.spec.discrete,
+                "returns": rollout.returns.tolist(), "lengths": rollout.lengths.tolist(), "date": export.today(),
+                "source": source}
+
     @contextlib.contextmanager
     def _seeded_sampling(self, seed: int) -> Iterator[None]:
         """Seed the stochastic discrete policy's sampling for one rollout, leaving torch's global RNG as it was."""

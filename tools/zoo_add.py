@@ -14,17 +14,10 @@ import json
 from pathlib import Path
 
 from mrq_agents import Policy
-from mrq_agents.export import paper_score, sha256_file, today
+from mrq_agents.export import paper_score, sha256_file
 
 ZOO = Path(__file__).resolve().parents[1] / "zoo"
 EPISODES, SEED = 10, 0
-
-
-def evaluate(policy: Policy) -> dict:
-    rollout = policy.rollout(episodes=EPISODES, seed=SEED, deterministic=True)
-    return {"mean": rollout.mean, "std": rollout.std, "episodes": EPISODES, "seed": SEED, "deterministic": True,
-            "returns": rollout.returns.tolist(), "lengths": rollout.lengths.tolist(), "date": today(),
-            "source": "tools/zoo_add.py (evaluation of the shipped files)"}
 
 
 def main() -> None:
@@ -37,7 +30,8 @@ def main() -> None:
     folder = ZOO / args.name
     Policy.from_pretrained(args.run_dir).save_pretrained(folder, repo_id=args.repo_id)
     shipped = Policy.from_pretrained(folder)
-    results = evaluate(shipped)
+    results = shipped.evaluate(episodes=EPISODES, seed=SEED, deterministic=True,
+                               source="tools/zoo_add.py (evaluation of the shipped files)")
     shipped.save_pretrained(folder, results=results, repo_id=args.repo_id)  # card + results.json with that score
     meta = json.loads((folder / "config.json").read_text())
     steps = meta["training"]["steps"]

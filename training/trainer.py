@@ -124,8 +124,9 @@ class Trainer:
         self.device = resolve_device(run.device)
         torch.manual_seed(run.seed)
         self.rng = np.random.default_rng(run.seed)
-        saved = read_json(self.out / CONFIG_FILE, "run config") if resume and (self.out / CONFIG_FILE).exists() else {}
-        self.provenance = saved.get("finetuned_from") or (transfer.provenance if transfer is not None else None)
+        self.saved_config = (read_json(self.out / CONFIG_FILE, "run config")
+                             if resume and (self.out / CONFIG_FILE).exists() else {})
+        self.provenance = self.saved_config.get("finetuned_from") or (transfer.provenance if transfer is not None else None)
         frozen = tuple((self.provenance or {}).get("frozen", ()))
         self.learner = MRQLearner(self.spec, algo, self.device, frozen=frozen)
         if transfer is not None and not resume:
@@ -151,8 +152,8 @@ class Trainer:
             if not checkpoint.exists():
                 raise CheckpointError(f"nothing to resume in {self.out}: no {CHECKPOINT_FILE} (a run writes its "
                                       f"first one after {self.run.checkpoint_every} steps); start it without --resume")
-            check_resumable(read_json(self.out / CONFIG_FILE, "run config"), self.run, self.algo,
-                            self.env_config, self.out)
+            saved = self.saved_config or read_json(self.out / CONFIG_FILE, "run config")  # missing: one-line error
+            check_resumable(saved, self.run, self.algo, self.env_config, self.out)
             self._load_checkpoint(checkpoint)
         elif checkpoint.exists() or (self.out / CONFIG_FILE).exists():
             raise ConfigError(f"{self.out} already holds a run: continue it with --resume or choose another --out")
