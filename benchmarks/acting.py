@@ -18,22 +18,15 @@ import torch
 
 from mrq_agents import Policy
 from mrq_agents.config import MRQConfig
-from mrq_agents.envs import EnvSpec, make_env, resolve_env
-from mrq_agents.learner import MRQLearner
-from mrq_agents.serialization import atomic_write_json, save_tensors
-from mrq_agents.training.trainer import RunConfig, network_tensors, run_config_json
+from mrq_agents.envs import EnvSpec
+from mrq_agents.training.trainer import write_model_folder
 
 
 def paper_size_policy(env_id: str, folder: Path, device: str) -> tuple[Policy, EnvSpec]:
     """A Policy with freshly initialised paper-size networks (speed does not depend on the weights)."""
-    env_config = resolve_env(env_id)
-    spec = EnvSpec.from_env(make_env(env_config), env_config.frame_stack)
-    config = MRQConfig()
-    learner = MRQLearner(spec, config, "cpu")
-    atomic_write_json(folder / "config.json", run_config_json(RunConfig(env_id=env_id, steps=1), config, env_config,
-                                                              spec, torch.device("cpu")))
-    save_tensors(folder / "model.safetensors", network_tensors(learner))
-    return Policy.from_pretrained(folder, device=device), spec
+    write_model_folder(folder, env_id, MRQConfig())
+    policy = Policy.from_pretrained(folder, device=device)
+    return policy, policy.spec
 
 
 def actions_per_second(policy: Policy, obs: np.ndarray, seconds: float) -> float:

@@ -110,6 +110,25 @@ def network_tensors(learner: MRQLearner) -> dict[str, torch.Tensor]:
     return {k: v.detach() for k, v in learner.nets.state_dict().items()}
 
 
+def write_model_folder(folder: str | Path, env_id: str, config: MRQConfig, seed: int = 0,
+                       device: str = "cpu") -> tuple[MRQLearner, Any]:
+    """A run-like folder (config.json + model.safetensors) of freshly initialised networks for `env_id`.
+
+    For benchmarks and tests that need a loadable model without training one; returns (learner, its env).
+    """
+    env_config = resolve_env(env_id)
+    env = make_env(env_config)
+    spec = EnvSpec.from_env(env, env_config.frame_stack)
+    torch.manual_seed(seed)
+    learner = MRQLearner(spec, config, device)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    run = RunConfig(env_id=env_id, steps=1, seed=seed)
+    atomic_write_json(folder / CONFIG_FILE, run_config_json(run, config, env_config, spec, learner.device))
+    save_tensors(folder / MODEL_FILE, network_tensors(learner))
+    return learner, env
+
+
 class Trainer:
     """Owns one run: env, learner, replay, logger; `train()` runs it to `run.steps` env steps."""
 
