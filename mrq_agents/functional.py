@@ -76,7 +76,7 @@ def encoder_loss(
     dyn_weight: float,
     reward_weight: float,
     done_weight: float,
-    use_done: bool,
+    use_done: bool | torch.Tensor,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """MR.Q's model loss over a rollout of H steps, every term masked by `prod_{j<t} d_j`.
 
@@ -96,7 +96,9 @@ def encoder_loss(
         "termination_loss": (done * mask).mean(0).sum(),
     }
     total = dyn_weight * parts["dynamics_loss"] + reward_weight * parts["reward_loss"]
-    if use_done:
+    if isinstance(use_done, torch.Tensor):  # a 0/1 flag on the device (captured path): same sum when 1
+        total = total + done_weight * parts["termination_loss"] * use_done
+    elif use_done:
         total = total + done_weight * parts["termination_loss"]
     return total, parts
 
@@ -106,13 +108,34 @@ def lap_priority(td_error: torch.Tensor, min_priority: float, alpha: float) -> t
     return td_error.abs().max(dim=1).values.clamp(min=min_priority).pow(alpha)
 
 
-def random_shift(images: torch.Tensor, pad: int = 4) -> torch.Tensor:
-    """Shift each image by a random integer offset in [-pad, pad] with replicated borders: (B, C, H, W) float."""
+def draw_shifts(count: int, device: torch.device | str, pad: int = 4) -> torch.Tensor:
+    """Random integer offsets for `random_shift`: (count, 2) in [0, 2 * pad] (row, column)."""
+    return torch.randint(0, 2 * pad + 1, (count, 2), device=device)
+
+
+def random_shift(images: torch.Tensor, shifts: torch.Tensor, pad: int = 4) -> torch.Tensor:
+    """Shift each image by `shifts - pad` pixels (rows, columns) with replicated borders.
+
+    images (B, C, H, W) float, shifts (B, 2) integers in [0, 2 * pad] from `draw_shifts`. The randomness is an
+    argument so that the plain and the captured (CUDA graph) update paths can share the same draws.
+    """
     batch, _, height, width = images.shape
     padded = F.pad(images, (pad, pad, pad, pad), mode="replicate")
-    shifts = torch.randint(0, 2 * pad + 1, (batch, 2), device=images.device)
     rows = torch.arange(height, device=images.device)[None, :] + shifts[:, :1]  # (B, H)
     cols = torch.arange(width, device=images.device)[None, :] + shifts[:, 1:]  # (B, W)
     batch_idx = torch.arange(batch, device=images.device)[:, None, None]
     out = padded.permute(0, 2, 3, 1)[batch_idx, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
     return out.permute(0, 3, 1, 2)
+
+
+def sample_proportional(weights: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """Indices drawn with replacement with probability `weights / weights.sum()`, by inverting the CDF.
+
+    weights (N,) non-negative with a positive sum, uniforms (K,) in [0, 1) -> (K,) int64. Index i is chosen when
+    `u * total` falls in [cdf[i-1], cdf[i]); zero-weight entries own an empty interval and are never chosen. The
+    CDF is accumulated in float64 so that a million priorities keep their share to ~1e-10. No host
+    synchronisation, so it runs inside a captured CUDA graph.
+    """
+    cdf = torch.cumsum(weights.double(), 0)
+    index = torch.searchsorted(cdf, uniforms.double() * cdf[-1], right=True)
+    return index.clamp_(max=weights.numel() - 1)

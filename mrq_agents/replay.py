@@ -15,6 +15,11 @@ all belong to one episode, or when it runs into a termination: then the steps af
 repeat the terminating slot and are masked by `prod_{j<t} d_j` downstream. A window that would run past a
 truncation (time limit) or past the newest stored step is not eligible; one that ends exactly on a
 truncation is, since its successor state (the final observation) is stored.
+
+Device writes. `add` and `start_episode` only touch host memory: frames, transitions and eligibility changes
+wait in a staging area and reach the device in a few batched copies (pinned and asynchronous on CUDA) when
+`flush()` runs. Everything that reads the device tensors (`sample_indices`, `gather`, `state_dict`, the learner's
+update) flushes first, so a step costs no small blocking host-to-device copies.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import torch
 
 from mrq_agents.envs import EnvSpec
 from mrq_agents.errors import ConfigError
+from mrq_agents.functional import sample_proportional
 
 
 class Batch(NamedTuple):
@@ -75,6 +81,11 @@ class ReplayBuffer:
         self.episode_start = 0  # absolute slot of the current episode's first state
         self.in_episode = False
         self._offsets = torch.arange(-self.history + 1, 1, device=self.device)
+        # Staged device writes (see the module docstring); the latest write to a slot wins.
+        self._pending_frames: dict[int, np.ndarray] = {}
+        self._pending_steps: dict[int, np.ndarray] = {}  # slot -> [action..., reward, not_done]
+        self._dirty_eligible: set[int] = set()
+        self.static_shapes = False  # see sampling_weights
 
     # ---------------------------------------------------------------- writing
     def start_episode(self, obs: np.ndarray) -> None:
@@ -91,10 +102,8 @@ class ReplayBuffer:
         if not self.in_episode:
             raise RuntimeError("call start_episode(obs) before add()")
         slot = self.cursor % self.capacity
-        self.action[slot] = torch.as_tensor(self._action_vector(action), device=self.device)
-        self.reward[slot] = float(reward)
-        self.not_done[slot] = 0.0 if terminated else 1.0
-        self.priority[slot] = self.max_priority
+        self._pending_steps[slot] = np.concatenate(
+            [self._action_vector(action), [float(reward), 0.0 if terminated else 1.0]]).astype(np.float32)
         self.abs_reward[slot] = abs(float(reward))
         self.abs_reward_sum += abs(float(reward))
         self.has_transition[slot] = True
@@ -125,7 +134,7 @@ class ReplayBuffer:
             self.abs_reward[slot] = 0.0
             self.has_transition[slot] = False
             self.num_transitions -= 1
-        self.frames[slot] = torch.as_tensor(frame, device=self.device)
+        self._pending_frames[slot] = np.array(frame, copy=True)  # the env may reuse its observation buffer
         self.written += 1
 
     def _set_eligible(self, horizon: int, slots: list[int], value: bool) -> None:
@@ -135,7 +144,41 @@ class ReplayBuffer:
         before = int(host[slots].sum())
         host[slots] = value
         self.num_eligible[horizon] += int(host[slots].sum()) - before
-        self.eligible[horizon][torch.as_tensor(slots, device=self.device)] = value
+        self._dirty_eligible.update(slots)
+
+    def flush(self) -> None:
+        """Copy the staged frames, transitions and eligibility changes to the device tensors.
+
+        New transitions get the current maximum priority here; no update runs between `add` and the next flush
+        (every reader flushes first), so that is the maximum at the time they were added.
+        """
+        if self._pending_frames:
+            slots = self._upload(np.fromiter(self._pending_frames, dtype=np.int64))
+            self.frames[slots] = self._upload(np.stack(list(self._pending_frames.values())))
+            self._pending_frames.clear()
+        if self._pending_steps:
+            slots = self._upload(np.fromiter(self._pending_steps, dtype=np.int64))
+            rows = self._upload(np.stack(list(self._pending_steps.values())))
+            action_dim = self.spec.action_dim
+            self.action[slots] = rows[:, :action_dim]
+            self.reward[slots] = rows[:, action_dim]
+            self.not_done[slots] = rows[:, action_dim + 1]
+            self.priority[slots] = self.max_priority.expand(slots.shape[0])  # index_fill_ would .item()
+            self._pending_steps.clear()
+        if self._dirty_eligible:
+            slot_array = np.fromiter(self._dirty_eligible, dtype=np.int64)
+            slots = self._upload(slot_array)
+            values = self._upload(np.stack([self.host_eligible[h][slot_array] for h in self.horizons]))
+            for row, h in enumerate(self.horizons):
+                self.eligible[h][slots] = values[row]
+            self._dirty_eligible.clear()
+
+    def _upload(self, array: np.ndarray) -> torch.Tensor:
+        """Host array -> device tensor; on CUDA through pinned memory, without blocking the host."""
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+        if self.device.type == "cuda":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor
 
     def _frames_of(self, obs: np.ndarray) -> np.ndarray:
         """Split a (stacked) observation into its frames: (h, *frame_shape)."""
@@ -157,15 +200,29 @@ class ReplayBuffer:
         """Mean |r| over the stored transitions (0.0 when empty)."""
         return self.abs_reward_sum / self.num_transitions if self.num_transitions else 0.0
 
+    def draw_uniforms(self, count: int) -> torch.Tensor:
+        """The random numbers `sample_indices` consumes for `count` samples: (count,) float64 in [0, 1)."""
+        return torch.rand(count, dtype=torch.float64, device=self.device)
+
+    def sampling_weights(self, horizon: int) -> torch.Tensor:
+        """Unnormalised sampling weights of window starts: priority (or 1) where eligible, else 0.
+
+        Only the slots written so far, (min(written, capacity),): nothing beyond them is eligible, so the
+        distribution is the same and early sampling does not scan a mostly empty 1M ring. With `static_shapes`
+        (set by a captured update, which needs fixed shapes) always the whole ring, (capacity,).
+        """
+        n = self.capacity if self.static_shapes else min(self.written, self.capacity)
+        weights = self.eligible[horizon][:n].float()
+        return weights * self.priority[:n] if self.prioritized else weights
+
     def sample_indices(self, horizon: int, count: int) -> torch.Tensor:
         """`count` start slots, proportional to priority (or uniform) among eligible windows: (count,)."""
-        weights = self.eligible[horizon].float()
-        if self.prioritized:
-            weights = weights * self.priority
-        return torch.multinomial(weights, count, replacement=True)
+        self.flush()
+        return sample_proportional(self.sampling_weights(horizon), self.draw_uniforms(count))
 
     def gather(self, start: torch.Tensor, horizon: int, all_next_states: bool = True) -> Batch:
         """Rebuild the windows of `horizon` steps starting at `start` (B,)."""
+        self.flush()  # a no-op when nothing is staged (always so inside a captured update)
         steps = [start]
         for _ in range(horizon - 1):  # stay on a terminating slot: later steps are masked downstream
             prev = steps[-1]
@@ -192,12 +249,14 @@ class ReplayBuffer:
 
     def update_priority(self, indices: torch.Tensor, priority: torch.Tensor) -> None:
         """Set the priorities of sampled windows (B,) and raise the running maximum (all on the device)."""
+        self.flush()  # staged transitions take the maximum from before this update
         self.priority[indices] = priority.detach()
-        self.max_priority = torch.maximum(self.max_priority, priority.detach().max())
+        torch.maximum(self.max_priority, priority.detach().max(), out=self.max_priority)  # in place: graph-safe
 
     # ---------------------------------------------------------------- checkpointing
     def state_dict(self) -> dict:
         """Everything needed to continue, as tensors and plain values (only the written part of the ring)."""
+        self.flush()
         n = min(self.written, self.capacity)
         return {
             "frames": self.frames[:n], "action": self.action[:n], "reward": self.reward[:n],
@@ -214,9 +273,13 @@ class ReplayBuffer:
         if state["capacity"] != self.capacity or tuple(state["horizons"]) != self.horizons:
             raise ConfigError("the checkpoint's replay buffer was made with another buffer_size or horizons")
         n = min(state["written"], self.capacity)
+        self._pending_frames.clear()
+        self._pending_steps.clear()
+        self._dirty_eligible.clear()
+        # In place throughout: a captured update graph keeps reading these same tensors.
         for name in ("frames", "action", "reward", "not_done", "priority"):
             getattr(self, name)[:n] = torch.as_tensor(state[name]).to(self.device)
-        self.max_priority = torch.as_tensor(state["max_priority"]).to(self.device).clone()
+        self.max_priority.copy_(torch.as_tensor(state["max_priority"]))
         for h in self.horizons:
             self.eligible[h].zero_()
             self.eligible[h][:n] = torch.as_tensor(state["eligible"][str(h)]).to(self.device)

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from mrq_agents.functional import (encoder_loss, lap_priority, masked_multistep_return, prefix_mask, random_shift,
-                                   twohot_bins, twohot_cross_entropy, twohot_decode, twohot_encode)
+from mrq_agents.functional import (draw_shifts, encoder_loss, lap_priority, masked_multistep_return, prefix_mask,
+                                   random_shift, sample_proportional, twohot_bins, twohot_cross_entropy, twohot_decode, twohot_encode)
 
 E = math.e
 # Small two-hot config: bins = symexp(linspace(-2, 2, 5)) = symexp([-2, -1, 0, 1, 2])
@@ -329,7 +329,7 @@ def test_random_shift_outputs_shifted_crops_of_the_padded_input():
     torch.manual_seed(0)
     batch, channels, size = 64, 2, 12
     images = torch.arange(batch * channels * size * size, dtype=torch.float32).reshape(batch, channels, size, size)
-    out = random_shift(images, pad=4)
+    out = random_shift(images, draw_shifts(batch, "cpu", pad=4), pad=4)
     assert out.shape == images.shape and out.dtype == images.dtype
     shifts = set()
     for b in range(batch):
@@ -343,7 +343,7 @@ def test_random_shift_outputs_shifted_crops_of_the_padded_input():
 def test_random_shift_reaches_the_extreme_offsets():
     torch.manual_seed(1)
     images = torch.arange(400 * 36, dtype=torch.float32).reshape(400, 1, 6, 6)
-    out = random_shift(images, pad=2)
+    out = random_shift(images, draw_shifts(400, "cpu", pad=2), pad=2)
     dys, dxs = set(), set()
     for b in range(400):
         (dy, dx), = _find_shift(out[b], images[b], 2)
@@ -354,4 +354,33 @@ def test_random_shift_reaches_the_extreme_offsets():
 
 def test_random_shift_pad_zero_is_identity():
     images = torch.rand(3, 4, 7, 5)
-    assert torch.equal(random_shift(images, pad=0), images)
+    assert torch.equal(random_shift(images, draw_shifts(3, "cpu", pad=0), pad=0), images)
+
+
+def test_random_shift_applies_the_given_offsets():
+    # shifts are offsets into the padded image: (pad + dy, pad + dx); (0, 4) with pad 2 is dy = -2, dx = +2
+    images = torch.arange(2 * 36, dtype=torch.float32).reshape(2, 1, 6, 6)
+    out = random_shift(images, torch.tensor([[0, 4], [2, 2]]), pad=2)
+    assert torch.equal(out[0], _shifted_by_hand(images[0], -2, 2))
+    assert torch.equal(out[1], images[1])  # (pad, pad): no shift
+
+
+# ------------------------------------------------------------------ proportional sampling
+def test_sample_proportional_inverts_the_cdf():
+    # weights [0, 2, 0, 1, 1]: cdf [0, 2, 2, 3, 4]; u * 4 = [0, 1.99, 2, 2.5, 3, 3.96]
+    # -> first cdf entry > x: [1, 1, 3, 3, 4, 4] (index 0 and 2 own empty intervals)
+    weights = t([0, 2, 0, 1, 1])
+    uniforms = t([0.0, 0.4975, 0.5, 0.625, 0.75, 0.99])
+    assert sample_proportional(weights, uniforms).tolist() == [1, 1, 3, 3, 4, 4]
+
+
+def test_sample_proportional_never_returns_past_the_end():
+    assert sample_proportional(t([1, 1, 0]), t([0.9999999])).tolist() == [1]
+    assert sample_proportional(t([1, 1]), torch.tensor([1.0 - 2**-53], dtype=torch.float64)).tolist() == [1]
+
+
+def test_sample_proportional_frequencies_match_the_weights():
+    torch.manual_seed(0)
+    weights = t([1, 0, 3, 6])
+    counts = torch.bincount(sample_proportional(weights, torch.rand(200_000)), minlength=4).double() / 200_000
+    assert counts.tolist() == pytest.approx([0.1, 0.0, 0.3, 0.6], abs=0.005)

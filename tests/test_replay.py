@@ -18,6 +18,7 @@ def vec_obs(episode, t):
 
 
 def eligible_starts(buffer, horizon):
+    buffer.flush()
     return sorted(buffer.eligible[horizon].nonzero().flatten().tolist())
 
 
@@ -331,6 +332,7 @@ def test_too_small_capacity_is_rejected():
 def test_new_transitions_get_the_max_priority():
     buffer = ReplayBuffer(VECTOR, 50, horizons=(3,), prioritized=True, device="cpu")
     run_vector_episode(buffer, 0, [1, 2, 3, 4], end="none")  # transitions at slots 0..3
+    buffer.flush()  # device writes are staged until something reads them
     assert buffer.max_priority.item() == 1.0
     assert buffer.priority[:4].tolist() == [1.0, 1.0, 1.0, 1.0]
 
@@ -338,12 +340,14 @@ def test_new_transitions_get_the_max_priority():
     assert buffer.max_priority.item() == 3.0
     assert buffer.priority[:4].tolist() == [3.0, 0.5, 1.0, 1.0]
     buffer.add(np.array([0.0], dtype=np.float32), 0.0, False, False, vec_obs(0, 5))  # slot 4
+    buffer.flush()
     assert buffer.priority[4].item() == 3.0
 
     # A smaller update does not lower the maximum.
     buffer.update_priority(torch.tensor([2]), torch.tensor([2.0]))
     assert buffer.max_priority.item() == 3.0
     buffer.add(np.array([0.0], dtype=np.float32), 0.0, False, False, vec_obs(0, 6))  # slot 5
+    buffer.flush()
     assert buffer.priority[5].item() == 3.0
 
 
@@ -415,6 +419,7 @@ def test_terminated_and_truncated_at_once_counts_as_termination():
     buffer.start_episode(vec_obs(0, 0))
     buffer.add(np.array([0.0], dtype=np.float32), 1.0, True, True, vec_obs(0, 1))
     assert buffer.any_termination is True
+    buffer.flush()
     assert buffer.not_done[0].item() == 0.0
     assert eligible_starts(buffer, 3) == [0]
 
@@ -456,3 +461,32 @@ def test_state_dict_round_trip_gives_identical_gathers():
         for t in range(8):
             b.add(np.array([0.1 * t], dtype=np.float32), float(t), t == 7, False, writer.obs(5, t + 1))
     same(buffer, restored)
+
+
+def test_writes_are_staged_until_flushed_and_the_latest_write_to_a_slot_wins():
+    buffer = ReplayBuffer(VECTOR, 10, horizons=(3,), device="cpu")
+    for episode in range(3):  # 3 episodes of 3 steps: 4 slots each, so the ring of 10 wraps over staged slots
+        run_vector_episode(buffer, episode, [episode + 1.0] * 3, end="truncated")
+    assert buffer.frames.shape == (10, 2) and buffer._pending_frames  # nothing copied yet
+    buffer.flush()
+    assert not buffer._pending_frames and not buffer._pending_steps and not buffer._dirty_eligible
+    # written slots 0..11: episode 2's frames [2, t] at slots 8, 9, 0, 1 (the last two overwrote episode 0's)
+    assert buffer.frames[[8, 9, 0, 1]].tolist() == [[2, 0], [2, 1], [2, 2], [2, 3]]
+    assert buffer.reward[[8, 9, 0]].tolist() == [3.0, 3.0, 3.0]
+    # Eligibility on the device matches the host mirror after the flush.
+    assert torch.equal(buffer.eligible[3], torch.from_numpy(buffer.host_eligible[3]))
+    assert eligible_starts(buffer, 3) == [4, 8]
+
+
+def test_sampling_the_written_prefix_or_the_whole_ring_draws_the_same_indices():
+    buffer = ReplayBuffer(VECTOR, 500, horizons=(3,), device="cpu")
+    for episode in range(4):
+        run_vector_episode(buffer, episode, [1.0] * 12, end="terminated" if episode % 2 else "truncated")
+    buffer.update_priority(torch.tensor([0, 5, 14]), torch.tensor([4.0, 2.0, 0.5]))
+    assert buffer.sampling_weights(3).shape == (52,)  # 4 episodes of 13 slots written
+    torch.manual_seed(0)
+    prefix = buffer.sample_indices(3, 1000)
+    buffer.static_shapes = True  # what a captured update uses: fixed shapes
+    assert buffer.sampling_weights(3).shape == (500,)
+    torch.manual_seed(0)
+    assert torch.equal(buffer.sample_indices(3, 1000), prefix)

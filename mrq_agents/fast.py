@@ -1,0 +1,204 @@
+"""The fast update path: each encoder update and each value+policy step replayed from a captured CUDA graph.
+
+Why. The plain path launches hundreds of small kernels per update from Python, and at the paper's size the GPU
+spends most of each update waiting for the host. Capturing an update once and replaying it costs one launch.
+
+What stays the same. The captured programs run the learner's own step functions (`MRQLearner.encoder_update`,
+`MRQLearner.value_policy_step`), so the math is the plain path's. Everything random is drawn eagerly before each
+replay, in the plain path's order, and copied into the graph's static inputs; the reward scales and the
+termination flag live in 0-d device tensors refreshed at each target sync. The one numerical difference is the
+optimizer kernel (fused AdamW instead of the default), equal within float32 rounding.
+
+What it costs. No host-device synchronisation in the loop: sampling (inverse CDF over the priorities), priority
+writes and the running maximum stay on the device, and metrics are the graph's output tensors, overwritten by
+the next update (read them at log time, or clone them to keep them).
+
+Capture. The first call of a step warms it up on a side stream (three real updates, so that lazily created
+optimizer state and library workspaces exist), restores every tensor the warm-up changed (networks, optimizer
+state, priorities), then captures it and replays it for the real update. If capture fails, a warning says so and
+the step keeps running eagerly: slower, never wrong. On the CPU there is nothing to capture; the same step
+functions run eagerly with the fused optimizer.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Callable
+
+import torch
+
+if TYPE_CHECKING:
+    from mrq_agents.learner import MRQLearner
+    from mrq_agents.replay import ReplayBuffer
+
+WARMUP_CALLS = 3
+
+
+class CapturedStep:
+    """A function of fixed-shape tensor inputs: eager until first called on CUDA, then a replayed CUDA graph.
+
+    `body(**inputs)` returns a dict of tensors. `mutated()` lists every tensor the body changes in place, so the
+    warm-up before capture can be undone; `optimizers` are the ones it steps (their state is restored too).
+    """
+
+    def __init__(self, name: str, body: Callable[..., dict[str, torch.Tensor]], mutated: Callable[[], list],
+                 optimizers: list[torch.optim.Optimizer], capture: bool):
+        self.name = name
+        self.body = body
+        self.mutated = mutated
+        self.optimizers = optimizers
+        self.capture = capture
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.failed = False
+        self.inputs: dict[str, torch.Tensor] = {}
+        self.outputs: dict[str, torch.Tensor] = {}
+
+    def __call__(self, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        if not self.capture or self.failed:
+            return self.body(**inputs)
+        if self.graph is None:
+            self.inputs = {k: v.clone() for k, v in inputs.items()}
+            try:
+                self._capture()
+            except RuntimeError as error:  # e.g. an op without graph support in this torch build
+                self.graph = None
+                self.failed = True
+                warnings.warn(f"CUDA graph capture of the {self.name} failed ({str(error).splitlines()[0]}); "
+                              "that step runs eagerly from now on (same math, slower)", RuntimeWarning)
+                return self.body(**inputs)
+        else:
+            for key, value in inputs.items():
+                self.inputs[key].copy_(value)
+        self.graph.replay()
+        return self.outputs
+
+    def _capture(self) -> None:
+        saved = self.rehearse(WARMUP_CALLS, on_side_stream=True)
+        try:
+            for optimizer in self.optimizers:
+                optimizer.zero_grad(set_to_none=True)  # the graph owns the gradients it writes
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self.outputs = self.body(**self.inputs)
+            self.graph = graph
+        finally:
+            restore(saved, self.optimizers)
+
+    def rehearse(self, calls: int, on_side_stream: bool = False):
+        """Run the body `calls` times on the current static inputs and return what restores the state from
+        before (`restore(saved, optimizers)` undoes them). Capture uses it for its warm-up; tests call it on the
+        CPU to check that a warm-up leaves no trace."""
+        saved = snapshot(self.mutated(), self.optimizers)
+        try:
+            if on_side_stream:
+                stream = torch.cuda.Stream()
+                stream.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(stream):
+                    for _ in range(calls):
+                        self.body(**self.inputs)
+                torch.cuda.current_stream().wait_stream(stream)
+            else:
+                for _ in range(calls):
+                    self.body(**self.inputs)
+        finally:
+            restore(saved, self.optimizers)
+        return saved
+
+
+def snapshot(tensors: list[torch.Tensor], optimizers: list[torch.optim.Optimizer]) -> dict:
+    """Copies of `tensors` and of the optimizers' per-parameter state (None where none exists yet)."""
+    states = []
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            for param in group["params"]:
+                state = optimizer.state.get(param)
+                states.append({k: v.clone() for k, v in state.items()} if state else None)
+    return {"tensors": [(t, t.detach().clone()) for t in tensors], "optimizer_states": states}
+
+
+@torch.no_grad()
+def restore(saved: dict, optimizers: list[torch.optim.Optimizer]) -> None:
+    """Copy a `snapshot` back in place. Optimizer state created since is zeroed, as a fresh AdamW starts."""
+    for tensor, copy in saved["tensors"]:
+        tensor.copy_(copy)
+    states = iter(saved["optimizer_states"])
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            for param in group["params"]:
+                before, now = next(states), optimizer.state.get(param)
+                if not now:
+                    continue
+                for key, value in now.items():
+                    if before is None:
+                        value.zero_()
+                    else:
+                        value.copy_(before[key])
+
+
+class FastUpdate:
+    """`MRQLearner.update` on the fast path: the same cadence as the plain path, with captured steps."""
+
+    def __init__(self, learner: "MRQLearner"):
+        self.learner = learner
+        self.capture = learner.device.type == "cuda"
+        zero = torch.zeros((), device=learner.device)
+        self.reward_scale = zero + learner.reward_scale
+        self.target_reward_scale = zero + learner.target_reward_scale
+        self.use_termination = zero.clone()
+        self.buffer: "ReplayBuffer | None" = None
+        self._bound_to: tuple = ()
+        self.encoder_step: CapturedStep | None = None
+        self.value_step: CapturedStep | None = None
+
+    def reset(self) -> None:
+        """After the learner's state was loaded: take its reward scales and capture again on the next update
+        (loading replaced the optimizers' state tensors)."""
+        self.reward_scale.fill_(self.learner.reward_scale)
+        self.target_reward_scale.fill_(self.learner.target_reward_scale)
+        self._bound_to = ()
+
+    def _bind(self, buffer: "ReplayBuffer") -> None:
+        """(Re)build the steps for this buffer; a graph reads the buffer's tensors at fixed addresses."""
+        key = (id(buffer), buffer.frames.data_ptr(), buffer.priority.data_ptr(), buffer.max_priority.data_ptr())
+        if key == self._bound_to:
+            return
+        learner = self.learner
+        self.buffer = buffer
+        buffer.static_shapes = buffer.static_shapes or self.capture
+        self.encoder_step = CapturedStep(
+            "encoder update", self._encoder_body,
+            mutated=lambda: list(learner.nets.encoder.parameters()),
+            optimizers=[learner.encoder_opt], capture=self.capture)
+        self.value_step = CapturedStep(
+            "value and policy update", self._value_body,
+            mutated=lambda: [*learner.nets.value.parameters(), *learner.nets.policy.parameters(),
+                             buffer.priority, buffer.max_priority],
+            optimizers=[learner.value_opt, learner.policy_opt], capture=self.capture)
+        self._bound_to = key
+
+    def _encoder_body(self, starts: torch.Tensor, **draws: torch.Tensor) -> dict[str, torch.Tensor]:
+        horizon = self.learner.config.enc_horizon
+        batch = self.buffer.gather(starts, horizon, all_next_states=True)
+        return self.learner.encoder_update(batch, use_termination=self.use_termination, draws=draws)
+
+    def _value_body(self, uniforms: torch.Tensor, **draws: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.learner.value_policy_step(self.buffer, uniforms, draws, self.reward_scale,
+                                              self.target_reward_scale)
+
+    def __call__(self, buffer: "ReplayBuffer") -> dict[str, torch.Tensor]:
+        learner, c = self.learner, self.learner.config
+        self._bind(buffer)
+        if learner.num_updates % c.target_update_freq == 0:
+            learner.start_cycle(buffer)
+            self.reward_scale.fill_(learner.reward_scale)  # host values: a launch, no synchronisation
+            self.target_reward_scale.fill_(learner.target_reward_scale)
+            if learner.train_encoder:
+                self.use_termination.fill_(float(buffer.any_termination))
+                starts = buffer.sample_indices(c.enc_horizon, c.target_update_freq * c.batch_size)
+                for batch_starts in starts.view(c.target_update_freq, c.batch_size):
+                    draws = learner.draw_encoder_noise(c.batch_size, c.enc_horizon)
+                    learner.encoder_metrics = self.encoder_step(starts=batch_starts, **draws)
+        uniforms = buffer.draw_uniforms(c.batch_size)
+        metrics = {**learner.encoder_metrics, **self.value_step(uniforms=uniforms, **learner.draw_value_noise(c.batch_size))}
+        learner.num_updates += 1
+        return metrics
