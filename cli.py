@@ -13,8 +13,11 @@ import typer
 
 from mrq_agents.errors import MRQError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="MR.Q: train, evaluate and share general-purpose model-free RL agents.")
+
+FAST_HELP = ("The fast update path: fused optimizers, and on CUDA each update replayed from a captured CUDA graph; "
+             "same math as --no-fast (benchmarks/README.md). [default: on for CUDA, off for the CPU]")
 
 
 def _friendly_errors(command: Callable) -> Callable:
@@ -42,6 +45,7 @@ def train(
     seed: Optional[int] = typer.Option(None, help="Random seed. [default: 0]"),
     out: Optional[Path] = typer.Option(None, help="Run folder. [default: runs/<env>-seed<seed>]"),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N. [default: auto]"),
+    fast: Optional[bool] = typer.Option(None, "--fast/--no-fast", help=FAST_HELP),
     eval_every: Optional[int] = typer.Option(None, help="Evaluate every N steps. Default per benchmark: "
                                              "Atari 100k, others 5k."),
     eval_episodes: Optional[int] = typer.Option(None, help="Episodes per evaluation. [default: 10]"),
@@ -61,7 +65,7 @@ def train(
     from mrq_agents.serialization import read_json
     from mrq_agents.training.trainer import CONFIG_FILE, Trainer, default_run_config
 
-    overrides = {"steps": steps, "seed": seed, "device": device, "eval_every": eval_every,
+    overrides = {"steps": steps, "seed": seed, "device": device, "fast": fast, "eval_every": eval_every,
                  "eval_episodes": eval_episodes, "checkpoint_every": checkpoint_every}
     base_algo = preset_config(preset)
     if out is None:
@@ -90,7 +94,8 @@ def _set_threads(threads: Optional[int]) -> None:
 def _run(trainer, env: str, out: Path) -> None:
     """Run a prepared Trainer with a progress bar; Ctrl-C says how to resume."""
     run = trainer.run
-    typer.echo(f"MR.Q on {run.env_id} | {run.steps:,} steps | seed {run.seed} | device {trainer.device} | "
+    typer.echo(f"MR.Q on {run.env_id} | {run.steps:,} steps | seed {run.seed} | device {trainer.device} "
+               f"({'fast' if trainer.learner.fast else 'plain'} path) | "
                f"obs {trainer.spec.obs_shape} | {'discrete' if trainer.spec.discrete else 'continuous'} "
                f"actions ({trainer.spec.action_dim}) | out {out}"
                + (f" | resumed at step {trainer.step:,}" if trainer.step else ""))
@@ -120,6 +125,7 @@ def finetune(
                                                "docs/finetune.md]"),
     revision: Optional[str] = typer.Option(None, help="Hub revision of SOURCE."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    fast: Optional[bool] = typer.Option(None, "--fast/--no-fast", help=FAST_HELP),
     eval_every: Optional[int] = typer.Option(None, help="Evaluate every N steps. [default: per benchmark]"),
     eval_episodes: Optional[int] = typer.Option(None, help="Episodes per evaluation. [default: 10]"),
     checkpoint_every: Optional[int] = typer.Option(None, help="Checkpoint cadence in steps. [default: max(50k, eval every)]"),
@@ -130,7 +136,7 @@ def finetune(
 
     _set_threads(threads)
     trainer = prepare(source, env, steps, out, seed=seed, overrides=set_ or [], freeze=freeze,
-                      warmup_steps=warmup_steps, revision=revision, device=device, eval_every=eval_every,
+                      warmup_steps=warmup_steps, revision=revision, device=device, fast=fast, eval_every=eval_every,
                       eval_episodes=eval_episodes, checkpoint_every=checkpoint_every, log=_console().print)
     _run(trainer, env, out)
 

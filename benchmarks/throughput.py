@@ -1,19 +1,23 @@
-"""Training throughput of MR.Q at the paper's config: env-steps/s including updates, and peak memory.
+"""Training throughput of MR.Q at the paper's config, plain vs fast update path: env-steps/s and peak memory.
 
     python benchmarks/throughput.py                       # HalfCheetah-v4 and ALE/Pong-v5 on the default device
-    python benchmarks/throughput.py --device cpu --measure-steps 250 --envs HalfCheetah-v4
+    python benchmarks/throughput.py --device cpu --measure-steps 250 --envs HalfCheetah-v4 --paths fast
 
-Each env: fill the replay with `--fill-steps` random steps (no updates), then time `--measure-steps` steps of
-the full training step (act with exploration, env step, store, one update). `--measure-steps` should be a
-multiple of `target_update_freq` (250) so that the timed span holds the same share of encoder bursts as
-training does (one burst of 250 encoder updates every 250 steps).
+Each (env, path) runs in its own process (clean peak-memory figures): fill the replay with `--fill-steps` random
+steps, run `--warmup-updates` untimed training steps (the fast path captures its CUDA graphs there), then time
+`--measure-steps` steps of the full training step (act with exploration, env step, store, one update).
+`--measure-steps` should be a multiple of `target_update_freq` (250) so that the timed span holds the same share
+of encoder bursts as training does (one burst of 250 encoder updates every 250 steps).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import resource
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -25,14 +29,15 @@ from mrq_agents.learner import MRQLearner, resolve_device
 from mrq_agents.replay import ReplayBuffer
 
 
-def measure(env_id: str, device: torch.device, fill_steps: int, measure_steps: int, seed: int = 0) -> dict:
+def measure(env_id: str, device: torch.device, fast: bool, fill_steps: int, warmup_updates: int,
+            measure_steps: int, seed: int = 0) -> dict:
     config = MRQConfig()
     env_config = resolve_env(env_id)
     env = make_env(env_config, seed=seed)
     spec = EnvSpec.from_env(env, env_config.frame_stack)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    learner = MRQLearner(spec, config, device)
+    learner = MRQLearner(spec, config, device, fast=fast)
     buffer = ReplayBuffer(spec, config.buffer_size, (config.enc_horizon, config.q_horizon), config.prioritized,
                           device)
     obs, _ = env.reset(seed=seed)
@@ -54,6 +59,9 @@ def measure(env_id: str, device: torch.device, fill_steps: int, measure_steps: i
 
     for _ in range(fill_steps):
         step(random_action)
+    for _ in range(warmup_updates):
+        step(lambda o: learner.act(o, explore=True))
+        learner.update(buffer)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         torch.cuda.synchronize(device)
@@ -65,34 +73,54 @@ def measure(env_id: str, device: torch.device, fill_steps: int, measure_steps: i
         torch.cuda.synchronize(device)
     elapsed = time.perf_counter() - start
     peak_host = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB (Linux)
-    peak_gpu = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    peak_gpu = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     params = sum(p.numel() for p in learner.nets.parameters())
-    return {"env": env_id, "device": str(device), "params_M": params / 1e6, "steps_per_s": measure_steps / elapsed,
+    return {"env": env_id, "device": str(device), "path": "fast" if fast else "plain", "params_M": params / 1e6, "steps_per_s": measure_steps / elapsed,
             "seconds": elapsed, "peak_host_GiB": peak_host, "peak_gpu_GiB": peak_gpu}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", nargs="+", default=["HalfCheetah-v4", "ALE/Pong-v5"])
+    parser.add_argument("--paths", nargs="+", choices=["plain", "fast"], default=["plain", "fast"])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--fill-steps", type=int, default=1_000)
+    parser.add_argument("--warmup-updates", type=int, default=10)
     parser.add_argument("--measure-steps", type=int, default=250)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--one", nargs=2, metavar=("ENV", "PATH"), help=argparse.SUPPRESS)  # a worker process
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    if args.one:
+        env_id, path = args.one
+        print(json.dumps(measure(env_id, device, path == "fast", args.fill_steps, args.warmup_updates,
+                                 args.measure_steps)))
+        return
     print(f"# {platform.processor() or platform.machine()} | {torch.get_num_threads()} torch threads | "
           f"torch {torch.__version__} | device {device}"
-          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
-    rows = [measure(env_id, device, args.fill_steps, args.measure_steps) for env_id in args.envs]
-    header = f"| {'env':<16} | {'device':<7} | {'params':>7} | {'env-steps/s':>11} | {'peak host RSS':>13} | {'peak GPU':>8} |"
+          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""), flush=True)
+    header = (f"| {'env':<16} | {'device':<7} | {'path':<5} | {'params':>7} | {'env-steps/s':>11} | "
+              f"{'vs plain':>8} | {'peak host RSS':>13} | {'peak GPU':>8} |")
     print(header)
-    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
-    for r in rows:
-        gpu = "-" if np.isnan(r["peak_gpu_GiB"]) else f"{r['peak_gpu_GiB']:.2f} GiB"
-        print(f"| {r['env']:<16} | {r['device']:<7} | {r['params_M']:>6.2f}M | {r['steps_per_s']:>11.2f} | "
-              f"{r['peak_host_GiB']:>9.2f} GiB | {gpu:>8} |")
+    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|", flush=True)
+    worker = [sys.executable, __file__, "--device", str(device), "--fill-steps", str(args.fill_steps),
+              "--warmup-updates", str(args.warmup_updates), "--measure-steps", str(args.measure_steps)]
+    worker += ["--threads", str(args.threads)] if args.threads else []
+    for env_id in args.envs:
+        plain_rate = None
+        for path in args.paths:
+            done = subprocess.run(worker + ["--one", env_id, path], capture_output=True, text=True)
+            if done.returncode != 0:
+                print(f"| {env_id:<16} | {str(device):<7} | {path:<5} | failed: {done.stderr.strip().splitlines()[-1]}")
+                continue
+            r = json.loads(done.stdout.strip().splitlines()[-1])
+            plain_rate = r["steps_per_s"] if path == "plain" else plain_rate
+            ratio = f"{r['steps_per_s'] / plain_rate:.2f}x" if plain_rate else "-"
+            gpu = "-" if r["peak_gpu_GiB"] is None else f"{r['peak_gpu_GiB']:.2f} GiB"
+            print(f"| {r['env']:<16} | {r['device']:<7} | {path:<5} | {r['params_M']:>6.2f}M | "
+                  f"{r['steps_per_s']:>11.2f} | {ratio:>8} | {r['peak_host_GiB']:>9.2f} GiB | {gpu:>8} |", flush=True)
 
 
 if __name__ == "__main__":

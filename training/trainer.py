@@ -28,7 +28,7 @@ from mrq_agents.config import MRQConfig
 from mrq_agents.envs import EnvConfig, EnvSpec, benchmark_defaults, make_env, resolve_env
 from mrq_agents.errors import CheckpointError, ConfigError, MRQError
 from mrq_agents.export import CHECKPOINT_FILE, CONFIG_FILE, FORMAT_VERSION, MODEL_FILE, train_command
-from mrq_agents.learner import MRQLearner, resolve_device
+from mrq_agents.learner import MRQLearner, resolve_device, resolve_fast
 from mrq_agents.replay import ReplayBuffer
 from mrq_agents.serialization import (atomic_write_json, flatten_state, load_tensors, read_json, save_tensors,
                                       unflatten_state)
@@ -54,6 +54,7 @@ class RunConfig:
     eval_episodes: int = 10
     checkpoint_every: int = 50_000
     device: str = "auto"
+    fast: bool | None = None  # the fast update path (mrq_agents.fast); None: on for CUDA, off for the CPU
 
     def __post_init__(self) -> None:
         for name in ("steps", "eval_every", "eval_episodes", "checkpoint_every"):
@@ -81,6 +82,7 @@ def run_config_json(run: RunConfig, algo: MRQConfig, env_config: EnvConfig, spec
         "algorithm": algo.to_dict(),
         "run": run_dict,
         "training": {"device": str(device), "torch": torch.__version__,
+                     "fast_path": resolve_fast(run.fast, device),
                      "command": train_command(run.env_id, run_dict, algo.to_dict())},
     }
 
@@ -147,7 +149,7 @@ class Trainer:
                              if resume and (self.out / CONFIG_FILE).exists() else {})
         self.provenance = self.saved_config.get("finetuned_from") or (transfer.provenance if transfer is not None else None)
         frozen = tuple((self.provenance or {}).get("frozen", ()))
-        self.learner = MRQLearner(self.spec, algo, self.device, frozen=frozen)
+        self.learner = MRQLearner(self.spec, algo, self.device, frozen=frozen, fast=run.fast)
         if transfer is not None and not resume:
             transfer.load_into(self.learner)
         self.buffer = ReplayBuffer(self.spec, algo.buffer_size, (algo.enc_horizon, algo.q_horizon),
