@@ -136,25 +136,32 @@ def restore(saved: dict, optimizers: list[torch.optim.Optimizer]) -> None:
 
 
 class FastUpdate:
-    """`MRQLearner.update` on the fast path: the same cadence as the plain path, with captured steps."""
+    """The fast path's encoder and value+policy steps and the device scalars they read; `MRQLearner.update`
+    calls them in its one cadence."""
 
     def __init__(self, learner: "MRQLearner"):
         self.learner = learner
         self.capture = learner.device.type == "cuda"
-        zero = torch.zeros((), device=learner.device)
-        self.reward_scale = zero + learner.reward_scale
-        self.target_reward_scale = zero + learner.target_reward_scale
-        self.use_termination = zero.clone()
+        self.reward_scale, self.target_reward_scale, self.use_termination = (
+            torch.zeros((), device=learner.device) for _ in range(3))
         self.buffer: "ReplayBuffer | None" = None
         self._bound_to: tuple = ()
         self.encoder_step: CapturedStep | None = None
         self.value_step: CapturedStep | None = None
+        self.refresh()
+
+    def refresh(self, buffer: "ReplayBuffer | None" = None) -> None:
+        """Copy the learner's reward scales (and the buffer's termination flag) into the device scalars the
+        graphs read: host values, so a launch each and no synchronisation."""
+        self.reward_scale.fill_(self.learner.reward_scale)
+        self.target_reward_scale.fill_(self.learner.target_reward_scale)
+        if buffer is not None:
+            self.use_termination.fill_(float(buffer.any_termination))
 
     def reset(self) -> None:
         """After the learner's state was loaded: take its reward scales and capture again on the next update
         (loading replaced the optimizers' state tensors)."""
-        self.reward_scale.fill_(self.learner.reward_scale)
-        self.target_reward_scale.fill_(self.learner.target_reward_scale)
+        self.refresh()
         self._bound_to = ()
 
     def _bind(self, buffer: "ReplayBuffer") -> None:
@@ -185,20 +192,15 @@ class FastUpdate:
         return self.learner.value_policy_step(self.buffer, uniforms, draws, self.reward_scale,
                                               self.target_reward_scale)
 
-    def __call__(self, buffer: "ReplayBuffer") -> dict[str, torch.Tensor]:
-        learner, c = self.learner, self.learner.config
+    def run_encoder(self, buffer: "ReplayBuffer", starts: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One encoder update (`MRQLearner.update` runs the cadence); its randomness is drawn here, eagerly."""
         self._bind(buffer)
-        if learner.num_updates % c.target_update_freq == 0:
-            learner.start_cycle(buffer)
-            self.reward_scale.fill_(learner.reward_scale)  # host values: a launch, no synchronisation
-            self.target_reward_scale.fill_(learner.target_reward_scale)
-            if learner.train_encoder:
-                self.use_termination.fill_(float(buffer.any_termination))
-                starts = buffer.sample_indices(c.enc_horizon, c.target_update_freq * c.batch_size)
-                for batch_starts in starts.view(c.target_update_freq, c.batch_size):
-                    draws = learner.draw_encoder_noise(c.batch_size, c.enc_horizon)
-                    learner.encoder_metrics = self.encoder_step(starts=batch_starts, **draws)
-        uniforms = buffer.draw_uniforms(c.batch_size)
-        metrics = {**learner.encoder_metrics, **self.value_step(uniforms=uniforms, **learner.draw_value_noise(c.batch_size))}
-        learner.num_updates += 1
-        return metrics
+        c = self.learner.config
+        return self.encoder_step(starts=starts, **self.learner.draw_encoder_noise(c.batch_size, c.enc_horizon))
+
+    def run_value_policy(self, buffer: "ReplayBuffer") -> dict[str, torch.Tensor]:
+        """One value and one policy update on a batch drawn from `buffer`."""
+        self._bind(buffer)
+        batch_size = self.learner.config.batch_size
+        uniforms = buffer.draw_uniforms(batch_size)
+        return self.value_step(uniforms=uniforms, **self.learner.draw_value_noise(batch_size))

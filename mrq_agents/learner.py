@@ -134,17 +134,14 @@ class MRQLearner:
         """One training step: every `target_update_freq` updates (from the first) sync targets, refresh the
         reward scales and run that many encoder updates; then one value and one policy update."""
         buffer.flush()
-        if self._fast_update is not None:
-            return self._fast_update(buffer)
         c = self.config
         if self.num_updates % c.target_update_freq == 0:
             self.start_cycle(buffer)
-            starts = buffer.sample_indices(c.enc_horizon, c.target_update_freq * c.batch_size)
-            for batch_starts in starts.view(c.target_update_freq, c.batch_size) if self.train_encoder else ():
-                batch = buffer.gather(batch_starts, c.enc_horizon, all_next_states=True)
-                self.encoder_metrics = self.encoder_update(batch, use_termination=buffer.any_termination)
-        uniforms = buffer.draw_uniforms(c.batch_size)
-        metrics = {**self.encoder_metrics, **self.value_policy_step(buffer, uniforms)}  # encoder's: latest burst
+            if self.train_encoder:
+                starts = buffer.sample_indices(c.enc_horizon, c.target_update_freq * c.batch_size)
+                for batch_starts in starts.view(c.target_update_freq, c.batch_size):
+                    self.encoder_metrics = self._encoder_step(buffer, batch_starts)
+        metrics = {**self.encoder_metrics, **self._value_policy_step(buffer)}  # encoder's: latest burst
         self.num_updates += 1
         return metrics
 
@@ -154,6 +151,21 @@ class MRQLearner:
         self.target_reward_scale = self.reward_scale
         # Choice where the spec is silent: a buffer with no reward yet keeps the scale at 1 (not 0).
         self.reward_scale = buffer.reward_scale() or 1.0
+        if self._fast_update is not None:
+            self._fast_update.refresh(buffer)
+
+    def _encoder_step(self, buffer: ReplayBuffer, starts: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One encoder update on the windows starting at `starts`, on this learner's path."""
+        if self._fast_update is not None:
+            return self._fast_update.run_encoder(buffer, starts)
+        batch = buffer.gather(starts, self.config.enc_horizon, all_next_states=True)
+        return self.encoder_update(batch, use_termination=buffer.any_termination)
+
+    def _value_policy_step(self, buffer: ReplayBuffer) -> dict[str, torch.Tensor]:
+        """One value and one policy update on a freshly sampled batch, on this learner's path."""
+        if self._fast_update is not None:
+            return self._fast_update.run_value_policy(buffer)
+        return self.value_policy_step(buffer, buffer.draw_uniforms(self.config.batch_size))
 
     def value_policy_step(self, buffer: ReplayBuffer, uniforms: torch.Tensor, draws: dict | None = None,
                           reward_scale: Scalar | None = None, target_reward_scale: Scalar | None = None
