@@ -39,11 +39,14 @@ class CapturedStep:
 
     `body(**inputs)` returns a dict of tensors. `mutated()` lists every tensor the body changes in place, so the
     warm-up before capture can be undone; `optimizers` are the ones it steps (their state is restored too).
+    `device` is where the body draws its own random numbers (the discrete policy's Gumbel noise): the warm-up
+    puts that generator back too, so capturing does not shift the random stream.
     """
 
     def __init__(self, name: str, body: Callable[..., dict[str, torch.Tensor]], mutated: Callable[[], list],
-                 optimizers: list[torch.optim.Optimizer], capture: bool):
+                 optimizers: list[torch.optim.Optimizer], device: torch.device, capture: bool):
         self.name = name
+        self.device = device
         self.body = body
         self.mutated = mutated
         self.optimizers = optimizers
@@ -89,20 +92,25 @@ class CapturedStep:
         before (`restore(saved, optimizers)` undoes them). Capture uses it for its warm-up; tests call it on the
         CPU to check that a warm-up leaves no trace."""
         saved = snapshot(self.mutated(), self.optimizers)
+        cuda_generators = [self.device] if self.device.type == "cuda" else []
         try:
-            if on_side_stream:
-                stream = torch.cuda.Stream()
-                stream.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(stream):
-                    for _ in range(calls):
-                        self.body(**self.inputs)
-                torch.cuda.current_stream().wait_stream(stream)
-            else:
-                for _ in range(calls):
-                    self.body(**self.inputs)
+            with torch.random.fork_rng(devices=cuda_generators):  # the CPU generator always, plus this GPU's
+                self._run(calls, on_side_stream)
         finally:
             restore(saved, self.optimizers)
         return saved
+
+    def _run(self, calls: int, on_side_stream: bool) -> None:
+        if on_side_stream:
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(calls):
+                    self.body(**self.inputs)
+            torch.cuda.current_stream().wait_stream(stream)
+        else:
+            for _ in range(calls):
+                self.body(**self.inputs)
 
 
 def snapshot(tensors: list[torch.Tensor], optimizers: list[torch.optim.Optimizer]) -> dict:
@@ -175,12 +183,12 @@ class FastUpdate:
         self.encoder_step = CapturedStep(
             "encoder update", self._encoder_body,
             mutated=lambda: list(learner.nets.encoder.parameters()),
-            optimizers=[learner.encoder_opt], capture=self.capture)
+            optimizers=[learner.encoder_opt], device=learner.device, capture=self.capture)
         self.value_step = CapturedStep(
             "value and policy update", self._value_body,
             mutated=lambda: [*learner.nets.value.parameters(), *learner.nets.policy.parameters(),
                              buffer.priority, buffer.max_priority],
-            optimizers=[learner.value_opt, learner.policy_opt], capture=self.capture)
+            optimizers=[learner.value_opt, learner.policy_opt], device=learner.device, capture=self.capture)
         self._bound_to = key
 
     def _encoder_body(self, starts: torch.Tensor, **draws: torch.Tensor) -> dict[str, torch.Tensor]:

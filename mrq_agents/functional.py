@@ -116,15 +116,16 @@ def draw_shifts(count: int, device: torch.device | str, pad: int = 4) -> torch.T
 def random_shift(images: torch.Tensor, shifts: torch.Tensor, pad: int = 4) -> torch.Tensor:
     """Shift each image by `shifts - pad` pixels (rows, columns) with replicated borders.
 
-    images (B, C, H, W) float, shifts (B, 2) integers in [0, 2 * pad] from `draw_shifts`. The randomness is an
+    images (B, C, H, W) of any dtype (the learner passes the stored uint8 frames), shifts (B, 2) integers in
+    [0, 2 * pad] from `draw_shifts`. Replicate-padding by `pad` and cropping at `shifts` reads source pixel
+    `clamp(i + shift - pad, 0, H - 1)`, so that is what is gathered, with no padded copy. The randomness is an
     argument so that the plain and the captured (CUDA graph) update paths can share the same draws.
     """
     batch, _, height, width = images.shape
-    padded = F.pad(images, (pad, pad, pad, pad), mode="replicate")
-    rows = torch.arange(height, device=images.device)[None, :] + shifts[:, :1]  # (B, H)
-    cols = torch.arange(width, device=images.device)[None, :] + shifts[:, 1:]  # (B, W)
+    rows = (torch.arange(height, device=images.device)[None, :] + shifts[:, :1] - pad).clamp_(0, height - 1)
+    cols = (torch.arange(width, device=images.device)[None, :] + shifts[:, 1:] - pad).clamp_(0, width - 1)
     batch_idx = torch.arange(batch, device=images.device)[:, None, None]
-    out = padded.permute(0, 2, 3, 1)[batch_idx, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
+    out = images.permute(0, 2, 3, 1)[batch_idx, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
     return out.permute(0, 3, 1, 2)
 
 

@@ -201,10 +201,9 @@ class MRQLearner:
         return draws
 
     def _prepare(self, obs: torch.Tensor, shifts: torch.Tensor | None) -> torch.Tensor:
-        """Replay observations -> encoder input, with random-shift augmentation for pixels."""
-        if not self.spec.pixels:
-            return obs
-        obs = obs.float()
+        """Replay observations -> encoder input, with random-shift augmentation for pixels. The shift moves
+        whole pixels, so it runs on the stored uint8 frames (a quarter of the bytes of float32); the encoder
+        converts them."""
         return random_shift(obs, shifts) if self._augment else obs
 
     def encoder_update(self, batch: Batch, use_termination: bool | torch.Tensor,

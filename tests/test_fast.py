@@ -97,10 +97,11 @@ def test_fast_path_uses_fused_adamw_and_plain_the_default():
     assert MRQLearner(spec, CONFIG, "cpu").fast is False
 
 
-@pytest.mark.parametrize("kind", ["continuous", "pixels"])
+@pytest.mark.parametrize("kind", list(SPECS))
 def test_the_warm_up_before_capture_leaves_no_trace(kind):
-    """Capture warms a step up with real updates and then restores everything they changed. Rehearse that on
-    the CPU mid-training: the run continues exactly as one that never warmed up."""
+    """Capture warms a step up with real updates and then restores everything they changed, the random
+    generator included (the discrete policy draws Gumbel noise inside the step). Rehearse that on the CPU
+    mid-training: the run continues exactly as one that never warmed up."""
     spec = SPECS[kind]
     runs = []
     for rehearse in (False, True):
@@ -108,14 +109,15 @@ def test_the_warm_up_before_capture_leaves_no_trace(kind):
         if rehearse:
             fast = learner._fast_update
             encoder_step, value_step = fast.encoder_step, fast.value_step
-            rng = torch.get_rng_state()  # the rehearsal's own draws are not part of the comparison
+            rng = torch.get_rng_state()  # capture's static inputs are copies of real draws: undo the test's own
             encoder_step.inputs = {"starts": buffer.sample_indices(CONFIG.enc_horizon, CONFIG.batch_size),
                                    **learner.draw_encoder_noise(CONFIG.batch_size, CONFIG.enc_horizon)}
             value_step.inputs = {"uniforms": buffer.draw_uniforms(CONFIG.batch_size),
                                  **learner.draw_value_noise(CONFIG.batch_size)}
+            torch.set_rng_state(rng)
             encoder_step.rehearse(3)
             value_step.rehearse(3)
-            torch.set_rng_state(rng)
+            assert torch.equal(torch.get_rng_state(), rng)
         for _ in range(60):  # crosses a target sync at update 100
             learner.update(buffer)
         runs.append((learner, buffer))
