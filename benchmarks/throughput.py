@@ -7,7 +7,9 @@ Each (env, path) runs in its own process (clean peak-memory figures): fill the r
 steps, run `--warmup-updates` untimed training steps (the fast path captures its CUDA graphs there), then time
 `--measure-steps` steps of the full training step (act with exploration, env step, store, one update).
 `--measure-steps` should be a multiple of `target_update_freq` (250) so that the timed span holds the same share
-of encoder bursts as training does (one burst of 250 encoder updates every 250 steps).
+of encoder bursts as training does (one burst of 250 encoder updates every 250 steps). With `--repeats N` the paths
+take turns N times (plain, fast, plain, fast, ...); a row gives the median rate and the range of the N runs, and
+"vs plain" compares medians.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ def main() -> None:
     parser.add_argument("--fill-steps", type=int, default=1_000)
     parser.add_argument("--warmup-updates", type=int, default=10)
     parser.add_argument("--measure-steps", type=int, default=250)
+    parser.add_argument("--repeats", type=int, default=1, help="runs per (env, path), taking turns between paths")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--one", nargs=2, metavar=("ENV", "PATH"), help=argparse.SUPPRESS)  # a worker process
     args = parser.parse_args()
@@ -102,26 +105,34 @@ def main() -> None:
           f"torch {torch.__version__} | device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""), flush=True)
     header = (f"| {'env':<16} | {'device':<7} | {'path':<5} | {'params':>7} | {'env-steps/s':>11} | "
-              f"{'vs plain':>8} | {'peak host RSS':>13} | {'peak GPU':>8} |")
+              f"{'range':>13} | {'vs plain':>8} | {'peak host RSS':>13} | {'peak GPU':>8} |")
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|", flush=True)
     worker = [sys.executable, __file__, "--device", str(device), "--fill-steps", str(args.fill_steps),
               "--warmup-updates", str(args.warmup_updates), "--measure-steps", str(args.measure_steps)]
     worker += ["--threads", str(args.threads)] if args.threads else []
     for env_id in args.envs:
-        plain_rate = None
-        for path in args.paths:
-            done = subprocess.run(worker + ["--one", env_id, path], capture_output=True, text=True)
-            if done.returncode != 0:
-                print(f"| {env_id:<16} | {str(device):<7} | {path:<5} | failed: {done.stderr.strip().splitlines()[-1]}")
+        runs: dict[str, list[dict]] = {path: [] for path in args.paths}
+        for _ in range(args.repeats):
+            for path in args.paths:
+                done = subprocess.run(worker + ["--one", env_id, path], capture_output=True, text=True)
+                if done.returncode != 0:
+                    print(f"| {env_id:<16} | {str(device):<7} | {path:<5} | failed: "
+                          f"{(done.stderr.strip().splitlines() or ['no output'])[-1]}", flush=True)
+                    continue
+                runs[path].append(json.loads(done.stdout.strip().splitlines()[-1]))
+        medians = {path: float(np.median([r["steps_per_s"] for r in rs])) for path, rs in runs.items() if rs}
+        for path, rs in runs.items():
+            if not rs:
                 continue
-            r = json.loads(done.stdout.strip().splitlines()[-1])
-            plain_rate = r["steps_per_s"] if path == "plain" else plain_rate
-            ratio = f"{r['steps_per_s'] / plain_rate:.2f}x" if plain_rate else "-"
-            gpu = "-" if r["peak_gpu_GiB"] is None else f"{r['peak_gpu_GiB']:.2f} GiB"
-            print(f"| {r['env']:<16} | {r['device']:<7} | {path:<5} | {r['params_M']:>6.2f}M | "
-                  f"{r['steps_per_s']:>11.2f} | {ratio:>8} | {r['peak_host_GiB']:>9.2f} GiB | {gpu:>8} |", flush=True)
-
+            rates = [r["steps_per_s"] for r in rs]
+            spread = f"{min(rates):.2f}-{max(rates):.2f}" if len(rates) > 1 else "-"
+            ratio = f"{medians[path] / medians['plain']:.2f}x" if "plain" in medians else "-"
+            peak_gpu = [r["peak_gpu_GiB"] for r in rs if r["peak_gpu_GiB"] is not None]
+            gpu = f"{max(peak_gpu):.2f} GiB" if peak_gpu else "-"
+            print(f"| {env_id:<16} | {rs[0]['device']:<7} | {path:<5} | {rs[0]['params_M']:>6.2f}M | "
+                  f"{medians[path]:>11.2f} | {spread:>13} | {ratio:>8} | "
+                  f"{max(r['peak_host_GiB'] for r in rs):>9.2f} GiB | {gpu:>8} |", flush=True)
 
 if __name__ == "__main__":
     main()
