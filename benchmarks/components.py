@@ -1,5 +1,6 @@
 """Costs of the pieces the fast path changes, on the current device: optimizer kernels, the prioritised
-sampler, and what dominates a pixel encoder update. Prints one markdown table per question.
+sampler, what dominates a pixel encoder update, and one update on each path. Prints one markdown table per
+question.
 
     python benchmarks/components.py --device cpu
 """
@@ -18,6 +19,33 @@ from mrq_agents.envs import EnvSpec
 from mrq_agents.functional import sample_proportional
 from mrq_agents.learner import MRQLearner, resolve_device
 from mrq_agents.replay import ReplayBuffer
+
+
+HALFCHEETAH = EnvSpec(obs_shape=(17,), pixels=False, frame_stack=1, discrete=False, action_dim=6)
+ATARI = EnvSpec(obs_shape=(4, 84, 84), pixels=True, frame_stack=4, discrete=True, action_dim=6)
+
+
+def filled_buffer(spec: EnvSpec, capacity: int, steps: int, device: torch.device) -> ReplayBuffer:
+    """A replay of `capacity` slots holding `steps` random steps (episodes of 300, truncated), flushed."""
+    config = MRQConfig()
+    buffer = ReplayBuffer(spec, capacity, (config.enc_horizon, config.q_horizon), device=device)
+    rng = np.random.default_rng(0)
+
+    def obs():
+        if spec.pixels:
+            return rng.integers(0, 256, spec.obs_shape, dtype=np.uint8)
+        return rng.standard_normal(spec.obs_shape).astype(np.float32)
+
+    def action():
+        return int(rng.integers(spec.action_dim)) if spec.discrete else rng.uniform(-1, 1, spec.action_dim)
+
+    buffer.start_episode(obs())
+    for t in range(steps):
+        buffer.add(action(), float(rng.normal()), False, t % 300 == 299, obs())
+        if t % 300 == 299:
+            buffer.start_episode(obs())
+    buffer.flush()
+    return buffer
 
 
 def timed(fn, repeats: int, device: torch.device) -> float:
@@ -48,15 +76,7 @@ def optimizer_table(device: torch.device) -> None:
 def sampler_table(device: torch.device) -> None:
     """256 prioritised start slots from the paper's 1M-slot replay holding 1,250 HalfCheetah-shape steps,
     weights included (eligibility times priority, as `ReplayBuffer.sample_indices` computes them)."""
-    spec = EnvSpec(obs_shape=(17,), pixels=False, frame_stack=1, discrete=False, action_dim=6)
-    buffer = ReplayBuffer(spec, 1_000_000, (5, 3), device=device)
-    rng = np.random.default_rng(0)
-    buffer.start_episode(rng.standard_normal(17).astype(np.float32))
-    for t in range(1_250):
-        buffer.add(rng.uniform(-1, 1, 6), 1.0, False, t % 1000 == 999, rng.standard_normal(17).astype(np.float32))
-        if t % 1000 == 999:
-            buffer.start_episode(rng.standard_normal(17).astype(np.float32))
-    buffer.flush()
+    buffer = filled_buffer(HALFCHEETAH, 1_000_000, 1_250, device)
 
     def whole_ring():
         buffer.static_shapes = True
@@ -78,20 +98,9 @@ def sampler_table(device: torch.device) -> None:
 
 def pixel_encoder_table(device: torch.device, top: int = 6) -> None:
     """Where the time of one encoder update goes at the paper's size for Atari shapes (profiler, self time)."""
-    spec = EnvSpec(obs_shape=(4, 84, 84), pixels=True, frame_stack=4, discrete=True, action_dim=6)
     config = MRQConfig()
-    learner = MRQLearner(spec, config, device)
-    buffer = ReplayBuffer(spec, 5_000, (config.enc_horizon, config.q_horizon), device=device)
-    rng = np.random.default_rng(0)
-
-    def frame():
-        return rng.integers(0, 256, spec.obs_shape, dtype=np.uint8)
-
-    buffer.start_episode(frame())
-    for t in range(1_200):
-        buffer.add(int(rng.integers(6)), 1.0, False, t % 300 == 299, frame())
-        if t % 300 == 299:
-            buffer.start_episode(frame())
+    learner = MRQLearner(ATARI, config, device)
+    buffer = filled_buffer(ATARI, 5_000, 1_200, device)
     batch = buffer.sample(config.enc_horizon, config.batch_size)
     learner.encoder_update(batch, use_termination=True)
     with profile() as prof:
@@ -103,6 +112,31 @@ def pixel_encoder_table(device: torch.device, top: int = 6) -> None:
         print(f"| {e.key} | {e.self_cpu_time_total / total:.0%} |")
 
 
+def path_table(device: torch.device, repeats: int = 11) -> None:
+    """One encoder update and one value+policy step at the paper's size, plain vs fast learner from the same
+    seed on the same replay, taking turns (median of `repeats` after one untimed call each): the update alone, without the environment."""
+    print("\n| update at the paper's size | plain ms | fast ms | fast vs plain |\n|---|---|---|---|")
+    config = MRQConfig()
+    for name, spec in (("HalfCheetah shapes", HALFCHEETAH), ("Atari shapes", ATARI)):
+        buffer = filled_buffer(spec, 5_000, 1_200, device)
+        learners = {}
+        for path in ("plain", "fast"):
+            torch.manual_seed(0)
+            learners[path] = MRQLearner(spec, config, device, fast=path == "fast")
+        starts = buffer.sample_indices(config.enc_horizon, config.batch_size)
+        steps = {  # the learner's own per-path step functions, as MRQLearner.update calls them
+            "encoder update": lambda learner: learner._encoder_step(buffer, starts),
+            "value+policy step": lambda learner: learner._value_policy_step(buffer),
+        }
+        for step_name, step in steps.items():
+            times: dict[str, list[float]] = {"plain": [], "fast": []}
+            for turn in range(repeats):  # alternate who goes first, so neither path always runs on a warm cache
+                for path in ("plain", "fast") if turn % 2 == 0 else ("fast", "plain"):
+                    times[path].append(timed(lambda: step(learners[path]), 1, device))
+            plain, fast = (float(np.median(times[path])) for path in ("plain", "fast"))
+            print(f"| {name}: {step_name} | {plain:.1f} | {fast:.1f} | {plain / fast:.2f}x |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")
@@ -112,6 +146,7 @@ def main() -> None:
     optimizer_table(device)
     sampler_table(device)
     pixel_encoder_table(device)
+    path_table(device)
 
 
 if __name__ == "__main__":
