@@ -114,7 +114,8 @@ def pixel_encoder_table(device: torch.device, top: int = 6) -> None:
 
 def path_table(device: torch.device, repeats: int = 11) -> None:
     """One encoder update and one value+policy step at the paper's size, plain vs fast learner from the same
-    seed on the same replay, taking turns (median of `repeats` after one untimed call each): the update alone, without the environment."""
+    seed on the same replay, without the environment; taking turns, median of `repeats` (each after an untimed
+    call)."""
     print("\n| update at the paper's size | plain ms | fast ms | fast vs plain |\n|---|---|---|---|")
     config = MRQConfig()
     for name, spec in (("HalfCheetah shapes", HALFCHEETAH), ("Atari shapes", ATARI)):

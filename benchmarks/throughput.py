@@ -134,5 +134,6 @@ def main() -> None:
                   f"{medians[path]:>11.2f} | {spread:>13} | {ratio:>8} | "
                   f"{max(r['peak_host_GiB'] for r in rs):>9.2f} GiB | {gpu:>8} |", flush=True)
 
+
 if __name__ == "__main__":
     main()

@@ -101,6 +101,7 @@ class CapturedStep:
         return saved
 
     def _run(self, calls: int, on_side_stream: bool) -> None:
+        """The body `calls` times; for capture on a side stream, as CUDA graph warm-ups must run."""
         if on_side_stream:
             stream = torch.cuda.Stream()
             stream.wait_stream(torch.cuda.current_stream())

@@ -57,7 +57,7 @@ class PixelTrunk(nn.Module):
             self.out_dim = self.convs(torch.zeros(1, in_channels, *image_hw)).shape[1]  # 1568 for 84x84
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        # One float copy normalised in place: the same values as `obs.float() / 255.0 - 0.5`, one pass fewer.
+        # One float copy normalised in place: the same values as `obs.float() / 255.0 - 0.5`, two buffers fewer.
         return self.convs(obs.to(torch.float32, copy=True).div_(255.0).sub_(0.5))
 
 

@@ -371,14 +371,18 @@ def test_sampling_only_returns_eligible_starts():
     assert set(samples.tolist()) == set(eligible)
 
 
+def _start_frequencies(buffer, n):
+    """Share of `n` sampled 3-step window starts that fell on each of the first 60 slots."""
+    return torch.bincount(buffer.sample_indices(3, n), minlength=60).float() / n
+
+
 def test_prioritized_sampling_is_proportional_to_priority():
     torch.manual_seed(0)
     buffer, eligible = _fill_for_sampling(prioritized=True)
     # Priority 1 everywhere (new transitions) except slot 8 at 21: P(8) = 21 / (10 * 1 + 21) = 21 / 31 = 0.677,
     # every other eligible slot 1 / 31 = 0.032.
     buffer.update_priority(torch.tensor([8]), torch.tensor([21.0]))
-    n = 20000
-    counts = torch.bincount(buffer.sample_indices(3, n), minlength=60).float() / n
+    counts = _start_frequencies(buffer, 20000)
     assert counts[8].item() == pytest.approx(21 / 31, abs=0.03)
     for slot in eligible:
         if slot != 8:
@@ -392,8 +396,7 @@ def test_uniform_sampling_ignores_priorities():
     torch.manual_seed(0)
     buffer, eligible = _fill_for_sampling(prioritized=False)
     buffer.update_priority(torch.tensor([8]), torch.tensor([21.0]))
-    n = 22000
-    counts = torch.bincount(buffer.sample_indices(3, n), minlength=60).float() / n
+    counts = _start_frequencies(buffer, 22000)
     assert set(counts.nonzero().flatten().tolist()) == set(eligible)
     for slot in eligible:  # 1 / 11 = 0.0909 each
         assert counts[slot].item() == pytest.approx(1 / 11, abs=0.015)
