@@ -93,6 +93,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--one", nargs=2, metavar=("ENV", "PATH"), help=argparse.SUPPRESS)  # a worker process
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
