@@ -16,6 +16,9 @@ from mrq_agents.errors import MRQError
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="MR.Q: train, evaluate and share general-purpose model-free RL agents.")
 
+PRECISION_HELP = ("auto, fp32 or bf16: bf16 runs the updates' matrix products and convolutions in bfloat16 "
+                  "(float32 weights, optimizer, losses and targets); it needs AMX/AVX512-BF16 or a bf16 GPU. "
+                  "auto is fp32 until docs/precision.md clears bf16. [default: auto; with --resume the run's own]")
 FAST_HELP = ("The fast update path: fused optimizers, and on CUDA each update replayed from a captured CUDA graph; "
              "same math as --no-fast (benchmarks/README.md). [default: on for CUDA, off for the CPU]")
 
@@ -46,6 +49,7 @@ def train(
     out: Optional[Path] = typer.Option(None, help="Run folder. [default: runs/<env>-seed<seed>]"),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N. [default: auto]"),
     fast: Optional[bool] = typer.Option(None, "--fast/--no-fast", help=FAST_HELP),
+    precision: Optional[str] = typer.Option(None, help=PRECISION_HELP),
     eval_every: Optional[int] = typer.Option(None, help="Evaluate every N steps. Default per benchmark: "
                                              "Atari 100k, others 5k."),
     eval_episodes: Optional[int] = typer.Option(None, help="Episodes per evaluation. [default: 10]"),
@@ -65,14 +69,16 @@ def train(
     from mrq_agents.serialization import read_json
     from mrq_agents.training.trainer import CONFIG_FILE, Trainer, default_run_config
 
-    overrides = {"steps": steps, "seed": seed, "device": device, "fast": fast, "eval_every": eval_every,
+    overrides = {"steps": steps, "seed": seed, "device": device, "fast": fast, "precision": precision,
+                 "eval_every": eval_every,
                  "eval_episodes": eval_episodes, "checkpoint_every": checkpoint_every}
     base_algo = preset_config(preset)
     if out is None:
         out = Path("runs") / f"{env.replace('/', '_')}-seed{seed or 0}"
     if resume and (out / CONFIG_FILE).exists():
         saved = read_json(out / CONFIG_FILE, "run config")
-        overrides = {**{k: v for k, v in saved["run"].items() if k != "env_id"},
+        saved_run = {"precision": "fp32", **saved["run"]}  # runs from before --precision existed trained in fp32
+        overrides = {**{k: v for k, v in saved_run.items() if k != "env_id"},
                      **{k: v for k, v in overrides.items() if v is not None}}
         base_algo = MRQConfig.from_dict(saved["algorithm"])
     run = default_run_config(env, **overrides)
@@ -95,7 +101,7 @@ def _run(trainer, env: str, out: Path) -> None:
     """Run a prepared Trainer with a progress bar; Ctrl-C says how to resume."""
     run = trainer.run
     typer.echo(f"MR.Q on {run.env_id} | {run.steps:,} steps | seed {run.seed} | device {trainer.device} "
-               f"({'fast' if trainer.learner.fast else 'plain'} path) | "
+               f"({'fast' if trainer.learner.fast else 'plain'} path, {trainer.precision}) | "
                f"obs {trainer.spec.obs_shape} | {'discrete' if trainer.spec.discrete else 'continuous'} "
                f"actions ({trainer.spec.action_dim}) | out {out}"
                + (f" | resumed at step {trainer.step:,}" if trainer.step else ""))
@@ -126,6 +132,7 @@ def finetune(
     revision: Optional[str] = typer.Option(None, help="Hub revision of SOURCE."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     fast: Optional[bool] = typer.Option(None, "--fast/--no-fast", help=FAST_HELP),
+    precision: str = typer.Option("auto", help=PRECISION_HELP.replace("; with --resume the run's own", "")),
     eval_every: Optional[int] = typer.Option(None, help="Evaluate every N steps. [default: per benchmark]"),
     eval_episodes: Optional[int] = typer.Option(None, help="Episodes per evaluation. [default: 10]"),
     checkpoint_every: Optional[int] = typer.Option(None, help="Checkpoint cadence in steps. [default: max(50k, eval every)]"),
@@ -136,7 +143,8 @@ def finetune(
 
     _set_threads(threads)
     trainer = prepare(source, env, steps, out, seed=seed, overrides=set_ or [], freeze=freeze,
-                      warmup_steps=warmup_steps, revision=revision, device=device, fast=fast, eval_every=eval_every,
+                      warmup_steps=warmup_steps, revision=revision, device=device, fast=fast, precision=precision,
+                      eval_every=eval_every,
                       eval_episodes=eval_episodes, checkpoint_every=checkpoint_every, log=_console().print)
     _run(trainer, env, out)
 

@@ -1,15 +1,18 @@
-"""Training throughput of MR.Q at the paper's config, plain vs fast update path: env-steps/s and peak memory.
+"""Training throughput of MR.Q at the paper's config, per update path (plain, fast) and precision (fp32, bf16):
+env-steps/s and peak memory.
 
     python benchmarks/throughput.py                       # HalfCheetah-v4 and ALE/Pong-v5 on the default device
     python benchmarks/throughput.py --device cpu --measure-steps 250 --envs HalfCheetah-v4 --paths fast
+    python benchmarks/throughput.py --device cpu --paths plain --precisions fp32 bf16 --repeats 3
 
 Each (env, path) runs in its own process (clean peak-memory figures): fill the replay with `--fill-steps` random
 steps, run `--warmup-updates` untimed training steps (the fast path captures its CUDA graphs there), then time
 `--measure-steps` steps of the full training step (act with exploration, env step, store, one update).
 `--measure-steps` should be a multiple of `target_update_freq` (250) so that the timed span holds the same share
-of encoder bursts as training does (one burst of 250 encoder updates every 250 steps). With `--repeats N` the paths
-take turns N times (plain, fast, plain, fast, ...); a row gives the median rate and the range of the N runs, and
-"vs plain" compares medians.
+of encoder bursts as training does (one burst of 250 encoder updates every 250 steps). With `--repeats N` the
+variants (path x precision) take turns N times (plain fp32, fast fp32, plain bf16, ...); a row gives the median rate
+and the range of the N runs, and "vs first" compares its median with the first variant's (plain fp32 by default).
+bf16 where the hardware lacks native bf16 units is refused (as `mrq train --precision bf16` is) and its row says so.
 """
 
 from __future__ import annotations
@@ -28,18 +31,20 @@ import torch
 from mrq_agents.config import MRQConfig
 from mrq_agents.envs import EnvSpec, make_env, resolve_env
 from mrq_agents.learner import MRQLearner, resolve_device
+from mrq_agents.precision import fast_bf16, resolve_precision
 from mrq_agents.replay import ReplayBuffer
 
 
-def measure(env_id: str, device: torch.device, fast: bool, fill_steps: int, warmup_updates: int,
+def measure(env_id: str, device: torch.device, fast: bool, precision: str, fill_steps: int, warmup_updates: int,
             measure_steps: int, seed: int = 0) -> dict:
+    precision = resolve_precision(precision, device)  # bf16 without native units: a one-line error
     config = MRQConfig()
     env_config = resolve_env(env_id)
     env = make_env(env_config, seed=seed)
     spec = EnvSpec.from_env(env, env_config.frame_stack)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    learner = MRQLearner(spec, config, device, fast=fast)
+    learner = MRQLearner(spec, config, device, fast=fast, precision=precision)
     buffer = ReplayBuffer(spec, config.buffer_size, (config.enc_horizon, config.q_horizon), config.prioritized,
                           device)
     obs, _ = env.reset(seed=seed)
@@ -77,7 +82,8 @@ def measure(env_id: str, device: torch.device, fast: bool, fill_steps: int, warm
     peak_host = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB (Linux)
     peak_gpu = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     params = sum(p.numel() for p in learner.nets.parameters())
-    return {"env": env_id, "device": str(device), "path": "fast" if fast else "plain", "params_M": params / 1e6, "steps_per_s": measure_steps / elapsed,
+    return {"env": env_id, "device": str(device), "path": "fast" if fast else "plain",
+            "precision": precision, "params_M": params / 1e6, "steps_per_s": measure_steps / elapsed,
             "seconds": elapsed, "peak_host_GiB": peak_host, "peak_gpu_GiB": peak_gpu}
 
 
@@ -85,13 +91,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", nargs="+", default=["HalfCheetah-v4", "ALE/Pong-v5"])
     parser.add_argument("--paths", nargs="+", choices=["plain", "fast"], default=["plain", "fast"])
+    parser.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--fill-steps", type=int, default=1_000)
     parser.add_argument("--warmup-updates", type=int, default=10)
     parser.add_argument("--measure-steps", type=int, default=250)
     parser.add_argument("--repeats", type=int, default=1, help="runs per (env, path), taking turns between paths")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--one", nargs=2, metavar=("ENV", "PATH"), help=argparse.SUPPRESS)  # a worker process
+    parser.add_argument("--one", nargs=3, metavar=("ENV", "PATH", "PRECISION"), help=argparse.SUPPRESS)  # a worker
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1, got {args.repeats}")
@@ -99,42 +106,58 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     if args.one:
-        env_id, path = args.one
-        print(json.dumps(measure(env_id, device, path == "fast", args.fill_steps, args.warmup_updates,
+        env_id, path, precision = args.one
+        print(json.dumps(measure(env_id, device, path == "fast", precision, args.fill_steps, args.warmup_updates,
                                  args.measure_steps)))
         return
-    print(f"# {platform.processor() or platform.machine()} | {torch.get_num_threads()} torch threads | "
-          f"torch {torch.__version__} | device {device}"
-          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""), flush=True)
-    header = (f"| {'env':<16} | {'device':<7} | {'path':<5} | {'params':>7} | {'env-steps/s':>11} | "
-              f"{'range':>13} | {'vs plain':>8} | {'peak host RSS':>13} | {'peak GPU':>8} |")
+    print(f"# {cpu_model()} | {fast_bf16(device)[1]} | {torch.get_num_threads()} torch threads | "
+          f"torch {torch.__version__} | device {device}", flush=True)
+    header = (f"| {'env':<16} | {'device':<7} | {'path':<5} | {'precision':<9} | {'params':>7} | {'env-steps/s':>11} | "
+              f"{'range':>13} | {'vs first':>8} | {'peak host RSS':>13} | {'peak GPU':>8} |")
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|", flush=True)
     worker = [sys.executable, __file__, "--device", str(device), "--fill-steps", str(args.fill_steps),
               "--warmup-updates", str(args.warmup_updates), "--measure-steps", str(args.measure_steps)]
     worker += ["--threads", str(args.threads)] if args.threads else []
+    variants = [(precision, path) for precision in args.precisions for path in args.paths]
     for env_id in args.envs:
-        runs: dict[str, list[dict]] = {path: [] for path in args.paths}
+        runs: dict[tuple[str, str], list[dict]] = {variant: [] for variant in variants}
+        failed: dict[tuple[str, str], str] = {}
         for _ in range(args.repeats):
-            for path in args.paths:
-                done = subprocess.run(worker + ["--one", env_id, path], capture_output=True, text=True)
-                if done.returncode != 0:
-                    print(f"| {env_id:<16} | {str(device):<7} | {path:<5} | failed: "
-                          f"{(done.stderr.strip().splitlines() or ['no output'])[-1]}", flush=True)
+            for precision, path in variants:
+                if (precision, path) in failed:
                     continue
-                runs[path].append(json.loads(done.stdout.strip().splitlines()[-1]))
-        medians = {path: float(np.median([r["steps_per_s"] for r in rs])) for path, rs in runs.items() if rs}
-        for path, rs in runs.items():
+                done = subprocess.run(worker + ["--one", env_id, path, precision], capture_output=True, text=True)
+                if done.returncode != 0:
+                    failed[precision, path] = (done.stderr.strip().splitlines() or ["no output"])[-1]
+                    continue
+                runs[precision, path].append(json.loads(done.stdout.strip().splitlines()[-1]))
+        medians = {v: float(np.median([r["steps_per_s"] for r in rs])) for v, rs in runs.items() if rs}
+        first = medians.get(variants[0])
+        for (precision, path), rs in runs.items():
             if not rs:
+                print(f"| {env_id:<16} | {str(device):<7} | {path:<5} | {precision:<9} | not measured: "
+                      f"{failed.get((precision, path), 'no run')} |", flush=True)
                 continue
             rates = [r["steps_per_s"] for r in rs]
             spread = f"{min(rates):.2f}-{max(rates):.2f}" if len(rates) > 1 else "-"
-            ratio = f"{medians[path] / medians['plain']:.2f}x" if "plain" in medians else "-"
+            ratio = f"{medians[precision, path] / first:.2f}x" if first else "-"
             peak_gpu = [r["peak_gpu_GiB"] for r in rs if r["peak_gpu_GiB"] is not None]
             gpu = f"{max(peak_gpu):.2f} GiB" if peak_gpu else "-"
-            print(f"| {env_id:<16} | {rs[0]['device']:<7} | {path:<5} | {rs[0]['params_M']:>6.2f}M | "
-                  f"{medians[path]:>11.2f} | {spread:>13} | {ratio:>8} | "
+            print(f"| {env_id:<16} | {rs[0]['device']:<7} | {path:<5} | {precision:<9} | {rs[0]['params_M']:>6.2f}M | "
+                  f"{medians[precision, path]:>11.2f} | {spread:>13} | {ratio:>8} | "
                   f"{max(r['peak_host_GiB'] for r in rs):>9.2f} GiB | {gpu:>8} |", flush=True)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux), else what `platform` knows."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

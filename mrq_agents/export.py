@@ -58,6 +58,8 @@ def train_command(env_id: str, run: dict[str, Any], algorithm: dict[str, Any]) -
     defaults = MRQConfig().to_dict()
     parts = [f"mrq train {env_id}", f"--steps {run['steps']}", f"--seed {run['seed']}",
              f"--eval-every {run['eval_every']}", f"--eval-episodes {run['eval_episodes']}"]
+    if run.get("precision", "fp32") != "fp32":
+        parts.append(f"--precision {run['precision']}")
     parts += [f"--set {k}={v}" for k, v in algorithm.items() if defaults.get(k) != v]
     return " ".join(parts)
 
@@ -145,7 +147,7 @@ def render_card(meta: dict[str, Any], results: dict[str, Any] | None, repo_id: s
         "eval_date": results.get("date", "-") if results else "-",
         "steps": f"{steps:,}" if steps else "unknown",
         "wall_time": f"{wall / 60:.1f} min" if wall else "unknown wall time",
-        "device": training.get("device", "unknown device"),
+        "device": f"{training.get('device', 'unknown device')}, {training.get('precision', 'fp32')} precision",
         "paper_score": f"{paper:g} at {steps:,} steps" if paper is not None else "no reference at this step count",
         "video": "![replay](replay.mp4)" if has_video else "",
         "curve": ("## Learning curve\n\n![learning curve](learning_curve.png)\n\n`metrics.csv` holds every "

@@ -25,6 +25,7 @@ from mrq_agents.errors import ConfigError
 from mrq_agents.functional import (draw_shifts, encoder_loss, lap_priority, masked_multistep_return, random_shift,
                                    sample_proportional, twohot_bins)
 from mrq_agents.networks import MRQNetworks
+from mrq_agents.precision import compute_context
 from mrq_agents.replay import Batch, ReplayBuffer
 
 
@@ -63,13 +64,17 @@ class MRQLearner:
     """Networks, target copies, optimizers, reward scales and the update counter of one MR.Q agent."""
 
     def __init__(self, spec: EnvSpec, config: MRQConfig, device: str | torch.device = "cpu",
-                 frozen: tuple[str, ...] = (), fast: bool | None = None):
+                 frozen: tuple[str, ...] = (), fast: bool | None = None, precision: str = "fp32"):
         """`frozen`: encoder parameter names (e.g. "encoder.zsa.net.0.weight") kept fixed, for fine-tuning.
-        `fast`: the fast update path (see the module docstring); None picks it on CUDA."""
+        `fast`: the fast update path (see the module docstring); None picks it on CUDA.
+        `precision`: "fp32" or "bf16" matrix products in the updates (`mrq_agents.precision`; resolve "auto" with
+        `resolve_precision` first). Acting always runs in fp32."""
         self.spec = spec
         self.config = config
         self.device = resolve_device(device)
         self.fast = resolve_fast(fast, self.device)
+        self.precision = precision
+        compute_context(precision, self.device)  # an unknown precision fails here, not at the first update
         self.nets = build_networks(spec, config).to(self.device)
         self.target = copy.deepcopy(self.nets).requires_grad_(False)
         c = config
@@ -130,6 +135,11 @@ class MRQLearner:
         return action[0].cpu().numpy().astype(np.float32)
 
     # ---------------------------------------------------------------- learning
+    def _compute(self):
+        """The context of the updates' network forwards: bf16 autocast or nothing (`mrq_agents.precision`).
+        Everything computed from their outputs (losses, targets, priorities) is float32 on both precisions."""
+        return compute_context(self.precision, self.device)
+
     def update(self, buffer: ReplayBuffer) -> dict[str, torch.Tensor]:
         """One training step: every `target_update_freq` updates (from the first) sync targets, refresh the
         reward scales and run that many encoder updates; then one value and one policy update."""
@@ -215,20 +225,21 @@ class MRQLearner:
         batch_size, horizon = batch.reward.shape
         if draws is None:
             draws = self.draw_encoder_noise(batch_size, horizon)
-        with torch.no_grad():
-            next_obs = batch.next_state.flatten(0, 1)  # (B*H, *obs_shape)
-            target_zs = self.target.encoder.state(
-                self._prepare(next_obs, draws.get("target_shifts"))).view(batch_size, horizon, -1)
-        zs = encoder.state(self._prepare(batch.state, draws.get("state_shifts")))
-        pred_zs, reward_logits, done_pred = [], [], []
-        for t in range(horizon):
-            done_t, zs, reward_t = encoder.predict(encoder.state_action(zs, batch.action[:, t]))
-            pred_zs.append(zs)
-            reward_logits.append(reward_t)
-            done_pred.append(done_t)
-        loss, parts = encoder_loss(
-            torch.stack(pred_zs, 1), target_zs, torch.stack(reward_logits, 1), batch.reward,
-            torch.stack(done_pred, 1), batch.not_done, self.bins,
+        with self._compute():
+            with torch.no_grad():
+                next_obs = batch.next_state.flatten(0, 1)  # (B*H, *obs_shape)
+                target_zs = self.target.encoder.state(
+                    self._prepare(next_obs, draws.get("target_shifts"))).view(batch_size, horizon, -1)
+            zs = encoder.state(self._prepare(batch.state, draws.get("state_shifts")))
+            pred_zs, reward_logits, done_pred = [], [], []
+            for t in range(horizon):
+                done_t, zs, reward_t = encoder.predict(encoder.state_action(zs, batch.action[:, t]))
+                pred_zs.append(zs)
+                reward_logits.append(reward_t)
+                done_pred.append(done_t)
+        loss, parts = encoder_loss(  # float32 losses (no-op casts on fp32)
+            torch.stack(pred_zs, 1).float(), target_zs.float(), torch.stack(reward_logits, 1).float(), batch.reward,
+            torch.stack(done_pred, 1).float(), batch.not_done, self.bins,
             c.dyn_weight, c.reward_weight, c.done_weight, use_termination,
         )
         self.encoder_opt.zero_grad(set_to_none=True)
@@ -248,15 +259,19 @@ class MRQLearner:
         reward_scale = self.reward_scale if reward_scale is None else reward_scale
         target_reward_scale = self.target_reward_scale if target_reward_scale is None else target_reward_scale
         with torch.no_grad():
-            next_zs = self.target.encoder.state(self._prepare(batch.next_state[:, -1], draws.get("next_shifts")))
-            next_action = self._target_action(next_zs, draws["target_noise"])
-            next_q = self.target.value(self.target.encoder.state_action(next_zs, next_action)).min(1, keepdim=True).values
+            with self._compute():
+                next_zs = self.target.encoder.state(self._prepare(batch.next_state[:, -1], draws.get("next_shifts")))
+                next_action = self._target_action(next_zs, draws["target_noise"])
+                next_q = self.target.value(self.target.encoder.state_action(next_zs, next_action))
+                zs = self.nets.encoder.state(self._prepare(batch.state, draws.get("state_shifts")))
+                zsa = self.nets.encoder.state_action(zs, batch.action[:, 0])
+            next_q = next_q.float().min(1, keepdim=True).values
             returns, bootstrap = masked_multistep_return(batch.reward, batch.not_done, c.discount)
             horizon = batch.reward.shape[1]
             target = (returns + bootstrap * c.discount**horizon * next_q * target_reward_scale) / reward_scale
-            zs = self.nets.encoder.state(self._prepare(batch.state, draws.get("state_shifts")))
-            zsa = self.nets.encoder.state_action(zs, batch.action[:, 0])
-        q = self.nets.value(zsa)  # (B, 2)
+        with self._compute():
+            q = self.nets.value(zsa)  # (B, 2)
+        q = q.float()
         loss = F.smooth_l1_loss(q, target.expand_as(q))
         self.value_opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -273,9 +288,10 @@ class MRQLearner:
         return (action + noise).clamp(-1.0, 1.0)
 
     def policy_update(self, zs: torch.Tensor) -> dict[str, torch.Tensor]:
-        action, pre = self.nets.policy(zs)
-        q = self.nets.value(self.nets.encoder.state_action(zs, action))
-        loss = -q.mean() + self.config.pre_activ_weight * pre.pow(2).mean()
+        with self._compute():
+            action, pre = self.nets.policy(zs)
+            q = self.nets.value(self.nets.encoder.state_action(zs, action))
+        loss = -q.float().mean() + self.config.pre_activ_weight * pre.float().pow(2).mean()
         self.policy_opt.zero_grad(set_to_none=True)
         loss.backward(inputs=list(self.nets.policy.parameters()))  # only the policy is stepped
         self.policy_opt.step()

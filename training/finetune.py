@@ -75,7 +75,7 @@ def plan_transfer(source_tensors: dict[str, torch.Tensor], spec: EnvSpec, config
 
 def finetune(source: str | Path, env_id: str, steps: int, out: str | Path, seed: int = 0,
              overrides: list[str] | None = None, freeze: str = "none", warmup_steps: int | None = None,
-             revision: str | None = None, device: str = "auto", fast: bool | None = None,
+             revision: str | None = None, device: str = "auto", fast: bool | None = None, precision: str = "auto",
              eval_every: int | None = None,
              eval_episodes: int | None = None, checkpoint_every: int | None = None, log=print) -> Trainer:
     """Prepare a fine-tune run of the agent `source` (anything Policy.from_pretrained accepts) on `env_id`.
@@ -92,7 +92,8 @@ def finetune(source: str | Path, env_id: str, steps: int, out: str | Path, seed:
     if warmup_steps is not None:
         # Default: the source config's own warm-up. A tenth of it learned more slowly (docs/finetune.md).
         config = config.with_overrides([f"warmup_steps={warmup_steps}"])
-    run = default_run_config(env_id, steps=steps, seed=seed, device=device, fast=fast, eval_every=eval_every,
+    run = default_run_config(env_id, steps=steps, seed=seed, device=device, fast=fast, precision=precision,
+                             eval_every=eval_every,
                              eval_episodes=eval_episodes, checkpoint_every=checkpoint_every)
     env_config = resolve_env(env_id)
     spec = EnvSpec.from_env(make_env(env_config), env_config.frame_stack)

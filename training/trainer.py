@@ -29,6 +29,7 @@ from mrq_agents.envs import EnvConfig, EnvSpec, benchmark_defaults, make_env, re
 from mrq_agents.errors import CheckpointError, ConfigError, MRQError
 from mrq_agents.export import CHECKPOINT_FILE, CONFIG_FILE, FORMAT_VERSION, MODEL_FILE, train_command
 from mrq_agents.learner import MRQLearner, resolve_device, resolve_fast
+from mrq_agents.precision import PRECISIONS, resolve_precision
 from mrq_agents.replay import ReplayBuffer
 from mrq_agents.serialization import (atomic_write_json, flatten_state, load_tensors, read_json, save_tensors,
                                       unflatten_state)
@@ -55,8 +56,11 @@ class RunConfig:
     checkpoint_every: int = 50_000
     device: str = "auto"
     fast: bool | None = None  # the fast update path (mrq_agents.fast); None: on for CUDA, off for the CPU
+    precision: str = "auto"  # fp32 or bf16 matrix products (mrq_agents.precision); config.json stores the resolved one
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         for name in ("steps", "eval_every", "eval_episodes", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
@@ -72,7 +76,8 @@ def default_run_config(env_id: str, **overrides: Any) -> RunConfig:
 
 def run_config_json(run: RunConfig, algo: MRQConfig, env_config: EnvConfig, spec: EnvSpec,
                     device: torch.device) -> dict:
-    run_dict = dataclasses.asdict(run)
+    """config.json of a run; its precision is the resolved one, so a resumed run keeps it on any machine."""
+    run_dict = {**dataclasses.asdict(run), "precision": resolve_precision(run.precision, device)}
     return {
         "format_version": FORMAT_VERSION,
         "package": "mrq-agents",
@@ -82,7 +87,7 @@ def run_config_json(run: RunConfig, algo: MRQConfig, env_config: EnvConfig, spec
         "algorithm": algo.to_dict(),
         "run": run_dict,
         "training": {"device": str(device), "torch": torch.__version__,
-                     "fast_path": resolve_fast(run.fast, device),
+                     "fast_path": resolve_fast(run.fast, device), "precision": run_dict["precision"],
                      "command": train_command(run.env_id, run_dict, algo.to_dict())},
     }
 
@@ -149,7 +154,9 @@ class Trainer:
                              if resume and (self.out / CONFIG_FILE).exists() else {})
         self.provenance = self.saved_config.get("finetuned_from") or (transfer.provenance if transfer is not None else None)
         frozen = tuple((self.provenance or {}).get("frozen", ()))
-        self.learner = MRQLearner(self.spec, algo, self.device, frozen=frozen, fast=run.fast)
+        self.precision = resolve_precision(run.precision, self.device)
+        self.learner = MRQLearner(self.spec, algo, self.device, frozen=frozen, fast=run.fast,
+                                  precision=self.precision)
         if transfer is not None and not resume:
             transfer.load_into(self.learner)
         self.buffer = ReplayBuffer(self.spec, algo.buffer_size, (algo.enc_horizon, algo.q_horizon),
