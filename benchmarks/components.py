@@ -3,6 +3,7 @@ sampler, what dominates a pixel encoder update, and one update on each path. Pri
 question.
 
     python benchmarks/components.py --device cpu
+    python benchmarks/components.py --device cpu --tables layout precision
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from mrq_agents.config import MRQConfig
 from mrq_agents.envs import EnvSpec
 from mrq_agents.functional import sample_proportional
 from mrq_agents.learner import MRQLearner, resolve_device
+from mrq_agents.networks import PixelTrunk
+from mrq_agents.precision import fast_bf16
 from mrq_agents.replay import ReplayBuffer
 
 
@@ -138,16 +141,86 @@ def path_table(device: torch.device, repeats: int = 11) -> None:
             print(f"| {name}: {step_name} | {plain:.1f} | {fast:.1f} | {plain / fast:.2f}x |")
 
 
+def _turns(fns: dict, repeats: int, device: torch.device) -> dict[str, float]:
+    """Median ms per call of each function, taking turns (the order alternates every round)."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    names = list(fns)
+    for turn in range(repeats):
+        for name in names if turn % 2 == 0 else names[::-1]:
+            times[name].append(timed(fns[name], 1, device))
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def layout_table(device: torch.device, repeats: int = 7) -> None:
+    """The Atari pixel trunk (4x84x84 frames) in the memory layout it had before (NCHW) and the one it uses now
+    (channels-last): the target encoder's no-gradient forward over 1,280 frame stacks, and the online encoder's
+    forward+backward over 256."""
+    torch.manual_seed(0)
+    trunk = PixelTrunk(4, (84, 84)).to(device)
+
+    def nchw(frames):  # the trunk as it ran before: float NCHW input
+        return trunk.convs(frames.to(torch.float32, copy=True).div_(255.0).sub_(0.5))
+
+    frames = {n: torch.randint(0, 256, (n, 4, 84, 84), dtype=torch.uint8, device=device) for n in (256, 1280)}
+
+    def forward(fn):
+        def run():
+            with torch.no_grad():
+                fn(frames[1280])
+        return run
+
+    def train(fn):
+        def run():
+            trunk.zero_grad(set_to_none=True)
+            fn(frames[256]).square().mean().backward()
+        return run
+
+    print("\n| Atari pixel trunk (median of taking turns) | NCHW ms | channels-last ms | speed-up |\n|---|---|---|---|")
+    for name, make in (("target forward, 1,280 stacks, no gradient", forward),
+                       ("online forward+backward, 256 stacks", train)):
+        ms = _turns({"nchw": make(nchw), "channels_last": make(trunk)}, repeats, device)
+        print(f"| {name} | {ms['nchw']:.1f} | {ms['channels_last']:.1f} | {ms['nchw'] / ms['channels_last']:.2f}x |")
+
+
+def precision_table(device: torch.device, repeats: int = 7) -> None:
+    """One encoder update and one value+policy step at the paper's size in fp32 and bf16 (plain path), taking
+    turns. Only where the device multiplies bf16 natively: elsewhere bf16 is emulated, and refused by training."""
+    fast, hardware = fast_bf16(device)
+    print(f"\n| update at the paper's size, plain path ({hardware}) | fp32 ms | bf16 ms | speed-up |\n|---|---|---|---|")
+    if not fast:
+        print("| not measured: no native bf16 units (bf16 would be emulated) | - | - | - |")
+        return
+    config = MRQConfig()
+    for name, spec in (("HalfCheetah shapes", HALFCHEETAH), ("Atari shapes", ATARI)):
+        buffer = filled_buffer(spec, 5_000, 1_200, device)
+        learners = {}
+        for precision in ("fp32", "bf16"):
+            torch.manual_seed(0)
+            learners[precision] = MRQLearner(spec, config, device, precision=precision)
+        starts = buffer.sample_indices(config.enc_horizon, config.batch_size)
+        for step_name, step in (("encoder update", lambda l: l._encoder_step(buffer, starts)),
+                                ("value+policy step", lambda l: l._value_policy_step(buffer))):
+            ms = _turns({p: (lambda l=l: step(l)) for p, l in learners.items()}, repeats, device)
+            print(f"| {name}: {step_name} | {ms['fp32']:.1f} | {ms['bf16']:.1f} | {ms['fp32'] / ms['bf16']:.2f}x |")
+
+
+TABLES = {"optimizer": optimizer_table, "sampler": sampler_table, "pixel-ops": pixel_encoder_table,
+          "paths": path_table, "layout": layout_table, "precision": precision_table}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--tables", nargs="+", choices=list(TABLES), default=list(TABLES))
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    print(f"# torch {torch.__version__} | {torch.get_num_threads()} threads | device {device}\n")
-    optimizer_table(device)
-    sampler_table(device)
-    pixel_encoder_table(device)
-    path_table(device)
+    print(f"# torch {torch.__version__} | {torch.get_num_threads()} threads | device {device} | "
+          f"{fast_bf16(device)[1]}\n")
+    for name in args.tables:
+        TABLES[name](device)
 
 
 if __name__ == "__main__":

@@ -57,11 +57,12 @@ class PixelTrunk(nn.Module):
             self.out_dim = self.convs(torch.zeros(1, in_channels, *image_hw)).shape[1]  # 1568 for 84x84
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        # Channels-last layout (B, H, W, C in memory; the shape stays (B, C, H, W)): CPU and GPU convolution kernels
-        # run several times faster on it; the uint8 frames are reordered, a quarter of the bytes of floats. Same
-        # math as NCHW; the kernels sum in another order, so results differ from NCHW's at float32 rounding.
+        # Batches go channels-last (B, H, W, C in memory; the shape stays (B, C, H, W)): the convolution kernels run
+        # 1.5-3x faster on it (benchmarks/README.md); reordering the uint8 frames costs a quarter of a float copy.
+        # One frame stack (acting) stays NCHW, where the reorder does not pay. Same math either way; the kernels
+        # sum in another order, so the two layouts differ at float32 rounding.
         # One float copy (keeping the layout), normalised in place: the values of `obs.float() / 255.0 - 0.5`.
-        frames = obs.contiguous(memory_format=torch.channels_last)
+        frames = obs.contiguous(memory_format=torch.channels_last) if obs.shape[0] > 1 else obs
         return self.convs(frames.to(torch.float32, copy=True).div_(255.0).sub_(0.5))
 
 

@@ -170,8 +170,9 @@ def test_channels_last_trunk_computes_the_nchw_function():
     out = trunk(frames)
     assert out.shape == reference.shape == (8, trunk.out_dim)
     torch.testing.assert_close(out.double(), reference, rtol=1e-5, atol=1e-5)
-    with torch.no_grad():  # the in-place ELU path of the target encoder
+    with torch.no_grad():  # the in-place ELU path of the target encoder; one stack (acting) stays NCHW
         torch.testing.assert_close(trunk(frames).double(), reference, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(trunk(frames[:1]).double(), reference[:1], rtol=1e-5, atol=1e-5)
 
 
 # ------------------------------------------------------------------ the command line
