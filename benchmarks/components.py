@@ -204,14 +204,53 @@ def precision_table(device: torch.device, repeats: int = 7) -> None:
             print(f"| {name}: {step_name} | {ms['fp32']:.1f} | {ms['bf16']:.1f} | {ms['fp32'] / ms['bf16']:.2f}x |")
 
 
+def matmul_table(device: torch.device, repeats: int = 7) -> None:
+    """A 1280x512 by 512x512 product (the target encoder's widest layer over 256x5 states) in float32 and
+    bfloat16: what the hardware gives each precision."""
+    print("\n| 1280x512x512 product | ms | GFLOP/s |\n|---|---|---|")
+    for dtype in (torch.float32, torch.bfloat16):
+        a = torch.randn(1280, 512, device=device, dtype=dtype)
+        b = torch.randn(512, 512, device=device, dtype=dtype)
+        ms = _turns({"mm": lambda: a @ b}, repeats, device)["mm"]
+        print(f"| {str(dtype).removeprefix('torch.')} | {ms:.2f} | {2 * 1280 * 512 * 512 / ms / 1e6:,.1f} |")
+
+
+def compile_table(device: torch.device, repeats: int = 9) -> None:
+    """`torch.compile` of the encoder, value and policy modules (online and target) at HalfCheetah shapes, plain
+    path, fp32: the compile time (first encoder update and value+policy step) and the per-update times after,
+    taking turns with an eager learner."""
+    config = MRQConfig()
+    buffer = filled_buffer(HALFCHEETAH, 5_000, 1_200, device)
+    learners = {}
+    for name in ("eager", "compiled"):
+        torch.manual_seed(0)
+        learners[name] = MRQLearner(HALFCHEETAH, config, device)
+    starts = buffer.sample_indices(config.enc_horizon, config.batch_size)
+    start = time.perf_counter()
+    for nets in (learners["compiled"].nets, learners["compiled"].target):
+        for module in (nets.encoder, nets.value, nets.policy):
+            module.compile()
+    learners["compiled"]._encoder_step(buffer, starts)
+    learners["compiled"]._value_policy_step(buffer)
+    compile_s = time.perf_counter() - start
+    print(f"\n| torch.compile, HalfCheetah shapes, fp32 (compile + first calls {compile_s:.0f} s) | eager ms | "
+          "compiled ms | speed-up |\n|---|---|---|---|")
+    for step_name, step in (("encoder update", lambda l: l._encoder_step(buffer, starts)),
+                            ("value+policy step", lambda l: l._value_policy_step(buffer))):
+        ms = _turns({n: (lambda l=l: step(l)) for n, l in learners.items()}, repeats, device)
+        print(f"| {step_name} | {ms['eager']:.1f} | {ms['compiled']:.1f} | {ms['eager'] / ms['compiled']:.2f}x |")
+
+
 TABLES = {"optimizer": optimizer_table, "sampler": sampler_table, "pixel-ops": pixel_encoder_table,
-          "paths": path_table, "layout": layout_table, "precision": precision_table}
+          "paths": path_table, "layout": layout_table, "precision": precision_table, "matmul": matmul_table,
+          "compile": compile_table}
+DEFAULT_TABLES = ["optimizer", "sampler", "pixel-ops", "paths", "layout", "precision", "matmul"]  # compile: minutes
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--tables", nargs="+", choices=list(TABLES), default=list(TABLES))
+    parser.add_argument("--tables", nargs="+", choices=list(TABLES), default=DEFAULT_TABLES)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
     if args.threads:
