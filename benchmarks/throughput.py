@@ -129,7 +129,8 @@ def main() -> None:
                     continue
                 done = subprocess.run(worker + ["--one", env_id, path, precision], capture_output=True, text=True)
                 if done.returncode != 0:
-                    failed[precision, path] = (done.stderr.strip().splitlines() or ["no output"])[-1]
+                    last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+                    failed[precision, path] = last.partition("Error: ")[2] or last  # without the exception's name
                     continue
                 runs[precision, path].append(json.loads(done.stdout.strip().splitlines()[-1]))
         medians = {v: float(np.median([r["steps_per_s"] for r in rs])) for v, rs in runs.items() if rs}
