@@ -168,7 +168,7 @@ def evaluate(
     else:
         typer.echo(f"{result['env_id']}: return {result['mean']:.2f} ± {result['std']:.2f} over {episodes} episodes "
                    f"(seed {seed}, {'deterministic' if result['deterministic'] else 'stochastic'} policy)")
-        typer.echo(f"paper: {place.text()}" + (f" (this agent: {place.step:,} steps)" if place.step else ""))
+        typer.echo(f"vs paper: {place.text()}" + (f" (this agent: {place.step:,} steps)" if place.step else ""))
 
 
 def _paper_placement(policy, score: float):

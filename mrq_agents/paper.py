@@ -128,12 +128,12 @@ class Placement:
         return text
 
     def text(self) -> str:
-        """One line: the reference and where the score falls, e.g. 'inside the paper's IQR: 946.2 (IQR ...)'."""
+        """One line: where the score falls and the reference, e.g. "inside the paper's interquartile range: paper ..."."""
         if not self.has_reference:
             return self.reference_text()
         if self.where is None:
             return f"paper {self.reference_text()}"
-        return f"{self.where} the paper's IQR: paper {self.reference_text()}"
+        return f"{self.where} the paper's interquartile range: paper {self.reference_text()}"
 
 
 def placement(env: Any, step: int | None, score: float | None = None) -> Placement:

@@ -79,7 +79,7 @@ def init_ray(address: str | None, num_cpus: int | None) -> Any:
     try:
         if address:
             return ray.init(address=address, **common)
-        return ray.init(num_cpus=num_cpus, num_gpus=None, include_dashboard=False,
+        return ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
                         object_store_memory=OBJECT_STORE_BYTES, **common)
     except (ConnectionError, RuntimeError, ValueError) as err:
         where = f"the Ray cluster at {address}" if address else "an embedded local Ray"

@@ -193,7 +193,7 @@ def _draw_env(ax: Any, curve: EnvCurve, legend: bool = True) -> None:
     ref = paper.curve(curve.runs[0].env)
     last = curve.steps[-1]
     if ref is not None:
-        keep = ref.steps <= max(last, ref.steps[min(1, ref.steps.size - 1)])
+        keep = np.arange(ref.steps.size) <= max(1, int(np.searchsorted(ref.steps, last)))  # through the first >= last
         ax.fill_between(ref.steps[keep], ref.p25[keep], ref.p75[keep], color="tab:gray", alpha=0.3,
                         label="paper: 25-75th percentile (10 seeds)")
         ax.plot(ref.steps[keep], ref.mean[keep], color="tab:gray", ls="--", label="paper: mean")

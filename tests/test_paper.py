@@ -42,7 +42,8 @@ def test_placement_at_an_evaluated_step():
         place = paper.placement("Dmc-cartpole-balance", 20_000, score)
         assert (place.paper_step, place.mean, place.p25, place.p75) == (20_000, 944.4, 912.9, 995.0)
         assert place.where == where
-    assert "inside the paper's IQR" in paper.placement("Dmc-cartpole-balance", 20_000, 950.0).text()
+    assert paper.placement("Dmc-cartpole-balance", 20_000, 950.0).text() == (
+        "inside the paper's interquartile range: paper 944.4 (IQR 912.9 to 995) at 20,000 steps")
 
 
 def test_placement_uses_the_nearest_evaluated_step_at_or_below():
@@ -84,3 +85,27 @@ def test_zoo_list_places_entries_against_the_paper():
     # cartpole-balance at 50k: paper mean 992.8, IQR 994.3 to 999; the zoo agent scores 987.2
     assert "992.8 (994.3 to 999)" in result.output and "below" in result.output
     assert "no paper reference" in result.output  # InvertedPendulum-v4
+
+
+def test_model_card_and_eval_place_a_dmc_agent_against_the_paper(tmp_path):
+    import csv
+
+    from model_folders import make_model_folder
+
+    from mrq_agents import Policy
+
+    folder, _, _ = make_model_folder(tmp_path / "run", "Dmc-cartpole-balance")
+    with open(folder / "metrics.csv", "w", newline="") as f:  # as if trained for 20k steps
+        csv.writer(f).writerows([["step", "wall_time", "eval_return_mean", "eval_return_std"], [20_000, 60.0, 1.0, 0.0]])
+    policy = Policy.from_pretrained(folder)
+    results = {"mean": 950.0, "std": 1.0, "episodes": 10, "seed": 0, "deterministic": True, "date": "2026-01-01"}
+    policy.save_pretrained(tmp_path / "export", results=results)
+    card = (tmp_path / "export" / "README.md").read_text()
+    assert "| 944.4 (IQR 912.9 to 995) at 20,000 steps |" in card
+    assert "**inside** the paper's interquartile range at this step" in card
+    result = CliRunner().invoke(app, ["eval", str(folder), "--episodes", "1"])
+    assert result.exit_code == 0, result.output
+    assert ("vs paper: below the paper's interquartile range: paper 944.4 (IQR 912.9 to 995) at 20,000 steps "
+            "(this agent: 20,000 steps)") in result.output
+    as_json = CliRunner().invoke(app, ["eval", str(folder), "--episodes", "1", "--json"])
+    assert json.loads(as_json.output)["paper"]["where"] == "below"  # an untrained network
