@@ -1,8 +1,8 @@
 """`mrq sweep` on Ray: the only module that imports Ray.
 
 Each run is one Ray core task that calls `sweep.train_run`, i.e. the `Trainer` of `mrq train` writing an
-ordinary run folder; Ray only places tasks on CPUs/GPUs (fractional GPUs share a card) and restarts tasks
-whose worker process died. Resuming, skipping finished runs and retrying failed ones all follow from the
+ordinary run folder; Ray only places tasks on CPUs/GPUs (fractional GPUs share a card). A run that raised or
+whose worker process died is submitted again (up to `retries` times) and resumes from its checkpoint. Resuming, skipping finished runs and retrying failed ones all follow from the
 run folders and their checkpoints, so the driver keeps no state that a kill -9 could lose: `DIR/sweep.json`
 is a report of the last launch, rebuilt from the folders on the next.
 
@@ -108,7 +108,8 @@ def run_sweep(runs: list[RunSpec], out: Path, address: str | None = None, max_co
     init_ray(address, local_cpus)
     try:
         board = ray.remote(num_cpus=0)(ProgressBoard).remote()
-        task = ray.remote(_train_task).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=retries)
+        # one retry policy, ours: a dead worker comes back from ray.get as an error and is retried below
+        task = ray.remote(_train_task).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)
         threads = max(1, int(cpus_per_run))
         inflight: dict[Any, RunSpec] = {}
         limit = max_concurrent or len(todo)
