@@ -113,12 +113,22 @@ def read_run(folder: Path) -> RunData | None:
 
 
 def group_by_env(runs: list[RunData]) -> dict[str, list[RunData]]:
-    """{label: runs}; runs of one env under different aliases share a label (the paper's name when it has one)."""
-    groups: dict[str, list[RunData]] = {}
+    """{label: runs} per env and algorithm config.
+
+    Runs of one env under different aliases share a label (the paper's name when it has one); where one env
+    was run with several configs (a hyperparameter study), each config is its own group, labelled by what it
+    changes from the paper's defaults.
+    """
+    by_env: dict[str, dict[str, list[RunData]]] = {}
     for run in runs:
         label = paper.paper_env_name(run.env) or run.env_id
-        groups.setdefault(label, []).append(run)
-    return {k: sorted(v, key=lambda r: (r.seed, str(r.folder))) for k, v in sorted(groups.items())}
+        by_env.setdefault(label, {}).setdefault(json.dumps(run.algorithm, sort_keys=True), []).append(run)
+    groups = {}
+    for label, configs in by_env.items():
+        for members in configs.values():
+            name = label if len(configs) == 1 else f"{label} [{_config_text(members[0].algorithm, short=True)}]"
+            groups[name] = sorted(members, key=lambda r: (r.seed, str(r.folder)))
+    return dict(sorted(groups.items()))
 
 
 # --------------------------------------------------------------------------------------------- curves
@@ -335,9 +345,11 @@ def _ci(t: tuple[float, float, float]) -> str:
     return f"{t[0]:.3f} [{t[1]:.3f}, {t[2]:.3f}]"
 
 
-def _config_text(algorithm: dict[str, Any]) -> str:
+def _config_text(algorithm: dict[str, Any], short: bool = False) -> str:
     from mrq_agents.config import MRQConfig
 
     defaults = MRQConfig().to_dict()
-    changed = [f"{k}={v}" for k, v in algorithm.items() if defaults.get(k) != v]
+    changed = [f"{k}={v}" for k, v in sorted(algorithm.items()) if defaults.get(k) != v]
+    if short:
+        return " ".join(changed) or "paper config"
     return "the paper's" if not changed else "the paper's except `" + "`, `".join(changed) + "`"

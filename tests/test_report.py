@@ -84,3 +84,15 @@ def test_stratified_bootstrap_resamples_within_tasks():
     assert low < point < high and 0.06 < high - low < 0.12
     assert report.stratified_bootstrap_ci(tasks, reps=100, seed=1) == report.stratified_bootstrap_ci(tasks, reps=100,
                                                                                                      seed=1)
+
+
+def test_runs_of_one_env_with_different_configs_are_separate_groups(tmp_path):
+    a = fake_run(tmp_path / "a", "CartPole-v1", 0, [(100, 10.0)])
+    b = fake_run(tmp_path / "b", "CartPole-v1", 1, [(100, 20.0)])
+    config = json.loads((b / "config.json").read_text())
+    config["algorithm"] = {"enc_hdim": 64}
+    (b / "config.json").write_text(json.dumps(config))
+    groups = report.group_by_env(report.find_runs([a, b]))
+    assert sorted(groups) == ["CartPole-v1 [enc_hdim=128]", "CartPole-v1 [enc_hdim=64]"]
+    same = report.group_by_env(report.find_runs([a, fake_run(tmp_path / "c", "CartPole-v1", 2, [(100, 1.0)])]))
+    assert list(same) == ["CartPole-v1"] and len(same["CartPole-v1"]) == 2
