@@ -167,8 +167,8 @@ def evaluate(
         typer.echo(json.dumps({**result, "paper": dataclasses.asdict(place)}))
     else:
         typer.echo(f"{result['env_id']}: return {result['mean']:.2f} ± {result['std']:.2f} over {episodes} episodes "
-                   f"(seed {seed}, {'deterministic' if result['deterministic'] else 'stochastic'} policy)")
-        typer.echo(f"vs paper: {place.text()}" + (f" (this agent: {place.step:,} steps)" if place.step else ""))
+                   f"(seed {seed}, {'deterministic' if result['deterministic'] else 'stochastic'} policy) | vs paper: "
+                   f"{place.text()}" + (f" (this agent: {place.step:,} steps)" if place.step else ""))
 
 
 def _paper_placement(policy, score: float):
