@@ -197,7 +197,8 @@ def export_(
 
     policy = Policy.from_pretrained(run_dir)
     results = policy.evaluate(episodes=episodes, seed=seed, deterministic=deterministic, source="mrq export")
-    typer.echo(f"{results['env_id']}: return {results['mean']:.2f} ± {results['std']:.2f} over {episodes} episodes")
+    typer.echo(f"{results['env_id']}: return {results['mean']:.2f} ± {results['std']:.2f} over {episodes} episodes"
+               f" | vs paper: {_paper_placement(policy, results['mean']).text()}")
     out.mkdir(parents=True, exist_ok=True)
     if record:
         policy.record(out / "replay.mp4", episodes=1, seed=seed, deterministic=deterministic)
