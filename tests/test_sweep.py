@@ -228,3 +228,19 @@ def test_a_killed_sweep_resumes_both_runs_without_duplicated_evaluations(tmp_pat
         assert _eval_steps(folder) == list(range(100, steps + 1, 100))  # every evaluation exactly once
         assert checkpoint_step(folder) == steps
     _assert_no_ray_left(before, (os.getpgid(0), driver.pid))
+
+
+def test_train_run_restarts_a_run_killed_before_its_first_checkpoint(tmp_path):
+    from mrq_agents.sweep import run_status, train_run
+
+    run = load_spec(write_spec(tmp_path / "s.toml", TINY.format(steps=100, envs='["CartPole-v1"]')))[0]
+    folder = tmp_path / run.name
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")  # what a run killed before its first checkpoint leaves
+    (folder / "metrics.csv").write_text("step\n")
+    assert run_status(run, folder) == ("restart", 0)
+    reports = []
+    summary = train_run(run, tmp_path, threads=1, report=reports.append)
+    assert summary["step"] == 100 and run_status(run, folder) == ("done", 100)
+    assert _eval_steps(folder) == [100] and reports[-1]["step"] == 100
+    assert train_run(run, tmp_path)["step"] == 100  # finished: nothing more to do
