@@ -6,10 +6,10 @@ sweep folder). Runs are grouped by env (aliases of one env fall together); each 
 band) and a table of this project's and the paper's scores at matching steps; `overview.png` puts every
 env side by side; `report.md` and `report.json` hold the tables and the aggregate.
 
-Aggregate: each run's score at its last evaluation, normalised per benchmark (`paper.normalise`), then the
-interquartile mean (IQM) and mean over all runs and envs, with 95% stratified-bootstrap confidence
-intervals (runs resampled within each env, as in Agarwal et al., NeurIPS 2021; implemented with numpy
-because `rliable` does not import with current pandas).
+Aggregate: each run's score at the last evaluation step its env's runs share, normalised per benchmark
+(`paper.normalise`), then the interquartile mean (IQM) and mean over all runs and envs, with 95%
+stratified-bootstrap confidence intervals (runs resampled within each env, as in Agarwal et al., NeurIPS
+2021; implemented with numpy because `rliable` does not import with current pandas).
 """
 
 from __future__ import annotations
@@ -201,7 +201,7 @@ def seed_placements(curve: EnvCurve) -> list[dict[str, Any]]:
 
 def _draw_env(ax: Any, curve: EnvCurve, legend: bool = True) -> None:
     ref = paper.curve(curve.runs[0].env)
-    last = curve.steps[-1]
+    last = max(int(r.steps[-1]) for r in curve.runs)
     if ref is not None:
         keep = np.arange(ref.steps.size) <= max(1, int(np.searchsorted(ref.steps, last)))  # through the first >= last
         ax.fill_between(ref.steps[keep], ref.p25[keep], ref.p75[keep], color="tab:gray", alpha=0.3,
@@ -320,7 +320,7 @@ def write_report(paths: Sequence[str | Path], out: str | Path, title: str = "MR.
     agg = aggregate(curves)
     data["aggregate"] = agg
     md += ["## Aggregate", "",
-           "Each run's return at its last evaluation, normalised per benchmark (DMC: return / 1000; Atari: "
+           "Each run's return at the last evaluation step all runs of its env share, normalised per benchmark (DMC: return / 1000; Atari: "
            "human-normalised, (return - random) / (human - random)); interquartile mean (IQM) and mean over all "
            "runs of the benchmark's envs, with 95% stratified-bootstrap confidence intervals "
            f"({BOOTSTRAP_REPS} resamples of the runs within each env). 'paper mean' is the paper's mean over its "
