@@ -186,7 +186,7 @@ def test_sweep_of_two_runs_and_a_failing_one_then_report(tmp_path):
 
 def test_a_killed_sweep_resumes_both_runs_without_duplicated_evaluations(tmp_path):
     before = _ray_processes()
-    steps = 300
+    steps = 600
     spec = write_spec(tmp_path / "s.toml", TINY.format(steps=steps, envs='["CartPole-v1"]'))
     out = tmp_path / "sweep"
     command = [sys.executable, "-m", "mrq_agents.cli", "sweep", str(spec), "--out", str(out),
@@ -211,7 +211,8 @@ def test_a_killed_sweep_resumes_both_runs_without_duplicated_evaluations(tmp_pat
         time.sleep(3)
         assert [checkpoint_step(f) for f in folders] == killed_at  # no orphaned worker still training
         assert [len(_eval_steps(f)) for f in folders] == rows_at_kill
-        assert all(100 <= s < steps for s in killed_at), killed_at
+        # both runs have a checkpoint; on a loaded machine one may already have finished before the other started
+        assert all(s >= 100 for s in killed_at) and any(s < steps for s in killed_at), killed_at
     finally:
         if driver.poll() is None:
             driver.kill()
@@ -224,7 +225,11 @@ def test_a_killed_sweep_resumes_both_runs_without_duplicated_evaluations(tmp_pat
     state = json.loads((out / "sweep.json").read_text())["runs"]
     for folder, step in zip(folders, killed_at):
         record = state[folder.name]
-        assert record["status"] == "done" and record["resumed_from"] == step  # continued from its checkpoint
+        assert record["status"] == "done"
+        if step < steps:
+            assert record["resumed_from"] == step  # continued from its checkpoint
+        else:
+            assert record["skipped"]  # finished before the kill: not trained again
         assert _eval_steps(folder) == list(range(100, steps + 1, 100))  # every evaluation exactly once
         assert checkpoint_step(folder) == steps
     _assert_no_ray_left(before, (os.getpgid(0), driver.pid))
