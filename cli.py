@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -65,26 +66,14 @@ def train(
                                           "often fastest for small networks]"),
 ) -> None:
     """Train MR.Q on ENV and write a run folder (config, metrics, curves, weights, checkpoint)."""
-    from mrq_agents.config import MRQConfig, preset_config
-    from mrq_agents.serialization import read_json
-    from mrq_agents.training.trainer import CONFIG_FILE, Trainer, default_run_config
+    from mrq_agents.training.trainer import build_trainer
 
-    overrides = {"steps": steps, "seed": seed, "device": device, "fast": fast, "precision": precision,
-                 "eval_every": eval_every,
-                 "eval_episodes": eval_episodes, "checkpoint_every": checkpoint_every}
-    base_algo = preset_config(preset)
     if out is None:
         out = Path("runs") / f"{env.replace('/', '_')}-seed{seed or 0}"
-    if resume and (out / CONFIG_FILE).exists():
-        saved = read_json(out / CONFIG_FILE, "run config")
-        saved_run = {"precision": "fp32", **saved["run"]}  # runs from before --precision existed trained in fp32
-        overrides = {**{k: v for k, v in saved_run.items() if k != "env_id"},
-                     **{k: v for k, v in overrides.items() if v is not None}}
-        base_algo = MRQConfig.from_dict(saved["algorithm"])
-    run = default_run_config(env, **overrides)
-    algo = base_algo.with_overrides(set_ or [])
     _set_threads(threads)
-    trainer = Trainer(run, algo, out, resume=resume, log=_console().print)
+    trainer = build_trainer(env, out, preset=preset, overrides=set_ or [], resume=resume, log=_console().print,
+                            steps=steps, seed=seed, device=device, fast=fast, precision=precision, eval_every=eval_every,
+                            eval_episodes=eval_episodes, checkpoint_every=checkpoint_every)
     _run(trainer, env, out)
 
 
@@ -179,11 +168,22 @@ def evaluate(
 
     policy = Policy.from_pretrained(source, device=device)
     result = policy.evaluate(episodes=episodes, seed=seed, deterministic=deterministic, source="mrq eval")
+    place = _paper_placement(policy, result["mean"])
     if as_json:
-        typer.echo(json.dumps(result))
+        typer.echo(json.dumps({**result, "paper": dataclasses.asdict(place)}))
     else:
         typer.echo(f"{result['env_id']}: return {result['mean']:.2f} ± {result['std']:.2f} over {episodes} episodes "
-                   f"(seed {seed}, {'deterministic' if result['deterministic'] else 'stochastic'} policy)")
+                   f"(seed {seed}, {'deterministic' if result['deterministic'] else 'stochastic'} policy) | vs paper: "
+                   f"{place.text()}" + (f" (this agent: {place.step:,} steps)" if place.step else ""))
+
+
+def _paper_placement(policy, score: float):
+    """Where `score` falls against the paper at the number of steps the policy was trained for."""
+    from mrq_agents.export import training_info
+    from mrq_agents.paper import placement
+
+    steps = training_info(policy.folder, policy.metadata).get("steps")
+    return placement(policy.env_config, steps, score)
 
 
 @app.command("export")
@@ -203,7 +203,8 @@ def export_(
 
     policy = Policy.from_pretrained(run_dir)
     results = policy.evaluate(episodes=episodes, seed=seed, deterministic=deterministic, source="mrq export")
-    typer.echo(f"{results['env_id']}: return {results['mean']:.2f} ± {results['std']:.2f} over {episodes} episodes")
+    typer.echo(f"{results['env_id']}: return {results['mean']:.2f} ± {results['std']:.2f} over {episodes} episodes"
+               f" | vs paper: {_paper_placement(policy, results['mean']).text()}")
     out.mkdir(parents=True, exist_ok=True)
     if record:
         policy.record(out / "replay.mp4", episodes=1, seed=seed, deterministic=deterministic)
@@ -305,18 +306,154 @@ app.add_typer(zoo_app, name="zoo")
 
 @zoo_app.command("list")
 def zoo_list() -> None:
-    """The zoo's entries: env, steps, measured score and the paper's score at the same steps."""
+    """The zoo's entries: env, steps, measured score, and the paper's mean (IQR) at the same steps."""
     from mrq_agents import zoo
+    from mrq_agents.paper import placement
 
-    rows = [("env", "repo id", "steps", "score (mean ± std, episodes)", "paper")]
+    rows = [("env", "repo id", "steps", "score (mean ± std, episodes)", "paper mean (IQR) at those steps",
+             "vs paper")]
     for e in zoo.entries():
         score = e["score"]
-        paper = "-" if e.get("paper") is None else f"{e['paper']:g}"
+        place = placement(e["env_id"], e["steps"], score["mean"])
+        paper = (f"{place.mean:g} ({place.p25:g} to {place.p75:g})" + ("" if place.paper_step == e["steps"] else
+                 f" at {place.paper_step:,}") if place.has_reference else place.reference_text())
         rows.append((e["env_id"], e["repo_id"], f"{e['steps']:,}",
-                     f"{score['mean']:.1f} ± {score['std']:.1f} ({score['episodes']})", paper))
+                     f"{score['mean']:.1f} ± {score['std']:.1f} ({score['episodes']})", paper, place.where or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+@app.command()
+@_friendly_errors
+def sweep(
+    spec: Path = typer.Argument(..., help="A TOML spec: [defaults] and [[runs]] groups of envs x seeds (keys are "
+                                "`mrq train`'s options with underscores; `set` lists --set overrides)."),
+    out: Path = typer.Option(..., help="Sweep folder: one run folder per env and seed, sweep.json, report/."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster to attach to (also RAY_ADDRESS). [default: an "
+                                          "embedded local Ray on this machine]"),
+    max_concurrent: Optional[int] = typer.Option(None, help="Runs training at once. [default: as many as the "
+                                                 "CPUs/GPUs allow]"),
+    cpus_per_run: float = typer.Option(1.0, help="CPUs reserved per run (also its torch threads)."),
+    gpus_per_run: float = typer.Option(0.0, help="GPUs per run; a fraction (0.25) lets runs share a GPU."),
+    retries: int = typer.Option(2, help="Tries again a run that crashed, up to this many times (bad input is "
+                                "not retried)."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Write the report to OUT/report at the end."),
+) -> None:
+    """Train many runs on Ray; relaunch the same command to resume (finished runs are skipped)."""
+    from mrq_agents.ray_sweep import import_ray, run_sweep
+    from mrq_agents.sweep import load_spec
+
+    runs = load_spec(spec)
+    import_ray()  # without Ray: one line saying how to install it
+    typer.echo(f"sweep of {len(runs)} run(s) into {out}: " + ", ".join(r.name for r in runs))
+    show = _SweepDisplay()
+    try:
+        with show:
+            records = run_sweep(runs, out, address=address, max_concurrent=max_concurrent,
+                                cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, retries=retries, show=show)
+    except KeyboardInterrupt:
+        typer.echo(f"\ninterrupted; relaunch the same command to resume: mrq sweep {spec} --out {out}", err=True)
+        raise typer.Exit(130) from None
+    _sweep_summary(records)
+    if report and any(r["status"] == "done" for r in records):
+        from mrq_agents.report import write_report
+
+        path = write_report([out / r["name"] for r in records if (out / r["name"] / "metrics.csv").exists()],
+                            out / "report", title=f"Sweep {spec.name} against the paper")
+        typer.echo(f"report: {path}")
+    failed = [r for r in records if r["status"] == "failed"]
+    if failed:
+        typer.echo(f"{len(failed)} run(s) failed; fix them and relaunch the same command to retry", err=True)
+        raise typer.Exit(1)
+
+
+def _sweep_summary(records: list[dict]) -> None:
+    from mrq_agents.paper import placement
+
+    rows = [("run", "status", "step", "last eval", "vs paper", "folder / error")]
+    for r in records:
+        evaluated = not math.isnan(r["eval_return"])
+        place = placement(r["env"], r["step"], r["eval_return"] if evaluated else None)
+        status = r["status"] + (" (skipped: finished)" if r["skipped"] else "") + (
+            f" after {r['attempts']} tries" if r["attempts"] > 1 else "")
+        rows.append((r["name"], status, f"{r['step']:,}", f"{r['eval_return']:.1f}" if evaluated else "-",
+                     place.where or ("no paper reference" if place.paper_name is None else "-"),
+                     f"error: {r['error']}" if r["status"] == "failed" else r["folder"]))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+class _SweepDisplay:
+    """Live progress of a sweep: a table redrawn in place on a terminal, else one line per change."""
+
+    def __init__(self) -> None:
+        self.live = None
+        self.seen: dict[str, tuple] = {}
+
+    def __enter__(self) -> "_SweepDisplay":
+        if sys.stdout.isatty():
+            from rich.live import Live
+
+            self.live = Live(console=_console(), refresh_per_second=2, transient=False)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+    def __call__(self, records: list[dict]) -> None:
+        if self.live is not None:
+            self.live.update(self._table(records))
+            return
+        for r in records:  # plain output: a line when a run changes status or evaluates
+            key = (r["status"], r["eval_return"] if not math.isnan(r["eval_return"]) else None)
+            if self.seen.get(r["name"]) != key:
+                self.seen[r["name"]] = key
+                typer.echo(_sweep_line(r))
+
+    @staticmethod
+    def _table(records: list[dict]):
+        from rich.table import Table
+
+        table = Table(box=None)
+        for column in ("run", "status", "step", "steps/s", "last eval"):
+            table.add_column(column, justify="left" if column in ("run", "status") else "right")
+        for r in records:
+            table.add_row(r["name"], r["status"], _steps_text(r),
+                          "-" if math.isnan(r["steps_per_s"]) else f"{r['steps_per_s']:.1f}",
+                          "-" if math.isnan(r["eval_return"]) else f"{r['eval_return']:.1f}")
+        return table
+
+
+def _steps_text(r: dict) -> str:
+    return f"{r['step']:,}" + (f"/{r['steps']:,}" if r.get("steps") else "")
+
+
+def _sweep_line(r: dict) -> str:
+    line = f"[{r['env']} seed {r['seed']}] {r['status']} | step {_steps_text(r)}"
+    if not math.isnan(r["steps_per_s"]):
+        line += f" | {r['steps_per_s']:.1f} steps/s"
+    if not math.isnan(r["eval_return"]):
+        line += f" | last eval {r['eval_return']:.1f}"
+    if r["status"] in ("failed", "retrying") and r["error"]:
+        line += f" | error: {r['error']}"
+    return line
+
+
+@app.command("report")
+@_friendly_errors
+def report_(
+    sources: List[Path] = typer.Argument(..., help="Run folders and/or sweep folders (searched for run folders)."),
+    out: Path = typer.Option(..., help="Folder for report.md, report.json, one PNG per env and overview.png."),
+) -> None:
+    """Learning curves over the paper's band, per-env tables against the paper, and a normalised aggregate."""
+    from mrq_agents.report import write_report
+
+    path = write_report(sources, out)
+    typer.echo(f"report: {path} (figures beside it)")
 
 
 def _console():

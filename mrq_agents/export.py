@@ -20,6 +20,7 @@ from typing import Any
 
 from mrq_agents.config import MRQConfig
 from mrq_agents.envs import EnvConfig
+from mrq_agents.paper import placement
 
 FORMAT_VERSION = 1  # of config.json, model.safetensors and checkpoint.safetensors
 CONFIG_FILE, MODEL_FILE, CHECKPOINT_FILE = "config.json", "model.safetensors", "checkpoint.safetensors"
@@ -27,23 +28,6 @@ CARD_FILE, RESULTS_FILE, VIDEO_FILE, CURVE_FILE, METRICS_FILE = (
     "README.md", "results.json", "replay.mp4", "learning_curve.png", "metrics.csv")
 COPIED_FILES = (VIDEO_FILE, CURVE_FILE, METRICS_FILE)
 CARD_TEMPLATE = Path(__file__).with_name("MODEL_CARD.md")
-
-# MR.Q's published curves, mean of 10 seeds (MRQ_SPEC section 6): (gym id, pixels) -> {env steps: return}.
-PAPER_SCORES: dict[tuple[str, bool], dict[int, float]] = {
-    ("HalfCheetah-v4", False): {50_000: 5400, 100_000: 7900, 500_000: 11900, 1_000_000: 12900},
-    ("Walker2d-v4", False): {50_000: 700, 100_000: 3100, 500_000: 5200, 1_000_000: 6000},
-    ("dm_control/walker-walk-v0", False): {50_000: 891, 100_000: 962, 500_000: 979},
-    ("dm_control/cartpole-balance-v0", False): {50_000: 993, 100_000: 995, 500_000: 999},
-    ("dm_control/walker-walk-v0", True): {50_000: 568, 100_000: 856, 500_000: 970},
-    ("ALE/Pong-v5", False): {100_000: -8, 500_000: 11, 2_500_000: 18},
-    ("ALE/Breakout-v5", False): {100_000: 11, 500_000: 19, 2_500_000: 34},
-}
-
-
-def paper_score(env: EnvConfig, steps: int | None) -> float | None:
-    """The paper's score for this env at exactly `steps` env steps, if the spec lists one."""
-    return PAPER_SCORES.get((env.gym_id, env.pixels), {}).get(steps) if steps else None
-
 
 def sha256_file(path: str | Path) -> str:
     digest = hashlib.sha256()
@@ -125,7 +109,7 @@ def render_card(meta: dict[str, Any], results: dict[str, Any] | None, repo_id: s
     env = EnvConfig.from_dict(meta["env"])
     training = meta.get("training", {})
     steps = training.get("steps")
-    paper = paper_score(env, steps)
+    place = placement(env, steps, results["mean"] if results else None)
     score = f"{results['mean']:.2f} +/- {results['std']:.2f}" if results else "not evaluated"
     repo = repo_id or meta.get("repo_id") or "<org>/<name>"
     eval_results = None
@@ -148,7 +132,9 @@ def render_card(meta: dict[str, Any], results: dict[str, Any] | None, repo_id: s
         "steps": f"{steps:,}" if steps else "unknown",
         "wall_time": f"{wall / 60:.1f} min" if wall else "unknown wall time",
         "device": f"{training.get('device', 'unknown device')}, {training.get('precision', 'fp32')} precision",
-        "paper_score": f"{paper:g} at {steps:,} steps" if paper is not None else "no reference at this step count",
+        "paper_score": place.reference_text() if steps else "no reference: unknown step count",
+        "placement": (f"**{place.where}** the paper's interquartile range at this step" if place.where
+                      else "-"),
         "video": "![replay](replay.mp4)" if has_video else "",
         "curve": ("## Learning curve\n\n![learning curve](learning_curve.png)\n\n`metrics.csv` holds every "
                   "evaluation of the run.") if has_curve else "",

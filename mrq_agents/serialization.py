@@ -117,6 +117,19 @@ def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu",
     return tensors, metadata
 
 
+
+def read_metadata(path: str | os.PathLike, what: str = "weights file") -> dict:
+    """The JSON metadata of a safetensors file without reading its tensors ({} when it has none)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what} not found at {path}")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            header = f.metadata() or {}
+        return json.loads(header[_META_KEY]) if _META_KEY in header else {}
+    except Exception as e:  # safetensors raises its own error types for bad files
+        raise CheckpointError(f"{what} at {path} is corrupt or truncated ({one_line(e)})") from None
+
 # ---------------------------------------------------------------------------------------------------------------
 # Nested state <-> (flat tensors, JSON skeleton)
 #

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from mrq_agents import Policy
-from mrq_agents.export import paper_score, sha256_file
+from mrq_agents.export import sha256_file
 
 ZOO = Path(__file__).resolve().parents[1] / "zoo"
 EPISODES, SEED = 10, 0
@@ -40,7 +40,7 @@ def main() -> None:
         "command": meta["training"]["command"], "steps": steps,
         "score": {k: results[k] for k in ("mean", "std", "episodes", "seed", "deterministic")},
         "eval_command": f"mrq eval {args.repo_id} --episodes {EPISODES} --seed {SEED} --deterministic",
-        "paper": paper_score(shipped.env_config, steps), "sha256": sha256_file(folder / "model.safetensors"),
+        "sha256": sha256_file(folder / "model.safetensors"),
         "bytes": sum(p.stat().st_size for p in folder.iterdir()),
     }
     manifest = json.loads((ZOO / "manifest.json").read_text()) if (ZOO / "manifest.json").exists() else {"entries": []}

@@ -18,21 +18,21 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from mrq_agents import __version__
-from mrq_agents.config import MRQConfig
+from mrq_agents.config import MRQConfig, preset_config
 from mrq_agents.envs import EnvConfig, EnvSpec, benchmark_defaults, make_env, resolve_env
 from mrq_agents.errors import CheckpointError, ConfigError, MRQError
 from mrq_agents.export import CHECKPOINT_FILE, CONFIG_FILE, FORMAT_VERSION, MODEL_FILE, train_command
 from mrq_agents.learner import MRQLearner, resolve_device, resolve_fast
 from mrq_agents.precision import PRECISIONS, resolve_precision
 from mrq_agents.replay import ReplayBuffer
-from mrq_agents.serialization import (atomic_write_json, flatten_state, load_tensors, read_json, save_tensors,
-                                      unflatten_state)
+from mrq_agents.serialization import (atomic_write_json, flatten_state, load_tensors, read_json, read_metadata,
+                                      save_tensors, unflatten_state)
 from mrq_agents.training.evaluation import EVAL_STREAM, TRAIN_STREAM, episode_seed, run_episodes
 from mrq_agents.training.logger import RunLogger
 
@@ -72,6 +72,38 @@ def default_run_config(env_id: str, **overrides: Any) -> RunConfig:
     values = {"steps": steps, "eval_every": eval_every, "checkpoint_every": max(50_000, eval_every)}
     values.update({k: v for k, v in overrides.items() if v is not None})
     return RunConfig(env_id=env_id, **values)
+
+
+def build_trainer(env_id: str, out: str | Path, preset: str = "paper", overrides: Sequence[str] = (),
+                  resume: bool = False, log: Callable[[str], None] = print, **run_options: Any) -> Trainer:
+    """The Trainer of `mrq train ENV --out OUT [--preset P] [--set ...] [--resume] [run options]`.
+
+    The algorithm config is the preset, then `overrides` ("name=value"); run options left None take the
+    benchmark's defaults. With `resume` and a saved run, the saved algorithm config and run settings are the
+    base instead, and the options given here win (so `steps` may be raised).
+    """
+    out = Path(out)
+    base_algo = preset_config(preset)
+    if resume and (out / CONFIG_FILE).exists():
+        saved = read_json(out / CONFIG_FILE, "run config")
+        saved_run = {"precision": "fp32", **saved["run"]}  # runs from before --precision existed trained in fp32
+        run_options = {**{k: v for k, v in saved_run.items() if k != "env_id"},
+                       **{k: v for k, v in run_options.items() if v is not None}}
+        base_algo = MRQConfig.from_dict(saved["algorithm"])
+    run = default_run_config(env_id, **run_options)
+    return Trainer(run, base_algo.with_overrides(list(overrides)), out, resume=resume, log=log)
+
+
+def checkpoint_step(out: str | Path) -> int | None:
+    """The env step of the run folder's checkpoint (None without one), read from its header only."""
+    path = Path(out) / CHECKPOINT_FILE
+    if not path.is_file():
+        return None
+    meta = read_metadata(path, "checkpoint")
+    if "step" in meta:
+        return int(meta["step"])
+    counters = dict(dict(meta["state"]["__dict__"])["counters"]["__dict__"])  # older checkpoints: the skeleton
+    return int(counters["step"])
 
 
 def run_config_json(run: RunConfig, algo: MRQConfig, env_config: EnvConfig, spec: EnvSpec,
@@ -203,7 +235,8 @@ class Trainer:
     def save_checkpoint(self) -> None:
         tensors, skeleton = flatten_state(self._checkpoint_state())
         save_tensors(self.out / CHECKPOINT_FILE, tensors,
-                     {"format_version": FORMAT_VERSION, "env_id": self.run.env_id, "state": skeleton})
+                     {"format_version": FORMAT_VERSION, "env_id": self.run.env_id, "step": self.step,
+                      "state": skeleton})
 
     def _load_checkpoint(self, path: Path) -> None:
         tensors, meta = load_tensors(path, device="cpu", what="checkpoint")

@@ -1,7 +1,7 @@
 """The zoo: pretrained MR.Q agents bundled with the package (installed as `mrq_agents.zoo`).
 
 `manifest.json` maps each env id to its Hub repo id, the command that trained it, its measured score and
-the paper's reference, and the sha256 of its weights; the entry's export folder lies beside it, so
+the sha256 of its weights (the paper's reference comes from `mrq_agents.paper`); the entry's export folder lies beside it, so
 `mrq play <env>` and `Policy.from_pretrained(<zoo repo id>)` work offline.
 """
 
