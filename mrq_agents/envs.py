@@ -9,8 +9,6 @@ only when an env of their family is resolved or built.
 from __future__ import annotations
 
 import dataclasses
-import os
-import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -89,8 +87,6 @@ def _checked_fields(cls: type, d: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------- resolve
 
 def _register_dmc() -> None:
-    if sys.platform.startswith("linux"):
-        os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; must precede the mujoco import
     try:
         import shimmy
     except ImportError as e:

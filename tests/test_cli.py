@@ -30,7 +30,7 @@ MRQ = [str(Path(sys.executable).with_name("mrq"))] if Path(sys.executable).with_
     else [sys.executable, "-m", "mrq_agents.cli"]
 # One intra-op thread: tiny networks gain nothing from more, and on a shared 2-core machine a second busy
 # thread makes every small op spin (a 32x32 layer_norm goes from ~10 us to ~5 ms).
-SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MUJOCO_GL": "egl"}
+SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 # One short run per env family: updates start after `warmup`, evaluations every `eval_every` and at the end.
 SMOKE = {
