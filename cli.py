@@ -50,13 +50,17 @@ def train(
                                              "Atari 100k, others 5k."),
     eval_episodes: Optional[int] = typer.Option(None, help="Episodes per evaluation. [default: 10]"),
     checkpoint_every: Optional[int] = typer.Option(None, help="Write a resumable checkpoint at the first episode "
-                                                   "end after every N steps. [default: max(50k, eval every)]"),
+                                                   "end after every N steps. [default: the eval cadence, skipped "
+                                                   "while writing would take over 5% of the time; Ctrl-C and "
+                                                   "SIGTERM always write one]"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override an algorithm hyperparameter, "
                                              "e.g. --set enc_hdim=128 (repeatable; names as in the paper)."),
     preset: str = typer.Option("paper", help="Named config before --set: 'paper' (the paper's defaults) or "
                                "'small' (128-wide networks, 1k warm-up: small envs learn on a CPU in minutes). With --resume the "
                                "run's saved config is used."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete the run in --out (its run files only) and "
+                                   "start over."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch. [default: torch's choice; 1 is "
                                           "often fastest for small networks]"),
 ) -> None:
@@ -78,7 +82,7 @@ def train(
     run = default_run_config(env, **overrides)
     algo = base_algo.with_overrides(set_ or [])
     _set_threads(threads)
-    trainer = Trainer(run, algo, out, resume=resume, log=_console().print)
+    trainer = Trainer(run, algo, out, resume=resume, overwrite=overwrite, log=_console().print)
     _run(trainer, env, out)
 
 
@@ -99,15 +103,37 @@ def _run(trainer, env: str, out: Path) -> None:
                f"obs {trainer.spec.obs_shape} | {'discrete' if trainer.spec.discrete else 'continuous'} "
                f"actions ({trainer.spec.action_dim}) | out {out}"
                + (f" | resumed at step {trainer.step:,}" if trainer.step else ""))
+    from mrq_agents.training.trainer import TrainingInterrupted
+
     try:
         with _progress(run.steps, trainer.step) as update:
             summary = trainer.train(progress=update)
-    except KeyboardInterrupt:
-        typer.echo(f"\ninterrupted at step {trainer.step:,}; continue with: mrq train {env} --out {out} --resume",
-                   err=True)
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as stop:
+        _interrupted(stop if isinstance(stop, TrainingInterrupted) else None, env, out)
     typer.echo(f"done: {summary['step']:,} steps in {summary['wall_time']:.0f}s | last eval return "
                f"{summary['eval_return_mean']:.2f} ± {summary['eval_return_std']:.2f} | {out}")
+
+
+def _interrupted(stop, env: str, out: Path) -> None:
+    """After Ctrl-C or SIGTERM: say where the run stands and the command that works from there; exit 128 + signal.
+
+    `stop` is the trainer's TrainingInterrupted (it wrote a checkpoint), or None for a second Ctrl-C.
+    """
+    import signal
+
+    from mrq_agents.export import CHECKPOINT_FILE
+
+    signum = stop.signum if stop is not None else signal.SIGINT
+    if stop is not None:
+        typer.echo(f"\nstopped at step {stop.step:,} with a checkpoint; continue with: mrq train {env} --out {out} "
+                   "--resume", err=True)
+    elif (out / CHECKPOINT_FILE).exists():
+        typer.echo(f"\nstopped at once; continue from the last checkpoint with: mrq train {env} --out {out} --resume",
+                   err=True)
+    else:
+        typer.echo(f"\nstopped before the first checkpoint; start over with: mrq train {env} --out {out} --overwrite",
+                   err=True)
+    raise typer.Exit(128 + signum)
 
 
 @app.command()
@@ -128,7 +154,10 @@ def finetune(
     fast: Optional[bool] = typer.Option(None, "--fast/--no-fast", help=FAST_HELP),
     eval_every: Optional[int] = typer.Option(None, help="Evaluate every N steps. [default: per benchmark]"),
     eval_episodes: Optional[int] = typer.Option(None, help="Episodes per evaluation. [default: 10]"),
-    checkpoint_every: Optional[int] = typer.Option(None, help="Checkpoint cadence in steps. [default: max(50k, eval every)]"),
+    checkpoint_every: Optional[int] = typer.Option(None, help="Checkpoint cadence in steps. [default: the eval "
+                                                   "cadence, bounded by the write cost]"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete the run in --out (its run files only) and "
+                                   "start over."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch. [default: torch's choice]"),
 ) -> None:
     """Fine-tune a pretrained MR.Q agent on another env (continue a killed one with `mrq train ENV --out DIR --resume`)."""
@@ -137,7 +166,8 @@ def finetune(
     _set_threads(threads)
     trainer = prepare(source, env, steps, out, seed=seed, overrides=set_ or [], freeze=freeze,
                       warmup_steps=warmup_steps, revision=revision, device=device, fast=fast, eval_every=eval_every,
-                      eval_episodes=eval_episodes, checkpoint_every=checkpoint_every, log=_console().print)
+                      eval_episodes=eval_episodes, checkpoint_every=checkpoint_every, overwrite=overwrite,
+                      log=_console().print)
     _run(trainer, env, out)
 
 
