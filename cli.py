@@ -11,11 +11,14 @@ from typing import Any, Callable, List, Optional
 
 import typer
 
-from mrq_agents.errors import MRQError
+from mrq_agents.errors import MRQError, os_error_message
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="MR.Q: train, evaluate and share general-purpose model-free RL agents.")
 
+TRAIN_THREADS_HELP = ("CPU threads for torch. [default: 1 for small vector networks (widest layer <= 256) and on "
+                      "a GPU, else the idle CPUs up to 4; see benchmarks/README.md]")
+ACT_THREADS_HELP = "CPU threads for torch. [default: 1, fastest for acting on one observation at a time]"
 FAST_HELP = ("The fast update path: fused optimizers, and on CUDA each update replayed from a captured CUDA graph; "
              "same math as --no-fast (benchmarks/README.md). [default: on for CUDA, off for the CPU]")
 
@@ -29,6 +32,9 @@ def _friendly_errors(command: Callable) -> Callable:
             return command(*args, **kwargs)
         except MRQError as err:
             typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(2) from None
+        except OSError as err:  # a full disk, a read-only or missing folder: the machine's state, not a bug
+            typer.echo(f"error: {os_error_message(err)}", err=True)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -61,8 +67,7 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete the run in --out (its run files only) and "
                                    "start over."),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for torch. [default: torch's choice; 1 is "
-                                          "often fastest for small networks]"),
+    threads: Optional[int] = typer.Option(None, help=TRAIN_THREADS_HELP),
 ) -> None:
     """Train MR.Q on ENV and write a run folder (config, metrics, curves, weights, checkpoint)."""
     from mrq_agents.config import MRQConfig, preset_config
@@ -81,25 +86,48 @@ def train(
         base_algo = MRQConfig.from_dict(saved["algorithm"])
     run = default_run_config(env, **overrides)
     algo = base_algo.with_overrides(set_ or [])
-    _set_threads(threads)
+    _check_threads(threads)
     trainer = Trainer(run, algo, out, resume=resume, overwrite=overwrite, log=_console().print)
+    _set_threads(threads if threads is not None else _training_threads(trainer))
     _run(trainer, env, out)
 
 
-def _set_threads(threads: Optional[int]) -> None:
-    if threads is not None:
-        if threads < 1:
-            raise MRQError(f"--threads must be >= 1, got {threads}")
-        import torch
+def _at_least_one(option: str, value: int) -> None:
+    if value < 1:
+        raise MRQError(f"{option} must be >= 1, got {value}")
 
-        torch.set_num_threads(threads)
+
+def _acting_threads() -> int:
+    from mrq_agents.threads import ACTING_THREADS
+
+    return ACTING_THREADS
+
+
+def _training_threads(trainer) -> int:
+    from mrq_agents.threads import choose_threads
+
+    return choose_threads(trainer.algo, trainer.spec, str(trainer.device))
+
+
+def _check_threads(threads: Optional[int]) -> None:
+    if threads is not None:
+        _at_least_one("--threads", threads)
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    _at_least_one("--threads", threads)
+    torch.set_num_threads(threads)
 
 
 def _run(trainer, env: str, out: Path) -> None:
     """Run a prepared Trainer with a progress bar; Ctrl-C says how to resume."""
     run = trainer.run
+    import torch
+
     typer.echo(f"MR.Q on {run.env_id} | {run.steps:,} steps | seed {run.seed} | device {trainer.device} "
-               f"({'fast' if trainer.learner.fast else 'plain'} path) | "
+               f"({'fast' if trainer.learner.fast else 'plain'} path, {torch.get_num_threads()} threads) | "
                f"obs {trainer.spec.obs_shape} | {'discrete' if trainer.spec.discrete else 'continuous'} "
                f"actions ({trainer.spec.action_dim}) | out {out}"
                + (f" | resumed at step {trainer.step:,}" if trainer.step else ""))
@@ -158,20 +186,22 @@ def finetune(
                                                    "cadence, bounded by the write cost]"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete the run in --out (its run files only) and "
                                    "start over."),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for torch. [default: torch's choice]"),
+    threads: Optional[int] = typer.Option(None, help=TRAIN_THREADS_HELP),
 ) -> None:
     """Fine-tune a pretrained MR.Q agent on another env (continue a killed one with `mrq train ENV --out DIR --resume`)."""
     from mrq_agents.training.finetune import finetune as prepare
 
-    _set_threads(threads)
+    _check_threads(threads)
     trainer = prepare(source, env, steps, out, seed=seed, overrides=set_ or [], freeze=freeze,
                       warmup_steps=warmup_steps, revision=revision, device=device, fast=fast, eval_every=eval_every,
                       eval_episodes=eval_episodes, checkpoint_every=checkpoint_every, overwrite=overwrite,
                       log=_console().print)
+    _set_threads(threads if threads is not None else _training_threads(trainer))
     _run(trainer, env, out)
 
 
 @app.command("config")
+@_friendly_errors
 def show_config(
     preset: str = typer.Option("paper", help="'paper' or 'small'."),
 ) -> None:
@@ -195,10 +225,13 @@ def evaluate(
                                        "the paper's sample argmax(gumbel_softmax(pre)). No effect for continuous."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    threads: Optional[int] = typer.Option(None, help=ACT_THREADS_HELP),
 ) -> None:
     """Evaluate saved weights with the paper's protocol (no exploration noise) and print mean ± std return."""
     from mrq_agents.policy import Policy
 
+    _at_least_one("--episodes", episodes)
+    _set_threads(threads if threads is not None else _acting_threads())
     policy = Policy.from_pretrained(source, device=device)
     result = policy.evaluate(episodes=episodes, seed=seed, deterministic=deterministic, source="mrq eval")
     if as_json:
@@ -219,10 +252,13 @@ def export_(
     deterministic: bool = typer.Option(True, "--deterministic/--stochastic", help="Discrete actions: argmax(pre), "
                                        "or the paper's sampled argmax(gumbel_softmax(pre))."),
     repo_id: Optional[str] = typer.Option(None, help="Hub repo id to name in the model card's usage snippets."),
+    threads: Optional[int] = typer.Option(None, help=ACT_THREADS_HELP),
 ) -> None:
     """Evaluate a run's weights and write the export folder: weights, config, model card, results (and video)."""
     from mrq_agents.policy import Policy
 
+    _at_least_one("--episodes", episodes)
+    _set_threads(threads if threads is not None else _acting_threads())
     policy = Policy.from_pretrained(run_dir)
     results = policy.evaluate(episodes=episodes, seed=seed, deterministic=deterministic, source="mrq export")
     typer.echo(f"{results['env_id']}: return {results['mean']:.2f} ± {results['std']:.2f} over {episodes} episodes")
@@ -271,10 +307,13 @@ def play(
                                        "or the paper's sampled argmax(gumbel_softmax(pre))."),
     revision: Optional[str] = typer.Option(None, help="Hub revision (branch, tag or commit) of the model."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+    threads: Optional[int] = typer.Option(None, help=ACT_THREADS_HELP),
 ) -> None:
     """Play an agent: `mrq play InvertedPendulum-v4 --record`, `mrq play org/repo`, `mrq play ENV --model DIR`."""
     from mrq_agents.policy import Policy
 
+    _at_least_one("--episodes", episodes)
+    _set_threads(threads if threads is not None else _acting_threads())
     source, env_id = _play_source(target, model)
     policy = Policy.from_pretrained(source, revision=revision, device=device)
     if env_id is not None and policy.env_config.gym_id != _gym_id(env_id):

@@ -151,6 +151,8 @@ class Policy:
         """Play whole episodes; returns per-episode returns and lengths (`.mean`, `.std`)."""
         from mrq_agents.training.evaluation import EVAL_STREAM, run_episodes
 
+        _check_episodes(episodes)
+
         env = env or self.make_env(seed=seed)
         seed = 0 if seed is None else seed
         with self._seeded_sampling(seed):
@@ -181,6 +183,7 @@ class Policy:
         from mrq_agents.training.evaluation import EVAL_STREAM, episode_seed
         from mrq_agents.video import record_episodes
 
+        _check_episodes(episodes)
         seed = 0 if seed is None else seed
         env = self.make_env(render_mode="rgb_array", seed=seed)
         seeds = [episode_seed(seed, EVAL_STREAM, k) for k in range(episodes)]
@@ -238,6 +241,11 @@ class Policy:
         with tempfile.TemporaryDirectory() as tmp:
             self.save_pretrained(tmp, repo_id=repo_id)
             return push_folder(tmp, repo_id, private=private, commit_message=commit_message, token=token)
+
+
+def _check_episodes(episodes: int) -> None:
+    if not isinstance(episodes, int) or episodes < 1:
+        raise ConfigError(f"episodes must be a whole number >= 1, got {episodes!r}")
 
 
 def resolve_model_folder(source: str | Path, revision: str | None = None, local_files_only: bool | None = None,
