@@ -16,6 +16,20 @@ from mrq_agents.errors import MRQError, os_error_message
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="MR.Q: train, evaluate and share general-purpose model-free RL agents.")
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from mrq_agents import __version__
+
+        typer.echo(f"mrq-agents {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """MR.Q: train, evaluate and share general-purpose model-free RL agents."""
+
 TRAIN_THREADS_HELP = ("CPU threads for torch. [default: 1 for small vector networks (widest layer <= 256) and on "
                       "a GPU, else the idle CPUs up to 4; see benchmarks/README.md]")
 ACT_THREADS_HELP = "CPU threads for torch. [default: 1, fastest for acting on one observation at a time]"
@@ -43,7 +57,8 @@ def _friendly_errors(command: Callable) -> Callable:
 @app.command()
 @_friendly_errors
 def train(
-    env: str = typer.Argument(..., help="Gymnasium id (Pendulum-v1, HalfCheetah-v4), dm_control/<domain>-<task>-v0, "
+    env: str = typer.Argument(..., help="Gymnasium id (Pendulum-v1, HalfCheetah-v4), module:EnvId for a custom env "
+                              "(imports the module that registers it), dm_control/<domain>-<task>-v0, "
                               "ALE/<Game>-v5, or a paper alias (Gym-HalfCheetah-v4, Dmc-walker-walk, "
                               "Dmc-visual-walker-walk, Atari-Pong-v5)."),
     steps: Optional[int] = typer.Option(None, help="Total env steps (agent decisions). Default per benchmark: "
@@ -61,9 +76,11 @@ def train(
                                                    "SIGTERM always write one]"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override an algorithm hyperparameter, "
                                              "e.g. --set enc_hdim=128 (repeatable; names as in the paper)."),
-    preset: str = typer.Option("paper", help="Named config before --set: 'paper' (the paper's defaults) or "
-                               "'small' (128-wide networks, 1k warm-up: small envs learn on a CPU in minutes). With --resume the "
-                               "run's saved config is used."),
+    preset: str = typer.Option("paper", help="Named config before --set, one of: paper, small. 'paper': the "
+                               "paper's defaults; 'small': 128-wide networks, 1k warm-up (small envs learn on a CPU in "
+                               "minutes). With --resume the run's saved config is used."),
+    env_kwargs: Optional[str] = typer.Option(None, help="Keyword arguments for gymnasium.make as a JSON object, "
+                                             "e.g. '{\"size\": 7}' (saved with the run; eval and play reuse them)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete the run in --out (its run files only) and "
                                    "start over."),
@@ -75,7 +92,8 @@ def train(
     from mrq_agents.training.trainer import CONFIG_FILE, Trainer, default_run_config
 
     overrides = {"steps": steps, "seed": seed, "device": device, "fast": fast, "eval_every": eval_every,
-                 "eval_episodes": eval_episodes, "checkpoint_every": checkpoint_every}
+                 "eval_episodes": eval_episodes, "checkpoint_every": checkpoint_every,
+                 "env_kwargs": _json_object("--env-kwargs", env_kwargs)}
     base_algo = preset_config(preset)
     if out is None:
         out = Path("runs") / f"{env.replace('/', '_')}-seed{seed or 0}"
@@ -95,6 +113,18 @@ def train(
 def _at_least_one(option: str, value: int) -> None:
     if value < 1:
         raise MRQError(f"{option} must be >= 1, got {value}")
+
+
+def _json_object(option: str, text: Optional[str]) -> Optional[dict]:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise MRQError(f"{option} is not valid JSON ({err.msg}): pass an object, e.g. '{{\"size\": 7}}'") from None
+    if not isinstance(value, dict):
+        raise MRQError(f"{option} must be a JSON object of keyword arguments, e.g. '{{\"size\": 7}}', got {text}")
+    return value
 
 
 def _acting_threads() -> int:
@@ -173,7 +203,8 @@ def finetune(
     out: Path = typer.Option(..., help="Run folder to write (a normal, resumable run folder)."),
     seed: int = typer.Option(0, help="Random seed."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a hyperparameter of the source's config."),
-    freeze: str = typer.Option("none", help="'encoder': keep the transferred encoder layers fixed; 'none'."),
+    freeze: str = typer.Option("none", help="One of: none, encoder. 'encoder' keeps the transferred encoder layers "
+                               "fixed."),
     warmup_steps: Optional[int] = typer.Option(None, help="Random-action steps before updates. [default: the "
                                                "source config's warm-up; a tenth of it learned more slowly, see "
                                                "docs/finetune.md]"),
@@ -203,7 +234,7 @@ def finetune(
 @app.command("config")
 @_friendly_errors
 def show_config(
-    preset: str = typer.Option("paper", help="'paper' or 'small'."),
+    preset: str = typer.Option("paper", help="One of: paper, small."),
 ) -> None:
     """Every algorithm hyperparameter with its default (names for --set) and meaning."""
     import dataclasses

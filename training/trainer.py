@@ -73,6 +73,7 @@ class RunConfig:
     checkpoint_every: int | None = None  # None: the eval cadence, bounded by the write cost (module docstring)
     device: str = "auto"
     fast: bool | None = None  # the fast update path (mrq_agents.fast); None: on for CUDA, off for the CPU
+    env_kwargs: dict[str, Any] | None = None  # keyword arguments for gymnasium.make (--env-kwargs)
 
     def __post_init__(self) -> None:
         for name in ("steps", "eval_every", "eval_episodes", "checkpoint_every"):
@@ -82,7 +83,7 @@ class RunConfig:
 
 def default_run_config(env_id: str, **overrides: Any) -> RunConfig:
     """The paper's steps and eval cadence for the env's benchmark (others: 100k steps, eval every 5k)."""
-    steps, eval_every = benchmark_defaults(resolve_env(env_id))
+    steps, eval_every = benchmark_defaults(resolve_env(env_id, overrides.get("env_kwargs")))
     values = {"steps": steps, "eval_every": eval_every}
     values.update({k: v for k, v in overrides.items() if v is not None})
     return RunConfig(env_id=env_id, **values)
@@ -110,9 +111,11 @@ def check_resumable(saved: dict, run: RunConfig, algo: MRQConfig, env_config: En
     if saved.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{out / CONFIG_FILE} has format version {saved.get('format_version')}, this "
                               f"package reads version {FORMAT_VERSION}: resume it with the version that wrote it")
-    if saved["env"] != env_config.to_dict():
-        raise ConfigError(f"{out} was trained on {saved['env']['env_id']!r}, not {env_config.env_id!r}: "
-                          "resume with the same env or choose another --out")
+    saved_env = EnvConfig.from_dict(saved["env"])  # fills fields added since the run was written
+    if saved_env != env_config:
+        detail = (f"with env kwargs {saved_env.env_kwargs}, not {env_config.env_kwargs}"
+                  if saved_env.env_id == env_config.env_id else f"on {saved_env.env_id!r}, not {env_config.env_id!r}")
+        raise ConfigError(f"{out} was trained {detail}: resume with the same env or choose another --out")
     saved_algo = saved["algorithm"]
     changed = sorted(k for k, v in algo.to_dict().items() if saved_algo.get(k) != v)
     if changed:
@@ -157,7 +160,7 @@ class Trainer:
         """`transfer` (a `finetune.Transfer`) starts the networks from a pretrained agent on a fresh run;
         `overwrite` deletes the run already in `out` (its own files only) and starts over."""
         self.run, self.algo, self.out, self.log = run, algo, Path(out), log
-        self.env_config = resolve_env(run.env_id)
+        self.env_config = resolve_env(run.env_id, run.env_kwargs)
         self.env = make_env(self.env_config, seed=run.seed)
         self.eval_env = make_env(self.env_config, seed=run.seed + 1)
         self.spec = EnvSpec.from_env(self.env, self.env_config.frame_stack)
