@@ -360,6 +360,10 @@ def test_unknown_env(tmp_path, env_id):
     ("enc_hdim=abc", ["enc_hdim", "'abc'"]),
     ("enc_hdim", ["name=value"]),
     ("enc_hdim=0", ["enc_hdim", ">= 1"]),
+    ("enc_lr=-1", ["enc_lr", "> 0"]),
+    ("enc_lr=nan", ["enc_lr", "finite"]),
+    ("value_wd=inf", ["value_wd", "finite"]),
+    ("exploration_noise=-0.1", ["exploration_noise", ">= 0"]),
 ])
 def test_bad_set(tmp_path, assignment, fragments):
     line = assert_one_line_error(
@@ -405,6 +409,19 @@ def _other_config(run: Path) -> None:
 def test_eval_bad_folder(finished_run, damage, fragments):
     damage(finished_run)
     assert_one_line_error(invoke(["eval", finished_run, "--episodes", "1"]), *fragments)
+
+
+@pytest.mark.parametrize("episodes", ["-1", "0"])
+@pytest.mark.parametrize("command", ["eval", "play", "export"])
+def test_episodes_below_one(finished_run, tmp_path, command, episodes):
+    extra = ["--out", tmp_path / "export"] if command == "export" else []
+    assert_one_line_error(invoke([command, finished_run, "--episodes", episodes, *extra]),
+                          f"--episodes must be >= 1, got {episodes}")
+    assert not (tmp_path / "export").exists()
+
+
+def test_config_unknown_preset():
+    assert_one_line_error(invoke(["config", "--preset", "tiny"]), "unknown preset 'tiny'", "paper", "small")
 
 
 def test_eval_missing_folder(tmp_path):
