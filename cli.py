@@ -16,6 +16,12 @@ from mrq_agents.errors import MRQError, os_error_message
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="MR.Q: train, evaluate and share general-purpose model-free RL agents.")
 
+TRAIN_THREADS_HELP = ("CPU threads for torch. [default: 1 for small vector networks (widest layer <= 256) and on "
+                      "a GPU, else the idle CPUs up to 4; see benchmarks/README.md]")
+ACT_THREADS_HELP = "CPU threads for torch. [default: 1, fastest for acting on one observation at a time]"
+FAST_HELP = ("The fast update path: fused optimizers, and on CUDA each update replayed from a captured CUDA graph; "
+             "same math as --no-fast (benchmarks/README.md). [default: on for CUDA, off for the CPU]")
+
 
 def _print_version(value: bool) -> None:
     if value:
@@ -29,12 +35,6 @@ def _print_version(value: bool) -> None:
 def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                        help="Print the version and exit.")) -> None:
     """MR.Q: train, evaluate and share general-purpose model-free RL agents."""
-
-TRAIN_THREADS_HELP = ("CPU threads for torch. [default: 1 for small vector networks (widest layer <= 256) and on "
-                      "a GPU, else the idle CPUs up to 4; see benchmarks/README.md]")
-ACT_THREADS_HELP = "CPU threads for torch. [default: 1, fastest for acting on one observation at a time]"
-FAST_HELP = ("The fast update path: fused optimizers, and on CUDA each update replayed from a captured CUDA graph; "
-             "same math as --no-fast (benchmarks/README.md). [default: on for CUDA, off for the CPU]")
 
 
 def _friendly_errors(command: Callable) -> Callable:
@@ -153,16 +153,16 @@ def _set_threads(threads: int) -> None:
 
 def _run(trainer, env: str, out: Path) -> None:
     """Run a prepared Trainer with a progress bar; Ctrl-C says how to resume."""
-    run = trainer.run
     import torch
 
+    from mrq_agents.training.trainer import TrainingInterrupted
+
+    run = trainer.run
     typer.echo(f"MR.Q on {run.env_id} | {run.steps:,} steps | seed {run.seed} | device {trainer.device} "
                f"({'fast' if trainer.learner.fast else 'plain'} path, threads {torch.get_num_threads()}) | "
                f"obs {trainer.spec.obs_shape} | {'discrete' if trainer.spec.discrete else 'continuous'} "
                f"actions ({trainer.spec.action_dim}) | out {out}"
                + (f" | resumed at step {trainer.step:,}" if trainer.step else ""))
-    from mrq_agents.training.trainer import TrainingInterrupted
-
     try:
         with _progress(run.steps, trainer.step) as update:
             summary = trainer.train(progress=update)

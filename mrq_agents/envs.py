@@ -170,8 +170,12 @@ def resolve_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> EnvCon
         raise _error(f"invalid env id {env_id!r}: expected {SUPPORTED_IDS}")
     if env_kwargs is not None and not isinstance(env_kwargs, dict):
         raise _error(f"env kwargs must be a dict of keyword arguments for gymnasium.make, got {env_kwargs!r}")
-    config = next((resolve(env_id, env_id[len(prefix):]) for prefix, resolve in PREFIXES.items()
-                   if env_id.startswith(prefix) and len(env_id) > len(prefix)), None) or _gym(env_id, env_id)
+    for prefix, resolve in PREFIXES.items():
+        if env_id.startswith(prefix) and len(env_id) > len(prefix):
+            config = resolve(env_id, env_id[len(prefix):])
+            break
+    else:
+        config = _gym(env_id, env_id)
     return dataclasses.replace(config, env_kwargs=dict(env_kwargs)) if env_kwargs else config
 
 

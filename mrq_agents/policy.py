@@ -69,7 +69,8 @@ def load_model_folder(folder: Path) -> tuple[dict[str, Any], MRQConfig, EnvSpec,
     except (ConfigError, UnsupportedEnvError, TypeError, KeyError) as err:
         raise CheckpointError(f"{folder / CONFIG_FILE} is malformed ({err}): re-export the model") from None
     expected = meta.get("weights_sha256")
-    if expected is not None and (folder / MODEL_FILE).is_file() and export.sha256_file(folder / MODEL_FILE) != expected:
+    weights = folder / MODEL_FILE
+    if expected is not None and weights.is_file() and export.sha256_file(weights) != expected:
         raise CheckpointError(f"{folder / MODEL_FILE} does not match the weights_sha256 in its config.json: the "
                               "file is damaged or was replaced; download or export the model again")
     tensors, _ = load_tensors(folder / MODEL_FILE, what="model weights")
