@@ -12,7 +12,7 @@ from typing import Any, Callable, List, Optional
 
 import typer
 
-from mrq_agents.errors import MRQError
+from mrq_agents.errors import MRQError, os_error_message
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="MR.Q: train, evaluate and share general-purpose model-free RL agents.")
@@ -20,8 +20,25 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
 PRECISION_HELP = ("auto, fp32 or bf16: bf16 runs the updates' matrix products and convolutions in bfloat16 "
                   "(float32 weights, optimizer, losses and targets); it needs AMX/AVX512-BF16 or a bf16 GPU. "
                   "auto is fp32 until docs/precision.md clears bf16. [default: auto; with --resume the run's own]")
+TRAIN_THREADS_HELP = ("CPU threads for torch. [default: 1 for small vector networks (widest layer <= 256) and on "
+                      "a GPU, else the idle CPUs up to 4; see benchmarks/README.md]")
+ACT_THREADS_HELP = "CPU threads for torch. [default: 1, fastest for acting on one observation at a time]"
 FAST_HELP = ("The fast update path: fused optimizers, and on CUDA each update replayed from a captured CUDA graph; "
              "same math as --no-fast (benchmarks/README.md). [default: on for CUDA, off for the CPU]")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from mrq_agents import __version__
+
+        typer.echo(f"mrq-agents {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """MR.Q: train, evaluate and share general-purpose model-free RL agents."""
 
 
 def _friendly_errors(command: Callable) -> Callable:
@@ -34,6 +51,9 @@ def _friendly_errors(command: Callable) -> Callable:
         except MRQError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(2) from None
+        except OSError as err:  # a full disk, a read-only or missing folder: the machine's state, not a bug
+            typer.echo(f"error: {os_error_message(err)}", err=True)
+            raise typer.Exit(2) from None
 
     return wrapper
 
@@ -41,7 +61,8 @@ def _friendly_errors(command: Callable) -> Callable:
 @app.command()
 @_friendly_errors
 def train(
-    env: str = typer.Argument(..., help="Gymnasium id (Pendulum-v1, HalfCheetah-v4), dm_control/<domain>-<task>-v0, "
+    env: str = typer.Argument(..., help="Gymnasium id (Pendulum-v1, HalfCheetah-v4), module:EnvId for a custom env "
+                              "(imports the module that registers it), dm_control/<domain>-<task>-v0, "
                               "ALE/<Game>-v5, or a paper alias (Gym-HalfCheetah-v4, Dmc-walker-walk, "
                               "Dmc-visual-walker-walk, Atari-Pong-v5)."),
     steps: Optional[int] = typer.Option(None, help="Total env steps (agent decisions). Default per benchmark: "
@@ -55,54 +76,117 @@ def train(
                                              "Atari 100k, others 5k."),
     eval_episodes: Optional[int] = typer.Option(None, help="Episodes per evaluation. [default: 10]"),
     checkpoint_every: Optional[int] = typer.Option(None, help="Write a resumable checkpoint at the first episode "
-                                                   "end after every N steps. [default: max(50k, eval every)]"),
+                                                   "end after every N steps. [default: the eval cadence, skipped "
+                                                   "while writing would take over 5% of the time; Ctrl-C and "
+                                                   "SIGTERM always write one]"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override an algorithm hyperparameter, "
                                              "e.g. --set enc_hdim=128 (repeatable; names as in the paper)."),
-    preset: str = typer.Option("paper", help="Named config before --set: 'paper' (the paper's defaults) or "
-                               "'small' (128-wide networks, 1k warm-up: small envs learn on a CPU in minutes). With --resume the "
-                               "run's saved config is used."),
+    preset: str = typer.Option("paper", help="Named config before --set, one of: paper, small. 'paper': the "
+                               "paper's defaults; 'small': 128-wide networks, 1k warm-up (small envs learn on a CPU in "
+                               "minutes). With --resume the run's saved config is used."),
+    env_kwargs: Optional[str] = typer.Option(None, help="Keyword arguments for gymnasium.make as a JSON object, "
+                                             "e.g. '{\"size\": 7}' (saved with the run; eval and play reuse them)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for torch. [default: torch's choice; 1 is "
-                                          "often fastest for small networks]"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete the run in --out (its run files only) and "
+                                   "start over."),
+    threads: Optional[int] = typer.Option(None, help=TRAIN_THREADS_HELP),
 ) -> None:
     """Train MR.Q on ENV and write a run folder (config, metrics, curves, weights, checkpoint)."""
     from mrq_agents.training.trainer import build_trainer
 
     if out is None:
         out = Path("runs") / f"{env.replace('/', '_')}-seed{seed or 0}"
-    _set_threads(threads)
-    trainer = build_trainer(env, out, preset=preset, overrides=set_ or [], resume=resume, log=_console().print,
-                            steps=steps, seed=seed, device=device, fast=fast, precision=precision, eval_every=eval_every,
-                            eval_episodes=eval_episodes, checkpoint_every=checkpoint_every)
+    _check_threads(threads)
+    trainer = build_trainer(env, out, preset=preset, overrides=set_ or [], resume=resume, overwrite=overwrite,
+                            log=_console().print, steps=steps, seed=seed, device=device, fast=fast,
+                            precision=precision, eval_every=eval_every, eval_episodes=eval_episodes,
+                            checkpoint_every=checkpoint_every, env_kwargs=_json_object("--env-kwargs", env_kwargs))
+    _set_threads(threads if threads is not None else _training_threads(trainer))
     _run(trainer, env, out)
 
 
-def _set_threads(threads: Optional[int]) -> None:
-    if threads is not None:
-        if threads < 1:
-            raise MRQError(f"--threads must be >= 1, got {threads}")
-        import torch
+def _at_least_one(option: str, value: int) -> None:
+    if value < 1:
+        raise MRQError(f"{option} must be >= 1, got {value}")
 
-        torch.set_num_threads(threads)
+
+def _json_object(option: str, text: Optional[str]) -> Optional[dict]:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise MRQError(f"{option} is not valid JSON ({err.msg}): pass an object, e.g. '{{\"size\": 7}}'") from None
+    if not isinstance(value, dict):
+        raise MRQError(f"{option} must be a JSON object of keyword arguments, e.g. '{{\"size\": 7}}', got {text}")
+    return value
+
+
+def _acting_threads() -> int:
+    from mrq_agents.threads import ACTING_THREADS
+
+    return ACTING_THREADS
+
+
+def _training_threads(trainer) -> int:
+    from mrq_agents.threads import choose_threads
+
+    return choose_threads(trainer.algo, trainer.spec, str(trainer.device))
+
+
+def _check_threads(threads: Optional[int]) -> None:
+    if threads is not None:
+        _at_least_one("--threads", threads)
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    _at_least_one("--threads", threads)
+    torch.set_num_threads(threads)
 
 
 def _run(trainer, env: str, out: Path) -> None:
     """Run a prepared Trainer with a progress bar; Ctrl-C says how to resume."""
+    import torch
+
+    from mrq_agents.training.trainer import TrainingInterrupted
+
     run = trainer.run
     typer.echo(f"MR.Q on {run.env_id} | {run.steps:,} steps | seed {run.seed} | device {trainer.device} "
-               f"({'fast' if trainer.learner.fast else 'plain'} path, {trainer.precision}) | "
+               f"({'fast' if trainer.learner.fast else 'plain'} path, {trainer.precision}) | threads {torch.get_num_threads()} | "
                f"obs {trainer.spec.obs_shape} | {'discrete' if trainer.spec.discrete else 'continuous'} "
                f"actions ({trainer.spec.action_dim}) | out {out}"
                + (f" | resumed at step {trainer.step:,}" if trainer.step else ""))
     try:
         with _progress(run.steps, trainer.step) as update:
             summary = trainer.train(progress=update)
-    except KeyboardInterrupt:
-        typer.echo(f"\ninterrupted at step {trainer.step:,}; continue with: mrq train {env} --out {out} --resume",
-                   err=True)
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as stop:
+        _interrupted(stop if isinstance(stop, TrainingInterrupted) else None, env, out)
     typer.echo(f"done: {summary['step']:,} steps in {summary['wall_time']:.0f}s | last eval return "
                f"{summary['eval_return_mean']:.2f} ± {summary['eval_return_std']:.2f} | {out}")
+
+
+def _interrupted(stop, env: str, out: Path) -> None:
+    """After Ctrl-C or SIGTERM: say where the run stands and the command that works from there; exit 128 + signal.
+
+    `stop` is the trainer's TrainingInterrupted (it wrote a checkpoint), or None for a second Ctrl-C.
+    """
+    import signal
+
+    from mrq_agents.export import CHECKPOINT_FILE
+
+    signum = stop.signum if stop is not None else signal.SIGINT
+    if stop is not None:
+        typer.echo(f"\nstopped at step {stop.step:,} with a checkpoint; continue with: mrq train {env} --out {out} "
+                   "--resume", err=True)
+    elif (out / CHECKPOINT_FILE).exists():
+        typer.echo(f"\nstopped at once; continue from the last checkpoint with: mrq train {env} --out {out} --resume",
+                   err=True)
+    else:
+        typer.echo(f"\nstopped before the first checkpoint; start over with: mrq train {env} --out {out} --overwrite",
+                   err=True)
+    raise typer.Exit(128 + signum)
 
 
 @app.command()
@@ -114,7 +198,8 @@ def finetune(
     out: Path = typer.Option(..., help="Run folder to write (a normal, resumable run folder)."),
     seed: int = typer.Option(0, help="Random seed."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a hyperparameter of the source's config."),
-    freeze: str = typer.Option("none", help="'encoder': keep the transferred encoder layers fixed; 'none'."),
+    freeze: str = typer.Option("none", help="One of: none, encoder. 'encoder' keeps the transferred encoder layers "
+                               "fixed."),
     warmup_steps: Optional[int] = typer.Option(None, help="Random-action steps before updates. [default: the "
                                                "source config's warm-up; a tenth of it learned more slowly, see "
                                                "docs/finetune.md]"),
@@ -124,23 +209,28 @@ def finetune(
     precision: str = typer.Option("auto", help=PRECISION_HELP.replace("; with --resume the run's own", "")),
     eval_every: Optional[int] = typer.Option(None, help="Evaluate every N steps. [default: per benchmark]"),
     eval_episodes: Optional[int] = typer.Option(None, help="Episodes per evaluation. [default: 10]"),
-    checkpoint_every: Optional[int] = typer.Option(None, help="Checkpoint cadence in steps. [default: max(50k, eval every)]"),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for torch. [default: torch's choice]"),
+    checkpoint_every: Optional[int] = typer.Option(None, help="Checkpoint cadence in steps. [default: the eval "
+                                                   "cadence, bounded by the write cost]"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete the run in --out (its run files only) and "
+                                   "start over."),
+    threads: Optional[int] = typer.Option(None, help=TRAIN_THREADS_HELP),
 ) -> None:
     """Fine-tune a pretrained MR.Q agent on another env (continue a killed one with `mrq train ENV --out DIR --resume`)."""
     from mrq_agents.training.finetune import finetune as prepare
 
-    _set_threads(threads)
+    _check_threads(threads)
     trainer = prepare(source, env, steps, out, seed=seed, overrides=set_ or [], freeze=freeze,
                       warmup_steps=warmup_steps, revision=revision, device=device, fast=fast, precision=precision,
-                      eval_every=eval_every,
-                      eval_episodes=eval_episodes, checkpoint_every=checkpoint_every, log=_console().print)
+                      eval_every=eval_every, eval_episodes=eval_episodes, checkpoint_every=checkpoint_every,
+                      overwrite=overwrite, log=_console().print)
+    _set_threads(threads if threads is not None else _training_threads(trainer))
     _run(trainer, env, out)
 
 
 @app.command("config")
+@_friendly_errors
 def show_config(
-    preset: str = typer.Option("paper", help="'paper' or 'small'."),
+    preset: str = typer.Option("paper", help="One of: paper, small."),
 ) -> None:
     """Every algorithm hyperparameter with its default (names for --set) and meaning."""
     import dataclasses
@@ -162,10 +252,13 @@ def evaluate(
                                        "the paper's sample argmax(gumbel_softmax(pre)). No effect for continuous."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    threads: Optional[int] = typer.Option(None, help=ACT_THREADS_HELP),
 ) -> None:
     """Evaluate saved weights with the paper's protocol (no exploration noise) and print mean ± std return."""
     from mrq_agents.policy import Policy
 
+    _at_least_one("--episodes", episodes)
+    _set_threads(threads if threads is not None else _acting_threads())
     policy = Policy.from_pretrained(source, device=device)
     result = policy.evaluate(episodes=episodes, seed=seed, deterministic=deterministic, source="mrq eval")
     place = _paper_placement(policy, result["mean"])
@@ -197,10 +290,13 @@ def export_(
     deterministic: bool = typer.Option(True, "--deterministic/--stochastic", help="Discrete actions: argmax(pre), "
                                        "or the paper's sampled argmax(gumbel_softmax(pre))."),
     repo_id: Optional[str] = typer.Option(None, help="Hub repo id to name in the model card's usage snippets."),
+    threads: Optional[int] = typer.Option(None, help=ACT_THREADS_HELP),
 ) -> None:
     """Evaluate a run's weights and write the export folder: weights, config, model card, results (and video)."""
     from mrq_agents.policy import Policy
 
+    _at_least_one("--episodes", episodes)
+    _set_threads(threads if threads is not None else _acting_threads())
     policy = Policy.from_pretrained(run_dir)
     results = policy.evaluate(episodes=episodes, seed=seed, deterministic=deterministic, source="mrq export")
     typer.echo(f"{results['env_id']}: return {results['mean']:.2f} ± {results['std']:.2f} over {episodes} episodes"
@@ -250,10 +346,13 @@ def play(
                                        "or the paper's sampled argmax(gumbel_softmax(pre))."),
     revision: Optional[str] = typer.Option(None, help="Hub revision (branch, tag or commit) of the model."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+    threads: Optional[int] = typer.Option(None, help=ACT_THREADS_HELP),
 ) -> None:
     """Play an agent: `mrq play InvertedPendulum-v4 --record`, `mrq play org/repo`, `mrq play ENV --model DIR`."""
     from mrq_agents.policy import Policy
 
+    _at_least_one("--episodes", episodes)
+    _set_threads(threads if threads is not None else _acting_threads())
     source, env_id = _play_source(target, model)
     policy = Policy.from_pretrained(source, revision=revision, device=device)
     if env_id is not None and policy.env_config.gym_id != _gym_id(env_id):

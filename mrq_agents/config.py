@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -68,8 +69,22 @@ class MRQConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.warmup_steps < 0:
             raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        floats = [f.name for f in dataclasses.fields(self) if f.type == "float"]
+        for name in floats:
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"{name} must be a finite number, got {getattr(self, name)}")
+        for name in ("enc_lr", "value_lr", "policy_lr", "value_grad_clip", "gumbel_tau", "min_priority"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        non_negative = ["alpha", "exploration_noise", "target_policy_noise", "noise_clip", "dyn_weight",
+                        "reward_weight", "done_weight", "enc_wd", "value_wd", "policy_wd", "pre_activ_weight"]
+        for name in non_negative:
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.discount <= 1.0:
             raise ConfigError(f"discount must be in [0, 1], got {self.discount}")
+        if self.lower >= self.upper:
+            raise ConfigError(f"lower must be below upper, got lower={self.lower}, upper={self.upper}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -9,8 +9,7 @@ only when an env of their family is resolved or built.
 from __future__ import annotations
 
 import dataclasses
-import os
-import sys
+import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -20,7 +19,8 @@ from gymnasium import spaces
 
 from mrq_agents.errors import UnsupportedEnvError
 
-SUPPORTED_IDS = ("a registered Gymnasium id (e.g. Pendulum-v1, HalfCheetah-v4), dm_control/<domain>-<task>-v0, "
+SUPPORTED_IDS = ("a registered Gymnasium id (e.g. Pendulum-v1, HalfCheetah-v4), module:EnvId (imports the module "
+                 "that registers EnvId), dm_control/<domain>-<task>-v0, "
                  "ALE/<Game>-v5, or a paper alias (Gym-HalfCheetah-v4, Dmc-walker-walk, Dmc-visual-walker-walk, "
                  "Atari-Pong-v5)")
 SUPPORTED_OBS = "a 1-D Box (vector) or an HxWxC uint8 Box (image)"
@@ -52,6 +52,7 @@ class EnvConfig:
     sticky_actions: float = 0.0  # Atari: probability of repeating the previous action
     max_episode_frames: int | None = None  # Atari: emulator frames per episode before truncation
     grayscale: bool = False  # Atari: one grayscale channel instead of RGB
+    env_kwargs: dict[str, Any] | None = None  # keyword arguments for gymnasium.make (e.g. a custom env's options)
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -89,8 +90,6 @@ def _checked_fields(cls: type, d: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------- resolve
 
 def _register_dmc() -> None:
-    if sys.platform.startswith("linux"):
-        os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; must precede the mujoco import
     try:
         import shimmy
     except ImportError as e:
@@ -117,7 +116,14 @@ def _check_registered(gym_id: str, env_id: str, expected: str) -> None:
 
 
 def _gym(env_id: str, gym_id: str) -> EnvConfig:
-    _check_registered(gym_id, env_id, SUPPORTED_IDS)
+    module, _, name = gym_id.rpartition(":")
+    if module:  # gymnasium's "module:EnvId": importing the module registers the env (gym.make does the same)
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise _error(f"cannot import {module!r} for env {env_id!r} ({e}): put the module that registers "
+                         f"{name!r} on PYTHONPATH or install it") from None
+    _check_registered(name, env_id, SUPPORTED_IDS)
     return EnvConfig(env_id=env_id, family="gym", gym_id=gym_id)
 
 
@@ -152,19 +158,25 @@ PREFIXES: dict[str, Callable[[str, str], EnvConfig]] = {
 }
 
 
-def resolve_env(env_id: str) -> EnvConfig:
-    """Map an id or paper alias to its preprocessing.
+def resolve_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> EnvConfig:
+    """Map an id or paper alias to its preprocessing; `env_kwargs` go to gymnasium.make whenever it is built.
 
     'Gym-HalfCheetah-v4' -> gym 'HalfCheetah-v4'; 'Dmc-walker-walk' and 'dm_control/walker-walk-v0' -> dmc
     proprioceptive; 'Dmc-visual-walker-walk' -> the same task from pixels; 'Atari-Pong-v5' and 'ALE/Pong-v5'
-    -> atari; any other registered Gymnasium id -> gym. Unknown ids raise UnsupportedEnvError.
+    -> atari; 'module:EnvId' imports the module, then -> gym; any other registered Gymnasium id -> gym.
+    Unknown ids raise UnsupportedEnvError.
     """
     if not isinstance(env_id, str) or not env_id.strip():
         raise _error(f"invalid env id {env_id!r}: expected {SUPPORTED_IDS}")
+    if env_kwargs is not None and not isinstance(env_kwargs, dict):
+        raise _error(f"env kwargs must be a dict of keyword arguments for gymnasium.make, got {env_kwargs!r}")
     for prefix, resolve in PREFIXES.items():
         if env_id.startswith(prefix) and len(env_id) > len(prefix):
-            return resolve(env_id, env_id[len(prefix):])
-    return _gym(env_id, env_id)
+            config = resolve(env_id, env_id[len(prefix):])
+            break
+    else:
+        config = _gym(env_id, env_id)
+    return dataclasses.replace(config, env_kwargs=dict(env_kwargs)) if env_kwargs else config
 
 
 def benchmark_defaults(config: EnvConfig) -> tuple[int, int]:
@@ -177,7 +189,7 @@ def benchmark_defaults(config: EnvConfig) -> tuple[int, int]:
         return 500_000, 5_000
     if config.family == "atari":
         return 2_500_000, 100_000
-    namespace, name, _ = gym.envs.registration.parse_env_id(config.gym_id)
+    namespace, name, _ = gym.envs.registration.parse_env_id(config.gym_id.rpartition(":")[2])
     if namespace is None and name in LOCOMOTION:
         return 1_000_000, 5_000
     return 100_000, 5_000
@@ -185,10 +197,11 @@ def benchmark_defaults(config: EnvConfig) -> tuple[int, int]:
 
 # --------------------------------------------------------------------------------------------- wrappers
 
-class ActionRepeat(gym.Wrapper):
+class ActionRepeat(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Repeat each action `repeat` times and sum the rewards; stops early when the episode ends."""
 
     def __init__(self, env: gym.Env, repeat: int):
+        gym.utils.RecordConstructorArgs.__init__(self, repeat=repeat)  # for env.spec and gymnasium's env checker
         super().__init__(env)
         self.repeat = repeat
 
@@ -202,13 +215,14 @@ class ActionRepeat(gym.Wrapper):
         return obs, total, terminated, truncated, info
 
 
-class DmcPixels(gym.ObservationWrapper):
+class DmcPixels(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """Replace a dm_control observation by a (3, size, size) uint8 render of the physics from `camera_id`.
 
     Independent of the env's render_mode, whose render() stays the normal full-resolution frame.
     """
 
     def __init__(self, env: gym.Env, size: int, camera_id: int):
+        gym.utils.RecordConstructorArgs.__init__(self, size=size, camera_id=camera_id)
         super().__init__(env)
         if not hasattr(env.unwrapped, "_env") or not hasattr(env.unwrapped._env, "physics"):
             raise _error(f"DMC pixel observations need a shimmy dm_control env, got {env.unwrapped!r}")
@@ -335,8 +349,10 @@ def make_env(env: str | EnvConfig, seed: int | None = None, render_mode: str | N
     config = env if isinstance(env, EnvConfig) else resolve_env(env)
     REGISTER[config.family]()
     try:
-        made = gym.make(config.gym_id, render_mode=render_mode,
-                        **{**MAKE_KWARGS[config.family](config), **make_kwargs})
+        kwargs = {**MAKE_KWARGS[config.family](config), **(config.env_kwargs or {}), **make_kwargs}
+        if render_mode is not None:  # envs without rendering need not accept the argument
+            kwargs["render_mode"] = render_mode
+        made = gym.make(config.gym_id, **kwargs)
     except (gym.error.Error, ImportError, TypeError) as e:
         raise _error(f"cannot build env {config.env_id!r} ({config.gym_id}): {e}") from None
     wrapped = wrap_env(made, config)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class MRQError(Exception):
     """Base class: the message names the problem and the fix."""
@@ -23,3 +25,24 @@ def one_line(err: BaseException | str) -> str:
     """A library exception's message squeezed onto one short line, for use inside our own error messages."""
     text = " ".join(str(err).split()) or type(err).__name__
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+# errno -> what to do about it, for OSErrors that reach the command line (a full disk, a read-only folder, ...)
+OS_ERROR_FIXES: dict[int, str] = {
+    errno.ENOSPC: "the disk is full: free some space or write somewhere else (--out)",
+    errno.EDQUOT: "the disk quota is used up: free some space or write somewhere else (--out)",
+    errno.EROFS: "the file system is read-only: write somewhere else (--out)",
+    errno.EACCES: "no permission: write somewhere you may write to (--out)",
+    errno.EPERM: "no permission: write somewhere you may write to (--out)",
+    errno.ENOTDIR: "part of the path is a file, not a folder: choose another path",
+    errno.EEXIST: "a file is in the way: choose another path",
+    errno.EISDIR: "a folder is in the way of a file: choose another path",
+    errno.ENOENT: "part of the path does not exist (a missing mount?): check the path",
+}
+
+
+def os_error_message(err: OSError) -> str:
+    """One line for an OSError: what failed, on which path, and the fix."""
+    where = f" ({err.filename})" if err.filename else ""
+    fix = OS_ERROR_FIXES.get(err.errno or 0, "check the path and the disk")
+    return f"{err.strerror or one_line(err)}{where}: {fix}"

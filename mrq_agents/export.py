@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+import json
 import re
 import shutil
 import string
@@ -44,6 +45,8 @@ def train_command(env_id: str, run: dict[str, Any], algorithm: dict[str, Any]) -
              f"--eval-every {run['eval_every']}", f"--eval-episodes {run['eval_episodes']}"]
     if run.get("precision", "fp32") != "fp32":
         parts.append(f"--precision {run['precision']}")
+    if run.get("env_kwargs"):
+        parts.append(f"--env-kwargs '{json.dumps(run['env_kwargs'])}'")
     parts += [f"--set {k}={v}" for k, v in algorithm.items() if defaults.get(k) != v]
     return " ".join(parts)
 

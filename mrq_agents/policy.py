@@ -19,7 +19,7 @@ import torch
 from mrq_agents import export
 from mrq_agents.config import MRQConfig
 from mrq_agents.envs import EnvConfig, EnvSpec, make_env, wrap_env
-from mrq_agents.errors import CheckpointError, ConfigError, UnsupportedEnvError
+from mrq_agents.errors import CheckpointError, ConfigError, UnsupportedEnvError, one_line
 from mrq_agents.learner import resolve_device
 from mrq_agents.networks import Encoder, Policy as PolicyNet
 from mrq_agents.serialization import atomic_write_json, load_tensors, read_json, save_tensors
@@ -68,7 +68,16 @@ def load_model_folder(folder: Path) -> tuple[dict[str, Any], MRQConfig, EnvSpec,
         env_config = EnvConfig.from_dict(meta["env"])
     except (ConfigError, UnsupportedEnvError, TypeError, KeyError) as err:
         raise CheckpointError(f"{folder / CONFIG_FILE} is malformed ({err}): re-export the model") from None
+    expected = meta.get("weights_sha256")
+    weights = folder / MODEL_FILE
+    if expected is not None and weights.is_file() and export.sha256_file(weights) != expected:
+        raise CheckpointError(f"{folder / MODEL_FILE} does not match the weights_sha256 in its config.json: the "
+                              "file is damaged or was replaced; download or export the model again")
     tensors, _ = load_tensors(folder / MODEL_FILE, what="model weights")
+    bad = sorted(k for k, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all())
+    if bad:
+        raise CheckpointError(f"{folder / MODEL_FILE} holds NaN or infinite weights ({', '.join(bad[:3])}): the "
+                              "run diverged or the file is damaged; use another checkpoint or train again")
     return meta, config, spec, env_config, tensors
 
 
@@ -123,6 +132,9 @@ class Policy:
         if not single and obs.shape[1:] != self.spec.obs_shape:
             raise ValueError(f"observation shape {obs.shape} does not match this policy's {self.spec.obs_shape} "
                              "(or a batch of them): build the env with policy.make_env() or policy.wrap(env)")
+        if not self.spec.pixels and not np.isfinite(obs).all():
+            raise ValueError("the observation holds NaN or infinite values: check the env (the policy's actions "
+                             "would be NaN)")
         x = torch.as_tensor(obs[None] if single else obs, device=self.device)
         x = x if self.spec.pixels else x.float()
         action, pre = self.actor.policy(self.actor.encoder.state(x))
@@ -143,13 +155,28 @@ class Policy:
         return make_env(self.env_config, seed=seed, render_mode=render_mode, **kwargs)
 
     def wrap(self, env: gym.Env) -> gym.Env:
-        """Apply the training preprocessing to an env you built yourself."""
-        return wrap_env(env, self.env_config)
+        """Apply the training preprocessing to an env you built yourself.
+
+        The result must have the training env's spaces (observation shape and kind, action kind and size);
+        anything else is an UnsupportedEnvError that says what differs.
+        """
+        where = f"{_env_name(env)} does not fit this policy (trained on {self.env_config.env_id!r})"
+        try:
+            wrapped = wrap_env(env, self.env_config)
+            spec = EnvSpec.from_env(wrapped, self.env_config.frame_stack)
+        except (UnsupportedEnvError, AssertionError, ValueError, TypeError, AttributeError) as err:
+            raise UnsupportedEnvError(f"{where}: {one_line(err)}") from None
+        differences = [f"{name} {got} instead of {want}" for name, got, want in _spec_differences(spec, self.spec)]
+        if differences:
+            raise UnsupportedEnvError(f"{where}: {'; '.join(differences)}; build it with policy.make_env()")
+        return wrapped
 
     def rollout(self, episodes: int = 10, seed: int | None = None, env: gym.Env | None = None,
                 deterministic: bool = True) -> Rollout:
         """Play whole episodes; returns per-episode returns and lengths (`.mean`, `.std`)."""
         from mrq_agents.training.evaluation import EVAL_STREAM, run_episodes
+
+        _check_episodes(episodes)
 
         env = env or self.make_env(seed=seed)
         seed = 0 if seed is None else seed
@@ -181,6 +208,7 @@ class Policy:
         from mrq_agents.training.evaluation import EVAL_STREAM, episode_seed
         from mrq_agents.video import record_episodes
 
+        _check_episodes(episodes)
         seed = 0 if seed is None else seed
         env = self.make_env(render_mode="rgb_array", seed=seed)
         seeds = [episode_seed(seed, EVAL_STREAM, k) for k in range(episodes)]
@@ -238,6 +266,27 @@ class Policy:
         with tempfile.TemporaryDirectory() as tmp:
             self.save_pretrained(tmp, repo_id=repo_id)
             return push_folder(tmp, repo_id, private=private, commit_message=commit_message, token=token)
+
+
+def _env_name(env: gym.Env) -> str:
+    spec = getattr(env, "spec", None)
+    return f"the env {spec.id!r}" if spec is not None else f"the env {type(env.unwrapped).__name__}"
+
+
+def _spec_differences(got: EnvSpec, want: EnvSpec) -> list[tuple[str, Any, Any]]:
+    """(what, got, wanted) for each way a preprocessed env's spec differs from the training env's."""
+    def actions(spec: EnvSpec) -> str:
+        return f"Discrete({spec.action_dim})" if spec.discrete else f"Box({spec.action_dim},)"
+
+    checks = [("observation shape", got.obs_shape, want.obs_shape),
+              ("observations", "pixels" if got.pixels else "vectors", "pixels" if want.pixels else "vectors"),
+              ("actions", actions(got), actions(want))]
+    return [(name, g, w) for name, g, w in checks if g != w]
+
+
+def _check_episodes(episodes: int) -> None:
+    if not isinstance(episodes, int) or episodes < 1:
+        raise ConfigError(f"episodes must be a whole number >= 1, got {episodes!r}")
 
 
 def resolve_model_folder(source: str | Path, revision: str | None = None, local_files_only: bool | None = None,

@@ -7,6 +7,7 @@ safetensors) and a JSON skeleton that says how to put them back together (`unfla
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -22,6 +23,7 @@ from safetensors.torch import save_file
 from mrq_agents.errors import CheckpointError, one_line
 
 _META_KEY = "mrq"  # safetensors header metadata key holding our JSON metadata string
+_DIGEST_KEY = "mrq.sha256"  # header key holding tensor_digest() of the file's tensors
 
 
 def _umask() -> int:
@@ -93,16 +95,32 @@ def _storable(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{list(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
-    """Atomically write a safetensors file; `metadata` (JSON-serialisable) goes into its header as one string."""
-    header = None if metadata is None else {_META_KEY: json.dumps(metadata)}
+    """Atomically write a safetensors file; `metadata` (JSON-serialisable) goes into its header as one string,
+    beside the tensors' sha256 (checked by load_tensors)."""
     tensors = _storable(tensors)
+    header = {_DIGEST_KEY: tensor_digest(tensors)}
+    if metadata is not None:
+        header[_META_KEY] = json.dumps(metadata)
     _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
 
 
 def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu",
                  what: str = "weights file") -> tuple[dict[str, torch.Tensor], dict]:
-    """Read a safetensors file -> (tensors on `device`, metadata dict or {}); bad files raise CheckpointError."""
+    """Read a safetensors file -> (tensors on `device`, metadata dict or {}); bad files raise CheckpointError.
+
+    Files written by save_tensors carry their tensors' sha256: changed tensor bytes are an error too.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{what} not found at {path}; check the path (is it the right run or model folder?)")
@@ -114,6 +132,9 @@ def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu",
     except Exception as e:  # safetensors raises its own error types (and OSError/ValueError) for bad files
         raise CheckpointError(f"{what} at {path} is corrupt or truncated ({one_line(e)}); "
                               "restore it from a good copy or re-create it") from None
+    if _DIGEST_KEY in header and tensor_digest(tensors) != header[_DIGEST_KEY]:
+        raise CheckpointError(f"{what} at {path} is corrupt: its tensors do not match the sha256 in its header; "
+                              "restore it from a good copy or re-create it")
     return tensors, metadata
 
 

@@ -30,7 +30,7 @@ MRQ = [str(Path(sys.executable).with_name("mrq"))] if Path(sys.executable).with_
     else [sys.executable, "-m", "mrq_agents.cli"]
 # One intra-op thread: tiny networks gain nothing from more, and on a shared 2-core machine a second busy
 # thread makes every small op spin (a 32x32 layer_norm goes from ~10 us to ~5 ms).
-SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MUJOCO_GL": "egl"}
+SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 # One short run per env family: updates start after `warmup`, evaluations every `eval_every` and at the end.
 SMOKE = {
@@ -360,6 +360,10 @@ def test_unknown_env(tmp_path, env_id):
     ("enc_hdim=abc", ["enc_hdim", "'abc'"]),
     ("enc_hdim", ["name=value"]),
     ("enc_hdim=0", ["enc_hdim", ">= 1"]),
+    ("enc_lr=-1", ["enc_lr", "> 0"]),
+    ("enc_lr=nan", ["enc_lr", "finite"]),
+    ("value_wd=inf", ["value_wd", "finite"]),
+    ("exploration_noise=-0.1", ["exploration_noise", ">= 0"]),
 ])
 def test_bad_set(tmp_path, assignment, fragments):
     line = assert_one_line_error(
@@ -405,6 +409,19 @@ def _other_config(run: Path) -> None:
 def test_eval_bad_folder(finished_run, damage, fragments):
     damage(finished_run)
     assert_one_line_error(invoke(["eval", finished_run, "--episodes", "1"]), *fragments)
+
+
+@pytest.mark.parametrize("episodes", ["-1", "0"])
+@pytest.mark.parametrize("command", ["eval", "play", "export"])
+def test_episodes_below_one(finished_run, tmp_path, command, episodes):
+    extra = ["--out", tmp_path / "export"] if command == "export" else []
+    assert_one_line_error(invoke([command, finished_run, "--episodes", episodes, *extra]),
+                          f"--episodes must be >= 1, got {episodes}")
+    assert not (tmp_path / "export").exists()
+
+
+def test_config_unknown_preset():
+    assert_one_line_error(invoke(["config", "--preset", "tiny"]), "unknown preset 'tiny'", "paper", "small")
 
 
 def test_eval_missing_folder(tmp_path):

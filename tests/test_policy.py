@@ -160,3 +160,33 @@ def test_train_with_unusable_device_exits_cleanly(tmp_path):
     result = CliRunner().invoke(app, ["train", "Pendulum-v1", "--device", "gpu", "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "unknown device 'gpu'" in result.output
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("env_id, difference", [
+    ("CartPole-v1", "observation shape (4,) instead of (3,); actions Discrete(2) instead of Box(1,)"),
+    ("InvertedPendulum-v4", "observation shape (4,) instead of (3,)"),
+])
+def test_wrap_refuses_an_env_with_other_spaces(pendulum, env_id, difference):
+    import gymnasium as gym
+
+    policy = Policy.from_pretrained(pendulum[0])
+    with pytest.raises(MRQError, match=r"^the env '" + env_id + r"' does not fit this policy \(trained on "
+                                         r"'Pendulum-v1'\): " + difference.replace("(", r"\(").replace(")", r"\)")):
+        policy.wrap(gym.make(env_id))
+
+
+def test_wrap_refuses_an_env_the_preprocessing_cannot_take(cartpole):
+    import gymnasium as gym
+
+    policy = Policy.from_pretrained(cartpole[0])
+    with pytest.raises(MRQError, match="'FrozenLake-v1' does not fit this policy .*unsupported observation space"):
+        policy.wrap(gym.make("FrozenLake-v1"))
+
+
+def test_non_finite_observations_are_refused(pendulum):
+    policy = Policy.from_pretrained(pendulum[0])
+    obs = np.array([0.0, np.nan, 1.0], np.float32)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        policy.act(obs)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        policy.act(np.stack([np.zeros(3, np.float32), np.full(3, np.inf, np.float32)]))

@@ -77,7 +77,8 @@ def finetune(source: str | Path, env_id: str, steps: int, out: str | Path, seed:
              overrides: list[str] | None = None, freeze: str = "none", warmup_steps: int | None = None,
              revision: str | None = None, device: str = "auto", fast: bool | None = None, precision: str = "auto",
              eval_every: int | None = None,
-             eval_episodes: int | None = None, checkpoint_every: int | None = None, log=print) -> Trainer:
+             eval_episodes: int | None = None, checkpoint_every: int | None = None, overwrite: bool = False,
+             log=print) -> Trainer:
     """Prepare a fine-tune run of the agent `source` (anything Policy.from_pretrained accepts) on `env_id`.
 
     Returns the Trainer; call `.train()` to run it. The run folder is a normal one: resumable with
@@ -106,4 +107,4 @@ def finetune(source: str | Path, env_id: str, steps: int, out: str | Path, seed:
     log("  re-initialised: " + (", ".join(transfer.new_layers) or "none"))
     if source_env.pixels != spec.pixels:
         log("  vector <-> pixel transfer: the state encoder's trunk starts over; only downstream layers are reused")
-    return Trainer(run, config, out, transfer=transfer, log=log)
+    return Trainer(run, config, out, transfer=transfer, overwrite=overwrite, log=log)

@@ -8,13 +8,21 @@ Run folder (DIR):
 
 Checkpoints are taken at the first episode end after every `checkpoint_every` steps (and at the end), so
 a resumed run starts a fresh episode exactly as the killed run did: episode k always resets with the
-same seed, and every random generator is restored.
+same seed, and every random generator is restored. By default the cadence is the evaluation cadence, skipped
+while the time since the last checkpoint is under CHECKPOINT_COST_RATIO times what writing it took (so
+checkpoints cost at most about 5% of the run however large the replay buffer grows). Ctrl-C and SIGTERM end the
+current step, close the episode and write a checkpoint before the run stops.
+
+One process writes a run folder at a time: the Trainer holds its lock (training/run_folder.py) from
+construction to the end of `train()`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,14 +42,24 @@ from mrq_agents.replay import ReplayBuffer
 from mrq_agents.serialization import (atomic_write_json, flatten_state, load_tensors, read_json, read_metadata,
                                       save_tensors, unflatten_state)
 from mrq_agents.training.evaluation import EVAL_STREAM, TRAIN_STREAM, episode_seed, run_episodes
+from mrq_agents.training import run_folder
 from mrq_agents.training.logger import RunLogger
 
+CHECKPOINT_COST_RATIO = 20  # default cadence: at least 20x the last checkpoint's write time between checkpoints
 LOSS_COLUMNS = ("encoder_loss", "dynamics_loss", "reward_loss", "termination_loss", "value_loss",
                 "policy_loss", "q_mean")
 
 
 class TrainingDivergedError(MRQError):
     """Non-finite losses, rewards or observations."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped `train()` after it wrote a checkpoint at `step`."""
+
+    def __init__(self, signum: int, step: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}")
+        self.signum, self.step = signum, step
 
 
 @dataclass(frozen=True)
@@ -53,29 +71,31 @@ class RunConfig:
     seed: int = 0
     eval_every: int = 5_000
     eval_episodes: int = 10
-    checkpoint_every: int = 50_000
+    checkpoint_every: int | None = None  # None: the eval cadence, bounded by the write cost (module docstring)
     device: str = "auto"
     fast: bool | None = None  # the fast update path (mrq_agents.fast); None: on for CUDA, off for the CPU
     precision: str = "auto"  # fp32 or bf16 matrix products (mrq_agents.precision); config.json stores the resolved one
+    env_kwargs: dict[str, Any] | None = None  # keyword arguments for gymnasium.make (--env-kwargs)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         for name in ("steps", "eval_every", "eval_episodes", "checkpoint_every"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
 
 
 def default_run_config(env_id: str, **overrides: Any) -> RunConfig:
     """The paper's steps and eval cadence for the env's benchmark (others: 100k steps, eval every 5k)."""
-    steps, eval_every = benchmark_defaults(resolve_env(env_id))
-    values = {"steps": steps, "eval_every": eval_every, "checkpoint_every": max(50_000, eval_every)}
+    steps, eval_every = benchmark_defaults(resolve_env(env_id, overrides.get("env_kwargs")))
+    values = {"steps": steps, "eval_every": eval_every}
     values.update({k: v for k, v in overrides.items() if v is not None})
     return RunConfig(env_id=env_id, **values)
 
 
 def build_trainer(env_id: str, out: str | Path, preset: str = "paper", overrides: Sequence[str] = (),
-                  resume: bool = False, log: Callable[[str], None] = print, **run_options: Any) -> Trainer:
+                  resume: bool = False, log: Callable[[str], None] = print, overwrite: bool = False,
+                  **run_options: Any) -> Trainer:
     """The Trainer of `mrq train ENV --out OUT [--preset P] [--set ...] [--resume] [run options]`.
 
     The algorithm config is the preset, then `overrides` ("name=value"); run options left None take the
@@ -91,7 +111,7 @@ def build_trainer(env_id: str, out: str | Path, preset: str = "paper", overrides
                        **{k: v for k, v in run_options.items() if v is not None}}
         base_algo = MRQConfig.from_dict(saved["algorithm"])
     run = default_run_config(env_id, **run_options)
-    return Trainer(run, base_algo.with_overrides(list(overrides)), out, resume=resume, log=log)
+    return Trainer(run, base_algo.with_overrides(list(overrides)), out, resume=resume, log=log, overwrite=overwrite)
 
 
 def checkpoint_step(out: str | Path) -> int | None:
@@ -129,9 +149,11 @@ def check_resumable(saved: dict, run: RunConfig, algo: MRQConfig, env_config: En
     if saved.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{out / CONFIG_FILE} has format version {saved.get('format_version')}, this "
                               f"package reads version {FORMAT_VERSION}: resume it with the version that wrote it")
-    if saved["env"] != env_config.to_dict():
-        raise ConfigError(f"{out} was trained on {saved['env']['env_id']!r}, not {env_config.env_id!r}: "
-                          "resume with the same env or choose another --out")
+    saved_env = EnvConfig.from_dict(saved["env"])  # fills fields added since the run was written
+    if saved_env != env_config:
+        detail = (f"with env kwargs {saved_env.env_kwargs}, not {env_config.env_kwargs}"
+                  if saved_env.env_id == env_config.env_id else f"on {saved_env.env_id!r}, not {env_config.env_id!r}")
+        raise ConfigError(f"{out} was trained {detail}: resume with the same env or choose another --out")
     saved_algo = saved["algorithm"]
     changed = sorted(k for k, v in algo.to_dict().items() if saved_algo.get(k) != v)
     if changed:
@@ -172,10 +194,11 @@ class Trainer:
     """Owns one run: env, learner, replay, logger; `train()` runs it to `run.steps` env steps."""
 
     def __init__(self, run: RunConfig, algo: MRQConfig, out: str | Path, resume: bool = False,
-                 log: Callable[[str], None] = print, transfer: Any = None):
-        """`transfer` (a `finetune.Transfer`) starts the networks from a pretrained agent on a fresh run."""
+                 log: Callable[[str], None] = print, transfer: Any = None, overwrite: bool = False):
+        """`transfer` (a `finetune.Transfer`) starts the networks from a pretrained agent on a fresh run;
+        `overwrite` deletes the run already in `out` (its own files only) and starts over."""
         self.run, self.algo, self.out, self.log = run, algo, Path(out), log
-        self.env_config = resolve_env(run.env_id)
+        self.env_config = resolve_env(run.env_id, run.env_kwargs)
         self.env = make_env(self.env_config, seed=run.seed)
         self.eval_env = make_env(self.env_config, seed=run.seed + 1)
         self.spec = EnvSpec.from_env(self.env, self.env_config.frame_stack)
@@ -199,26 +222,53 @@ class Trainer:
         self.last_eval = (math.nan, math.nan)
         self.elapsed = 0.0  # wall time of previous sessions of this run
         self.metrics: dict[str, torch.Tensor] = {}
-        self.next_checkpoint = run.checkpoint_every
-        self._prepare_folder(resume)
+        self.next_checkpoint = run.checkpoint_every or run.eval_every
+        self._checkpoint_cost = 0.0  # seconds the last checkpoint write took
+        self._last_checkpoint = time.perf_counter()
+        self._lock = None
+        try:
+            self._prepare_folder(resume, overwrite)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the run folder (its lock); `train()` does this when it returns or raises."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     # ---------------------------------------------------------------- run folder
-    def _prepare_folder(self, resume: bool) -> None:
+    def _prepare_folder(self, resume: bool, overwrite: bool) -> None:
         config = run_config_json(self.run, self.algo, self.env_config, self.spec, self.device)
         if self.provenance is not None:
             config["finetuned_from"] = self.provenance
         checkpoint = self.out / CHECKPOINT_FILE
+        if resume and overwrite:
+            raise ConfigError("--resume and --overwrite contradict each other: continue the run or start it over")
+        if resume and not checkpoint.exists() and not (self.out / CONFIG_FILE).exists():
+            raise CheckpointError(f"nothing to resume in {self.out}: it holds no run; start it without --resume")
+        run_folder.make_folder(self.out)
+        self._lock = run_folder.lock(self.out)
+        for leftover in run_folder.remove_leftovers(self.out):
+            self.log(f"removed {leftover.name}, left by a write that was killed")
+        if overwrite:
+            run_folder.remove_run(self.out)
         if resume:
             if not checkpoint.exists():
-                raise CheckpointError(f"nothing to resume in {self.out}: no {CHECKPOINT_FILE} (a run writes its "
-                                      f"first one after {self.run.checkpoint_every} steps); start it without --resume")
+                raise CheckpointError(f"nothing to resume in {self.out}: its run stopped before writing a "
+                                      f"{CHECKPOINT_FILE}; start it over with --overwrite")
             saved = self.saved_config or read_json(self.out / CONFIG_FILE, "run config")  # missing: one-line error
             check_resumable(saved, self.run, self.algo, self.env_config, self.out)
             self._load_checkpoint(checkpoint)
-        elif checkpoint.exists() or (self.out / CONFIG_FILE).exists():
-            raise ConfigError(f"{self.out} already holds a run: continue it with --resume or choose another --out")
-        self.out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.out / CONFIG_FILE, config)
+        elif checkpoint.exists():
+            raise ConfigError(f"{self.out} already holds a run: continue it with --resume, start it over with "
+                              "--overwrite, or choose another --out")
+        elif (self.out / CONFIG_FILE).exists():
+            raise ConfigError(f"{self.out} already holds a run that stopped before its first checkpoint: start it "
+                              "over with --overwrite, or choose another --out")
+        if not resume or self.step < self.run.steps:  # a resume with nothing to do leaves config.json as it is
+            atomic_write_json(self.out / CONFIG_FILE, config)
         self.logger = RunLogger(self.out, title=f"MR.Q on {self.run.env_id}",
                                 resume_step=self.step if resume else None)
 
@@ -233,10 +283,13 @@ class Trainer:
                 "counters": counters}
 
     def save_checkpoint(self) -> None:
+        start = time.perf_counter()
         tensors, skeleton = flatten_state(self._checkpoint_state())
         save_tensors(self.out / CHECKPOINT_FILE, tensors,
                      {"format_version": FORMAT_VERSION, "env_id": self.run.env_id, "step": self.step,
                       "state": skeleton})
+        self._last_checkpoint = time.perf_counter()
+        self._checkpoint_cost = self._last_checkpoint - start
 
     def _load_checkpoint(self, path: Path) -> None:
         tensors, meta = load_tensors(path, device="cpu", what="checkpoint")
@@ -267,15 +320,30 @@ class Trainer:
         return time.perf_counter() - self._session_start
 
     def train(self, progress: Any = None) -> dict[str, Any]:
-        """Run to `run.steps` env steps. `progress(step, info)` is called after every step."""
+        """Run to `run.steps` env steps. `progress(step, info)` is called after every step.
+
+        Ctrl-C or SIGTERM (in the main thread) stops after the current step with a checkpoint and raises
+        TrainingInterrupted; a second Ctrl-C stops at once, without one. The run folder is released on return.
+        """
         self._session_start = time.perf_counter()
-        start_step = self.step
-        if self.step >= self.run.steps:
-            self.log(f"{self.out} already reached {self.step:,} of {self.run.steps:,} steps; nothing to do")
+        try:
+            if self.step >= self.run.steps:
+                self.log(f"{self.out} already reached {self.step:,} of {self.run.steps:,} steps; nothing to do")
+                self.logger.close()
+                return self._summary()
+            with _StopSignals() as stop:
+                self._loop(progress, stop)
+            if stop.signum is not None:
+                raise TrainingInterrupted(stop.signum, self.step)
             return self._summary()
+        finally:
+            self.close()
+
+    def _loop(self, progress: Any, stop: "_StopSignals") -> None:
+        start_step = self.step
         obs = self._start_episode()
         episode_return = 0.0
-        while self.step < self.run.steps:
+        while self.step < self.run.steps and stop.signum is None:
             action = self._action(obs)
             next_obs, reward, terminated, truncated, _ = self.env.step(action)
             if not math.isfinite(float(reward)) or (not self.spec.pixels and not np.isfinite(next_obs).all()):
@@ -294,27 +362,33 @@ class Trainer:
                 self.logger.log_scalars(self.step, {"train/episode_return": episode_return})
                 self.episode += 1
                 episode_return = 0.0
-                if self.step >= self.next_checkpoint and self.step < self.run.steps:
+                if self._checkpoint_due() and self.step < self.run.steps:
                     self._checkpoint_now()
                 if self.step < self.run.steps:
                     obs = self._start_episode()
             if progress is not None:
                 progress(self.step, self._progress_info(start_step))
-        if self.buffer.in_episode:  # the budget ended mid-episode: close it so the final checkpoint resumes cleanly
-            self.buffer.end_episode()
+        if self.buffer.in_episode:  # the budget or a stop signal ended an episode: close it, so the checkpoint
+            self.buffer.end_episode()  # resumes with a fresh episode
             self.episode += 1
         self._checkpoint_now()
         self.logger.close()
-        return self._summary()
 
     def _summary(self) -> dict[str, Any]:
         return {"step": self.step, "eval_return_mean": self.last_eval[0], "eval_return_std": self.last_eval[1],
                 "wall_time": self.elapsed + self._session_time(), "out": str(self.out)}
 
+    def _checkpoint_due(self) -> bool:
+        if self.step < self.next_checkpoint:
+            return False
+        if self.run.checkpoint_every is not None:
+            return True
+        return time.perf_counter() - self._last_checkpoint >= CHECKPOINT_COST_RATIO * self._checkpoint_cost
+
     def _checkpoint_now(self) -> None:
         self.save_checkpoint()
         while self.next_checkpoint <= self.step:
-            self.next_checkpoint += self.run.checkpoint_every
+            self.next_checkpoint += self.run.checkpoint_every or self.run.eval_every
 
     def _start_episode(self) -> np.ndarray:
         obs, _ = self.env.reset(seed=episode_seed(self.run.seed, TRAIN_STREAM, self.episode))
@@ -349,6 +423,31 @@ class Trainer:
     def _progress_info(self, start_step: int) -> dict[str, Any]:
         rate = (self.step - start_step) / max(self._session_time(), 1e-9)
         return {"steps_per_s": rate, "episode_return": self.last_episode_return, "eval_return": self.last_eval[0]}
+
+
+class _StopSignals:
+    """Within `with`: the first SIGINT/SIGTERM is recorded in `signum` (the loop stops after its step and
+    checkpoints); a second one raises KeyboardInterrupt at once. Outside the main thread it does nothing."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self) -> "_StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
 
 
 def _to_device(tree: Any, device: torch.device) -> Any:

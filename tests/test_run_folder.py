@@ -1,0 +1,188 @@
+"""The run folder under real use: Ctrl-C and SIGTERM leave a resumable run, one writer at a time, leftovers of
+killed writes, starting over, and a machine that refuses to write (one line each, never a traceback)."""
+
+import csv
+import errno
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mrq_agents.cli import app
+from mrq_agents.serialization import load_tensors, unflatten_state
+from user_env import MRQ, user_env
+
+TINY = ["zs_dim=32", "zsa_dim=32", "za_dim=16", "enc_hdim=32", "value_hdim=32", "policy_hdim=32", "batch_size=32",
+        "target_update_freq=20", "buffer_size=5000", "warmup_steps=200"]
+SETS = [arg for item in TINY for arg in ("--set", item)]
+
+
+def train_args(out: Path, steps: int = 600, *extra: str) -> list[str]:
+    return ["train", "Pendulum-v1", "--out", str(out), "--steps", str(steps), "--eval-every", "200",
+            "--eval-episodes", "1", "--device", "cpu", *SETS, *extra]
+
+
+def invoke(args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def one_line_error(result, *fragments: str) -> str:
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "Traceback" not in result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: "), line
+    for fragment in fragments:
+        assert fragment in line, (fragment, line)
+    return line
+
+
+def steps_in_metrics(out: Path) -> list[int]:
+    with open(out / "metrics.csv", newline="") as f:
+        return [int(r["step"]) for r in csv.DictReader(f)]
+
+
+def checkpoint_step(out: Path) -> int:
+    tensors, meta = load_tensors(out / "checkpoint.safetensors")
+    return unflatten_state(meta["state"], tensors)["counters"]["step"]
+
+
+def start(args: list[str], log: Path) -> subprocess.Popen:
+    with open(log, "wb") as f:
+        return subprocess.Popen(MRQ + args, stdout=f, stderr=subprocess.STDOUT, env=user_env())
+
+
+def wait_for(condition, proc: subprocess.Popen, log: Path, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, f"the run ended early:\n{log.read_text()}"
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+# ------------------------------------------------------------------------------------------ Ctrl-C and SIGTERM
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_writes_a_checkpoint_and_resume_finishes(tmp_path, signum):
+    """A run stopped before its first scheduled checkpoint (no evaluation yet) still resumes."""
+    out, log = tmp_path / "run", tmp_path / "run.log"
+    proc = start(train_args(out, 5000, "--eval-every", "4000", "--checkpoint-every", "4000"), log)
+    try:
+        wait_for(lambda: (out / "config.json").exists(), proc, log)
+        time.sleep(3)  # inside the loop
+        proc.send_signal(signum)
+        assert proc.wait(timeout=120) == 128 + signum, log.read_text()
+    finally:
+        stop(proc)
+    text = log.read_text()
+    assert "Traceback" not in text and "with a checkpoint; continue with: mrq train Pendulum-v1" in text, text
+    assert f"--out {out} --resume" in text
+    step = checkpoint_step(out)
+    assert 0 < step < 4000
+
+    result = invoke(["train", "Pendulum-v1", "--out", out, "--resume", "--steps", step + 300])
+    assert result.exit_code == 0, result.output
+    assert f"resumed at step {step:,}" in result.stdout and f"done: {step + 300:,} steps" in result.stdout
+    assert checkpoint_step(out) == step + 300
+
+
+def test_default_cadence_checkpoints_at_evaluations(tmp_path):
+    result = invoke(train_args(tmp_path / "run", 700, "--eval-every", "350"))
+    assert result.exit_code == 0, result.output
+    # Pendulum's episodes are 200 steps: the first episode end after the evaluation at 350 is step 400, whose
+    # checkpoint moved the next one to 700; the final checkpoint (step 700) recorded that before moving it on.
+    tensors, meta = load_tensors(tmp_path / "run" / "checkpoint.safetensors")
+    assert unflatten_state(meta["state"], tensors)["counters"]["next_checkpoint"] == 700
+
+
+def test_every_way_out_works(tmp_path):
+    """A run that stopped before any checkpoint: --resume and a plain rerun name --overwrite, and it works."""
+    out = tmp_path / "run"
+    assert invoke(train_args(out, 200)).exit_code == 0
+    (out / "checkpoint.safetensors").unlink()  # as if killed before the first checkpoint
+    one_line_error(invoke(["train", "Pendulum-v1", "--out", out, "--resume"]), "nothing to resume", "--overwrite")
+    one_line_error(invoke(train_args(out, 200)), "already holds a run", "--overwrite")
+    (out / "notes.txt").write_text("mine")
+    result = invoke(train_args(out, 400, "--overwrite"))
+    assert result.exit_code == 0, result.output
+    assert steps_in_metrics(out) == [200, 400] and (out / "notes.txt").read_text() == "mine"
+    one_line_error(invoke(train_args(out, 400)), "already holds a run", "--resume", "--overwrite")
+    one_line_error(invoke(train_args(out, 400, "--resume", "--overwrite")), "contradict")
+
+
+# ------------------------------------------------------------------------------------------ one writer
+
+def test_second_writer_is_refused_naming_the_holder(tmp_path):
+    out, log = tmp_path / "run", tmp_path / "first.log"
+    first = start(train_args(out, 20_000, "--eval-every", "400"), log)
+    try:
+        wait_for(lambda: (out / "metrics.csv").exists(), first, log)
+        for extra in ([], ["--resume"]):
+            second = subprocess.run(MRQ + train_args(out, 20_000, "--eval-every", "400", *extra),
+                                    capture_output=True, text=True, env=user_env(), timeout=120)
+            assert second.returncode == 2, second.stdout + second.stderr
+            assert second.stderr.strip() == (
+                f"error: {out} is in use by another mrq process (PID {first.pid}): wait for it to end or stop "
+                "it (Ctrl-C writes a checkpoint), or choose another --out")
+        first.send_signal(signal.SIGINT)
+        assert first.wait(timeout=120) == 130, log.read_text()
+    finally:
+        stop(first)
+    steps = steps_in_metrics(out)
+    assert steps and len(steps) == len(set(steps)), steps  # every row written once
+    # the lock dies with its process: a resume goes ahead
+    result = invoke(["train", "Pendulum-v1", "--out", out, "--resume", "--steps", checkpoint_step(out) + 10])
+    assert result.exit_code == 0, result.output
+
+
+# ------------------------------------------------------------------------------------------ leftovers, no-ops
+
+def test_leftover_temp_files_are_removed_on_start(tmp_path):
+    out = tmp_path / "run"
+    assert invoke(train_args(out, 200)).exit_code == 0
+    leftovers = [out / ".checkpoint.safetensors.abc123.tmp", out / ".config.json.x1.tmp"]
+    for path in leftovers:
+        path.write_bytes(b"partial")
+    result = invoke(["train", "Pendulum-v1", "--out", out, "--resume", "--steps", 400])
+    assert result.exit_code == 0, result.output
+    assert not any(path.exists() for path in leftovers)
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_noop_resume_with_fewer_steps_keeps_config(tmp_path):
+    out = tmp_path / "run"
+    assert invoke(train_args(out, 400)).exit_code == 0
+    before = (out / "config.json").read_bytes()
+    result = invoke(["train", "Pendulum-v1", "--out", out, "--resume", "--steps", 200])
+    assert result.exit_code == 0 and "nothing to do" in result.stdout
+    assert (out / "config.json").read_bytes() == before
+
+
+# ------------------------------------------------------------------------------------------ the machine says no
+
+def test_out_that_is_a_file_or_under_a_file(tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    one_line_error(invoke(train_args(a_file, 200)), "is a file, not a folder", "--out")
+    one_line_error(invoke(train_args(a_file / "run", 200)), "Not a directory", "not a folder")
+
+
+@pytest.mark.parametrize("code, fragment", [(errno.ENOSPC, "the disk is full"), (errno.EROFS, "read-only"),
+                                            (errno.EACCES, "no permission"), (errno.ENOENT, "missing mount")])
+def test_write_failures_are_one_line(tmp_path, monkeypatch, code, fragment):
+    """A full disk or a read-only folder (simulated: the tests may run as root, who may write anywhere)."""
+    import mrq_agents.serialization as serialization
+
+    def refuse(path, write):
+        raise OSError(code, __import__("os").strerror(code), str(path))
+
+    monkeypatch.setattr(serialization, "_atomic_write", refuse)
+    one_line_error(invoke(train_args(tmp_path / "run", 200)), fragment, "run")
