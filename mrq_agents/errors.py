@@ -23,3 +23,11 @@ def one_line(err: BaseException | str) -> str:
     """A library exception's message squeezed onto one short line, for use inside our own error messages."""
     text = " ".join(str(err).split()) or type(err).__name__
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+class ObservationError(MRQError, ValueError):
+    """An observation (or batch) whose shape does not fit the policy."""
+
+
+class MissingDependencyError(MRQError):
+    """A feature needs an optional dependency that is not installed (e.g. torch, for training)."""

@@ -12,14 +12,15 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
-import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from mrq_agents.errors import CheckpointError, one_line
+
+if TYPE_CHECKING:
+    import torch
 
 _META_KEY = "mrq"  # safetensors header metadata key holding our JSON metadata string
 
@@ -80,6 +81,8 @@ def read_json(path: str | os.PathLike, what: str) -> dict:
 
 def _storable(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """CPU, contiguous tensors that own their storage (safetensors refuses shared or strided memory)."""
+    import torch  # here, not at the top: the JSON helpers above serve the torch-free ONNX backend
+
     out, seen = {}, set()
     for name, t in tensors.items():
         t = t.detach().cpu()
@@ -95,6 +98,8 @@ def _storable(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
     """Atomically write a safetensors file; `metadata` (JSON-serialisable) goes into its header as one string."""
+    from safetensors.torch import save_file
+
     header = None if metadata is None else {_META_KEY: json.dumps(metadata)}
     tensors = _storable(tensors)
     _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
@@ -103,6 +108,8 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta
 def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu",
                  what: str = "weights file") -> tuple[dict[str, torch.Tensor], dict]:
     """Read a safetensors file -> (tensors on `device`, metadata dict or {}); bad files raise CheckpointError."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{what} not found at {path}; check the path (is it the right run or model folder?)")
@@ -132,6 +139,8 @@ def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu",
 
 def flatten_state(tree: Any, prefix: str = "") -> tuple[dict[str, torch.Tensor], Any]:
     """Split a nested state into (tensors keyed by path like "opt/state/3/exp_avg", JSON-serialisable skeleton)."""
+    import torch
+
     tensors: dict[str, torch.Tensor] = {}
 
     def store(name: str, t: torch.Tensor) -> str:
