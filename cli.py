@@ -16,6 +16,8 @@ from mrq_agents.errors import MRQError
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="MR.Q: train, evaluate and share general-purpose model-free RL agents.")
 
+BACKEND_HELP = ("auto, torch or onnx: which one computes the actor (onnx: onnxruntime on the export's actor.onnx, "
+                "no torch). [default: auto = torch when it is installed, else onnx]")
 FAST_HELP = ("The fast update path: fused optimizers, and on CUDA each update replayed from a captured CUDA graph; "
              "same math as --no-fast (benchmarks/README.md). [default: on for CUDA, off for the CPU]")
 
@@ -61,6 +63,9 @@ def train(
                                           "often fastest for small networks]"),
 ) -> None:
     """Train MR.Q on ENV and write a run folder (config, metrics, curves, weights, checkpoint)."""
+    from mrq_agents.deps import require_torch
+
+    require_torch("`mrq train`")
     from mrq_agents.config import MRQConfig, preset_config
     from mrq_agents.serialization import read_json
     from mrq_agents.training.trainer import CONFIG_FILE, Trainer, default_run_config
@@ -132,6 +137,9 @@ def finetune(
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch. [default: torch's choice]"),
 ) -> None:
     """Fine-tune a pretrained MR.Q agent on another env (continue a killed one with `mrq train ENV --out DIR --resume`)."""
+    from mrq_agents.deps import require_torch
+
+    require_torch("`mrq finetune`")
     from mrq_agents.training.finetune import finetune as prepare
 
     _set_threads(threads)
@@ -165,11 +173,12 @@ def evaluate(
                                        "the paper's sample argmax(gumbel_softmax(pre)). No effect for continuous."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    backend: str = typer.Option("auto", help=BACKEND_HELP),
 ) -> None:
     """Evaluate saved weights with the paper's protocol (no exploration noise) and print mean ± std return."""
     from mrq_agents.policy import Policy
 
-    policy = Policy.from_pretrained(source, device=device)
+    policy = Policy.from_pretrained(source, device=device, backend=backend)
     result = policy.evaluate(episodes=episodes, seed=seed, deterministic=deterministic, source="mrq eval")
     if as_json:
         typer.echo(json.dumps(result))
@@ -190,9 +199,11 @@ def export_(
                                        "or the paper's sampled argmax(gumbel_softmax(pre))."),
     repo_id: Optional[str] = typer.Option(None, help="Hub repo id to name in the model card's usage snippets."),
 ) -> None:
-    """Evaluate a run's weights and write the export folder: weights, config, model card, results (and video)."""
+    """Evaluate a run's weights and write the export folder: weights, actor.onnx, config, model card, results."""
+    from mrq_agents.deps import require_torch
     from mrq_agents.policy import Policy
 
+    require_torch("`mrq export` (it writes actor.onnx from the weights)")
     policy = Policy.from_pretrained(run_dir)
     results = policy.evaluate(episodes=episodes, seed=seed, deterministic=deterministic, source="mrq export")
     typer.echo(f"{results['env_id']}: return {results['mean']:.2f} ± {results['std']:.2f} over {episodes} episodes")
@@ -241,12 +252,13 @@ def play(
                                        "or the paper's sampled argmax(gumbel_softmax(pre))."),
     revision: Optional[str] = typer.Option(None, help="Hub revision (branch, tag or commit) of the model."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+    backend: str = typer.Option("auto", help=BACKEND_HELP),
 ) -> None:
     """Play an agent: `mrq play InvertedPendulum-v4 --record`, `mrq play org/repo`, `mrq play ENV --model DIR`."""
     from mrq_agents.policy import Policy
 
     source, env_id = _play_source(target, model)
-    policy = Policy.from_pretrained(source, revision=revision, device=device)
+    policy = Policy.from_pretrained(source, revision=revision, device=device, backend=backend)
     if env_id is not None and policy.env_config.gym_id != _gym_id(env_id):
         raise MRQError(f"the model {source} was trained on {policy.env_config.env_id!r}, not {env_id!r}")
     name = policy.env_config.env_id.replace("/", "_")
