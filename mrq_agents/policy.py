@@ -113,15 +113,18 @@ class Policy:
     @classmethod
     def from_pretrained(cls, source: str | Path, revision: str | None = None, device: str | torch.device = "cpu",
                         local_files_only: bool | None = None, cache_dir: str | None = None,
-                        backend: str = "auto") -> "Policy":
+                        backend: str = "auto", threads: int | None = None) -> "Policy":
         """Load from a local export folder, a run folder of `mrq train`, a zoo id, or a Hub repo id.
 
         Hub ids resolve through `huggingface_hub` (its cache, `revision`, `HF_HUB_OFFLINE`, `local_files_only`);
         zoo ids without a revision load the files bundled with this package. `backend`: 'torch' loads the encoder
         and policy weights strictly (missing, unexpected or mis-shaped tensors are an error); 'onnx' runs the
         export's actor.onnx with onnxruntime on the CPU and imports no torch; 'auto' (default) is torch when it
-        is installed, else onnx.
+        is installed, else onnx. `threads`: CPU threads for the actor (onnx: this session's; torch: the process's,
+        `torch.set_num_threads`); default: the backend's own choice.
         """
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise ConfigError(f"threads must be an integer >= 1, got {threads!r}")
         folder = resolve_model_folder(source, revision, local_files_only, cache_dir)
         backend = resolve_backend(backend, folder)
         if backend == "onnx":
@@ -131,13 +134,17 @@ class Policy:
                 raise ConfigError(f"backend='onnx' runs on the CPU, not device {str(device)!r}: use device='cpu', "
                                   "or backend='torch' for a GPU")
             meta, config, spec, env_config = read_model_config(folder)
-            actor = OnnxActor(folder, spec, meta.get("weights_sha256"))
+            actor = OnnxActor(folder, spec, meta.get("weights_sha256"), threads=threads)
             return cls(actor, spec, env_config, config, meta, folder, "cpu", source=source, revision=revision)
         from mrq_agents.actor_torch import load_torch_actor
         from mrq_agents.learner import resolve_device
 
         meta, config, spec, env_config, tensors = load_model_folder(folder)
         device = resolve_device(device)
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
         actor = load_torch_actor(folder, spec, config, tensors, device)
         return cls(actor, spec, env_config, config, meta, folder, device, source=source, revision=revision)
 
