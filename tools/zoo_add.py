@@ -7,9 +7,9 @@ Exports the run with `Policy.save_pretrained`, then evaluates the *shipped* fold
 exploration noise) and records that score, the training command and the weights' sha256 in
 zoo/manifest.json. tests/test_zoo.py re-runs the evaluation and checks it reproduces the manifest.
 
-`--onnx-only` exports actor.onnx from an entry's shipped weights and touches nothing else (the weights, their
-sha256 in the manifest and the measured score stay as they are): how the entries bundled before ONNX export
-got their actor.onnx. Deterministic: the same weights give the same file.
+`--onnx-only` exports actor.onnx from an entry's shipped weights and re-renders its model card (which lists
+it); the weights, their sha256 in the manifest, config.json and the measured score stay as they are. That is how
+the entries bundled before ONNX export got their actor.onnx. Deterministic: the same weights give the same file.
 """
 
 from __future__ import annotations
@@ -26,12 +26,18 @@ EPISODES, SEED = 10, 0
 
 
 def add_onnx(folder: Path) -> Path:
-    """Write folder/actor.onnx from folder/model.safetensors, leaving every other file as it is."""
+    """Write folder/actor.onnx from folder/model.safetensors and re-render README.md; the rest stays as it is."""
     from mrq_agents.actor_torch import write_actor_onnx
+    from mrq_agents.export import render_card
 
     policy = Policy.from_pretrained(folder, backend="torch")
     sha = sha256_file(folder / "model.safetensors")
-    return write_actor_onnx(folder, policy.actor, sha, policy.env_config.env_id)
+    path = write_actor_onnx(folder, policy.actor, sha, policy.env_config.env_id)
+    results = json.loads((folder / "results.json").read_text())
+    card = render_card(policy.metadata, results, policy.metadata.get("repo_id"),
+                       has_video=(folder / "replay.mp4").exists(), has_curve=(folder / "learning_curve.png").exists())
+    (folder / "README.md").write_text(card)
+    return path
 
 
 def main() -> None:
