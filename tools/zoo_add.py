@@ -8,7 +8,8 @@ exploration noise) and records that score, the training command and the weights'
 zoo/manifest.json. tests/test_zoo.py re-runs the evaluation and checks it reproduces the manifest.
 
 `--onnx-only` exports actor.onnx from an entry's shipped weights and re-renders its model card (which lists
-it); the weights, their sha256 in the manifest, config.json and the measured score stay as they are. That is how
+it, and updates the entry's `bytes`); the weights, their sha256, config.json and the measured score stay as
+they are. That is how
 the entries bundled before ONNX export got their actor.onnx. Deterministic: the same weights give the same file.
 """
 
@@ -51,6 +52,11 @@ def main() -> None:
     folder = ZOO / args.name
     if args.onnx_only:
         print(add_onnx(folder))
+        manifest = json.loads((ZOO / "manifest.json").read_text())
+        for entry in manifest["entries"]:
+            if entry["folder"] == args.name:
+                entry["bytes"] = sum(p.stat().st_size for p in folder.iterdir())
+        (ZOO / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         return
     if args.run_dir is None or args.repo_id is None:
         parser.error("RUN_DIR and --repo-id are required (unless --onnx-only)")
