@@ -23,6 +23,8 @@ PRECISION_HELP = ("auto, fp32 or bf16: bf16 runs the updates' matrix products an
 TRAIN_THREADS_HELP = ("CPU threads for torch. [default: 1 for small vector networks (widest layer <= 256) and on "
                       "a GPU, else the idle CPUs up to 4; see benchmarks/README.md]")
 ACT_THREADS_HELP = "CPU threads for torch. [default: 1, fastest for acting on one observation at a time]"
+BACKEND_HELP = ("auto, torch or onnx: which one computes the actor (onnx: onnxruntime on the export's actor.onnx, "
+                "no torch). [default: auto = torch when it is installed, else onnx]")
 FAST_HELP = ("The fast update path: fused optimizers, and on CUDA each update replayed from a captured CUDA graph; "
              "same math as --no-fast (benchmarks/README.md). [default: on for CUDA, off for the CPU]")
 
@@ -92,6 +94,9 @@ def train(
     threads: Optional[int] = typer.Option(None, help=TRAIN_THREADS_HELP),
 ) -> None:
     """Train MR.Q on ENV and write a run folder (config, metrics, curves, weights, checkpoint)."""
+    from mrq_agents.deps import require_torch
+
+    require_torch("`mrq train`")
     from mrq_agents.training.trainer import build_trainer
 
     if out is None:
@@ -216,6 +221,9 @@ def finetune(
     threads: Optional[int] = typer.Option(None, help=TRAIN_THREADS_HELP),
 ) -> None:
     """Fine-tune a pretrained MR.Q agent on another env (continue a killed one with `mrq train ENV --out DIR --resume`)."""
+    from mrq_agents.deps import require_torch
+
+    require_torch("`mrq finetune`")
     from mrq_agents.training.finetune import finetune as prepare
 
     _check_threads(threads)
@@ -253,13 +261,15 @@ def evaluate(
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     threads: Optional[int] = typer.Option(None, help=ACT_THREADS_HELP),
+    backend: str = typer.Option("auto", help=BACKEND_HELP),
 ) -> None:
     """Evaluate saved weights with the paper's protocol (no exploration noise) and print mean ± std return."""
     from mrq_agents.policy import Policy
 
     _at_least_one("--episodes", episodes)
-    _set_threads(threads if threads is not None else _acting_threads())
-    policy = Policy.from_pretrained(source, device=device)
+    _check_threads(threads)
+    policy = Policy.from_pretrained(source, device=device, backend=backend,
+                                    threads=threads if threads is not None else _acting_threads())
     result = policy.evaluate(episodes=episodes, seed=seed, deterministic=deterministic, source="mrq eval")
     place = _paper_placement(policy, result["mean"])
     if as_json:
@@ -292,9 +302,11 @@ def export_(
     repo_id: Optional[str] = typer.Option(None, help="Hub repo id to name in the model card's usage snippets."),
     threads: Optional[int] = typer.Option(None, help=ACT_THREADS_HELP),
 ) -> None:
-    """Evaluate a run's weights and write the export folder: weights, config, model card, results (and video)."""
+    """Evaluate a run's weights and write the export folder: weights, actor.onnx, config, model card, results."""
+    from mrq_agents.deps import require_torch
     from mrq_agents.policy import Policy
 
+    require_torch("`mrq export` (it writes actor.onnx from the weights)")
     _at_least_one("--episodes", episodes)
     _set_threads(threads if threads is not None else _acting_threads())
     policy = Policy.from_pretrained(run_dir)
@@ -347,14 +359,16 @@ def play(
     revision: Optional[str] = typer.Option(None, help="Hub revision (branch, tag or commit) of the model."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     threads: Optional[int] = typer.Option(None, help=ACT_THREADS_HELP),
+    backend: str = typer.Option("auto", help=BACKEND_HELP),
 ) -> None:
     """Play an agent: `mrq play InvertedPendulum-v4 --record`, `mrq play org/repo`, `mrq play ENV --model DIR`."""
     from mrq_agents.policy import Policy
 
     _at_least_one("--episodes", episodes)
-    _set_threads(threads if threads is not None else _acting_threads())
+    _check_threads(threads)
     source, env_id = _play_source(target, model)
-    policy = Policy.from_pretrained(source, revision=revision, device=device)
+    policy = Policy.from_pretrained(source, revision=revision, device=device, backend=backend,
+                                    threads=threads if threads is not None else _acting_threads())
     if env_id is not None and policy.env_config.gym_id != _gym_id(env_id):
         raise MRQError(f"the model {source} was trained on {policy.env_config.env_id!r}, not {env_id!r}")
     name = policy.env_config.env_id.replace("/", "_")

@@ -46,3 +46,11 @@ def os_error_message(err: OSError) -> str:
     where = f" ({err.filename})" if err.filename else ""
     fix = OS_ERROR_FIXES.get(err.errno or 0, "check the path and the disk")
     return f"{err.strerror or one_line(err)}{where}: {fix}"
+
+
+class ObservationError(MRQError, ValueError):
+    """An observation (or batch) whose shape does not fit the policy."""
+
+
+class MissingDependencyError(MRQError):
+    """A feature needs an optional dependency that is not installed (e.g. torch, for training)."""

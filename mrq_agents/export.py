@@ -3,6 +3,7 @@
     config.json        format version, algorithm config, env and preprocessing, spaces, training info, package version
     model.safetensors  encoder, value and policy weights named by module (no optimizer or replay state)
     README.md          model card rendered from MODEL_CARD.md, with Hub metadata (model-index, tags)
+    actor.onnx         the state encoder and the policy as one ONNX graph, observation -> action (torch-free acting)
     results.json       mean, std, per-episode returns, episodes, seed, deterministic or not, date
     replay.mp4         a recorded episode, when recorded; learning_curve.png and metrics.csv from the run
 """
@@ -27,6 +28,7 @@ FORMAT_VERSION = 1  # of config.json, model.safetensors and checkpoint.safetenso
 CONFIG_FILE, MODEL_FILE, CHECKPOINT_FILE = "config.json", "model.safetensors", "checkpoint.safetensors"
 CARD_FILE, RESULTS_FILE, VIDEO_FILE, CURVE_FILE, METRICS_FILE = (
     "README.md", "results.json", "replay.mp4", "learning_curve.png", "metrics.csv")
+ONNX_FILE = "actor.onnx"  # written by mrq_agents.actor_torch.export_onnx, run by mrq_agents.actor_onnx
 COPIED_FILES = (VIDEO_FILE, CURVE_FILE, METRICS_FILE)
 CARD_TEMPLATE = Path(__file__).with_name("MODEL_CARD.md")
 

@@ -1,9 +1,9 @@
 """Hugging Face Hub: fetch an MR.Q export by repo id (`resolve_source`) and publish one (`push_folder`).
 
-An export folder is one Hub repo: config.json, model.safetensors, README.md (model card), results.json and
-optionally replay.mp4. Downloads go through the standard HF cache, so HF_HOME / HF_HUB_CACHE, HF_ENDPOINT,
-HF_TOKEN and HF_HUB_OFFLINE=1 behave as for any other Hub library. `huggingface_hub` is imported inside the
-functions: importing this module stays cheap.
+An export folder is one Hub repo: config.json, model.safetensors, actor.onnx, README.md (model card),
+results.json and optionally replay.mp4. Downloads go through the standard HF cache, so HF_HOME / HF_HUB_CACHE,
+HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE=1 behave as for any other Hub library. `huggingface_hub` is imported
+inside the functions: importing this module stays cheap.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import re
 from pathlib import Path
 
 from mrq_agents.errors import CheckpointError, one_line
-from mrq_agents.export import (CARD_FILE, CONFIG_FILE, CURVE_FILE, METRICS_FILE, MODEL_FILE, RESULTS_FILE,
-                               VIDEO_FILE)
+from mrq_agents.export import (CARD_FILE, CONFIG_FILE, CURVE_FILE, METRICS_FILE, MODEL_FILE, ONNX_FILE,
+                               RESULTS_FILE, VIDEO_FILE)
 
 # What `resolve_source` fetches: enough to load, evaluate and describe an agent (videos stay on the Hub).
-DOWNLOAD_PATTERNS = [CONFIG_FILE, MODEL_FILE, CARD_FILE, RESULTS_FILE]
+DOWNLOAD_PATTERNS = [CONFIG_FILE, MODEL_FILE, ONNX_FILE, CARD_FILE, RESULTS_FILE]
 # What `push_folder` uploads. A run folder's checkpoint.safetensors (optimizer + replay state, possibly GBs) and
 # TensorBoard event files are never part of an export.
 UPLOAD_PATTERNS = [*DOWNLOAD_PATTERNS, VIDEO_FILE, CURVE_FILE, METRICS_FILE]
@@ -56,7 +56,8 @@ def resolve_source(source: str | os.PathLike, revision: str | None = None, local
     """A local folder, or the local snapshot folder of Hub repo `source` ("org/name") at `revision`.
 
     A local folder is returned as is. A repo id is downloaded into the HF cache (config.json, model.safetensors,
-    README.md, results.json; not videos); with `local_files_only` or HF_HUB_OFFLINE=1 only the cache is used.
+    actor.onnx, README.md, results.json; not videos); with `local_files_only` or HF_HUB_OFFLINE=1 only the cache
+    is used.
     Raises a one-line CheckpointError for a missing folder, an unknown or uncached repo, a bad revision, or a repo
     that is not an MR.Q export.
     """
@@ -126,8 +127,8 @@ def push_folder(folder: str | os.PathLike, repo_id: str, private: bool = False,
                 commit_message: str = "Upload MR.Q agent", token: str | None = None) -> str:
     """Create Hub repo `repo_id` if needed and upload the export files of `folder` to it; returns the commit URL.
 
-    Only config.json, model.safetensors, README.md, results.json, replay.mp4, learning_curve.png and metrics.csv
-    are uploaded (never checkpoint.safetensors or TensorBoard files). `token` defaults to HF_TOKEN / the saved
+    Only config.json, model.safetensors, actor.onnx, README.md, results.json, replay.mp4, learning_curve.png and
+    metrics.csv are uploaded (never checkpoint.safetensors or TensorBoard files). `token` defaults to HF_TOKEN / the saved
     login. Raises a one-line CheckpointError for a folder that is not an export, a bad repo id, or a Hub error
     (authentication, permissions, network).
     """

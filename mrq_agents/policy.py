@@ -3,29 +3,40 @@
     policy = Policy.from_pretrained("mrq-agents/mrq-InvertedPendulum-v4")   # zoo id, Hub id, export or run folder
     env = policy.make_env()
     action = policy.act(obs)
+
+Two backends compute the actor behind the same API: torch (`mrq_agents.actor_torch`) and onnxruntime on the
+export's `actor.onnx` (`mrq_agents.actor_onnx`, no torch imported). Batching, dtypes, shape checks and the
+discrete policy's sampling happen here, once, for both.
 """
 
 from __future__ import annotations
 
 import contextlib
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 from mrq_agents import export
 from mrq_agents.config import MRQConfig
+from mrq_agents.deps import has_torch, require_torch
 from mrq_agents.envs import EnvConfig, EnvSpec, make_env, wrap_env
-from mrq_agents.errors import CheckpointError, ConfigError, UnsupportedEnvError, one_line
-from mrq_agents.learner import resolve_device
-from mrq_agents.networks import Encoder, Policy as PolicyNet
-from mrq_agents.serialization import atomic_write_json, load_tensors, read_json, save_tensors
+from mrq_agents.errors import CheckpointError, ConfigError, ObservationError, UnsupportedEnvError, one_line
+from mrq_agents.serialization import atomic_write_json, read_json
 
 from mrq_agents.export import (CARD_FILE, CONFIG_FILE, CURVE_FILE, FORMAT_VERSION as SUPPORTED_FORMAT, MODEL_FILE,
-                               RESULTS_FILE, VIDEO_FILE)
+                               ONNX_FILE, RESULTS_FILE, VIDEO_FILE)
+
+if TYPE_CHECKING:
+    import torch
+
+    from mrq_agents.actor_onnx import OnnxActor
+    from mrq_agents.actor_torch import TorchActor
+
+BACKENDS = ("auto", "torch", "onnx")
 
 
 class Rollout(NamedTuple):
@@ -43,17 +54,8 @@ class Rollout(NamedTuple):
         return float(self.returns.std())
 
 
-class _Actor(torch.nn.Module):
-    """The part of MR.Q that acting needs: the state encoder and the policy (module names as in training)."""
-
-    def __init__(self, spec: EnvSpec, config: MRQConfig):
-        super().__init__()
-        self.encoder = Encoder(spec.obs_shape, spec.pixels, spec.action_dim, config)
-        self.policy = PolicyNet(spec.action_dim, spec.discrete, config)
-
-
-def load_model_folder(folder: Path) -> tuple[dict[str, Any], MRQConfig, EnvSpec, EnvConfig, dict[str, torch.Tensor]]:
-    """Read and validate config.json + model.safetensors of an export or run folder (nothing half-loaded)."""
+def read_model_config(folder: Path) -> tuple[dict[str, Any], MRQConfig, EnvSpec, EnvConfig]:
+    """Read and validate the config.json of an export or run folder (no weights, no torch)."""
     meta = read_json(folder / CONFIG_FILE, "model config")
     version = meta.get("format_version")
     if not isinstance(version, int) or not {"algorithm", "env", "spaces"} <= set(meta):
@@ -73,6 +75,16 @@ def load_model_folder(folder: Path) -> tuple[dict[str, Any], MRQConfig, EnvSpec,
     if expected is not None and weights.is_file() and export.sha256_file(weights) != expected:
         raise CheckpointError(f"{folder / MODEL_FILE} does not match the weights_sha256 in its config.json: the "
                               "file is damaged or was replaced; download or export the model again")
+    return meta, config, spec, env_config
+
+
+def load_model_folder(folder: Path) -> tuple[dict[str, Any], MRQConfig, EnvSpec, EnvConfig, dict[str, torch.Tensor]]:
+    """Read and validate config.json + model.safetensors of an export or run folder (nothing half-loaded)."""
+    import torch
+
+    from mrq_agents.serialization import load_tensors
+
+    meta, config, spec, env_config = read_model_config(folder)
     tensors, _ = load_tensors(folder / MODEL_FILE, what="model weights")
     bad = sorted(k for k, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all())
     if bad:
@@ -81,46 +93,73 @@ def load_model_folder(folder: Path) -> tuple[dict[str, Any], MRQConfig, EnvSpec,
     return meta, config, spec, env_config, tensors
 
 
+def resolve_backend(backend: str, folder: Path) -> str:
+    """'torch' or 'onnx' for `backend` ('auto': torch when it is installed, else onnx)."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    if backend == "auto":
+        return "torch" if has_torch() else "onnx"
+    if backend == "torch":
+        require_torch(f"backend='torch' (loading {folder})")
+    return backend
+
+
 class Policy:
     """An MR.Q agent ready to act. Build it with `Policy.from_pretrained(source)`."""
 
-    def __init__(self, actor: _Actor, spec: EnvSpec, env_config: EnvConfig, config: MRQConfig,
-                 metadata: dict[str, Any], folder: Path, device: torch.device, source: str | Path | None = None,
-                 revision: str | None = None):
+    def __init__(self, actor: TorchActor | OnnxActor, spec: EnvSpec, env_config: EnvConfig, config: MRQConfig,
+                 metadata: dict[str, Any], folder: Path, device: torch.device | str = "cpu",
+                 source: str | Path | None = None, revision: str | None = None):
         self.actor, self.spec, self.env_config, self.config = actor, spec, env_config, config
         self.metadata, self.folder, self.device = metadata, folder, device
         self.source, self.revision = source if source is not None else folder, revision
+        self._rng = np.random.default_rng()  # the stochastic discrete policy's Gumbel noise; seeded per rollout
+
+    @property
+    def backend(self) -> str:
+        """'torch' or 'onnx': which one computes the actor."""
+        return self.actor.backend
 
     # ---------------------------------------------------------------- loading
     @classmethod
     def from_pretrained(cls, source: str | Path, revision: str | None = None, device: str | torch.device = "cpu",
-                        local_files_only: bool | None = None, cache_dir: str | None = None) -> "Policy":
+                        local_files_only: bool | None = None, cache_dir: str | None = None,
+                        backend: str = "auto", threads: int | None = None) -> "Policy":
         """Load from a local export folder, a run folder of `mrq train`, a zoo id, or a Hub repo id.
 
         Hub ids resolve through `huggingface_hub` (its cache, `revision`, `HF_HUB_OFFLINE`, `local_files_only`);
-        zoo ids without a revision load the weights bundled with this package. Only the encoder and the policy
-        are loaded, strictly: missing, unexpected or mis-shaped tensors are an error.
+        zoo ids without a revision load the files bundled with this package. `backend`: 'torch' loads the encoder
+        and policy weights strictly (missing, unexpected or mis-shaped tensors are an error); 'onnx' runs the
+        export's actor.onnx with onnxruntime on the CPU and imports no torch; 'auto' (default) is torch when it
+        is installed, else onnx. `threads`: CPU threads for the actor (onnx: this session's; torch: the process's,
+        `torch.set_num_threads`); default: the backend's own choice.
         """
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise ConfigError(f"threads must be an integer >= 1, got {threads!r}")
         folder = resolve_model_folder(source, revision, local_files_only, cache_dir)
+        backend = resolve_backend(backend, folder)
+        if backend == "onnx":
+            from mrq_agents.actor_onnx import OnnxActor
+
+            if str(device) not in ("cpu", "auto"):
+                raise ConfigError(f"backend='onnx' runs on the CPU, not device {str(device)!r}: use device='cpu', "
+                                  "or backend='torch' for a GPU")
+            meta, config, spec, env_config = read_model_config(folder)
+            actor = OnnxActor(folder, spec, meta.get("weights_sha256"), threads=threads)
+            return cls(actor, spec, env_config, config, meta, folder, "cpu", source=source, revision=revision)
+        from mrq_agents.actor_torch import load_torch_actor
+        from mrq_agents.learner import resolve_device
+
         meta, config, spec, env_config, tensors = load_model_folder(folder)
-        actor = _Actor(spec, config)
-        wanted = actor.state_dict()
-        acting = {k: v for k, v in tensors.items() if k.split(".")[0] in ("encoder", "policy")}
-        missing = sorted(set(wanted) - set(acting))
-        unexpected = sorted(set(acting) - set(wanted))
-        wrong = sorted(k for k in set(acting) & set(wanted) if acting[k].shape != wanted[k].shape)
-        if missing or unexpected or wrong:
-            problem = (f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected
-                       else f"wrong shapes for {wrong[:3]}")
-            raise CheckpointError(f"{folder / MODEL_FILE} does not fit its config.json ({problem}): the weights "
-                                  "belong to another env or config")
-        actor.load_state_dict(acting, strict=True)
         device = resolve_device(device)
-        return cls(actor.to(device).eval(), spec, env_config, config, meta, folder, torch.device(device),
-                   source=source, revision=revision)
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
+        actor = load_torch_actor(folder, spec, config, tensors, device)
+        return cls(actor, spec, env_config, config, meta, folder, device, source=source, revision=revision)
 
     # ---------------------------------------------------------------- acting
-    @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """Actions for one observation (obs_shape) or a batch (N, *obs_shape).
 
@@ -130,18 +169,22 @@ class Policy:
         obs = np.asarray(obs)
         single = obs.shape == self.spec.obs_shape
         if not single and obs.shape[1:] != self.spec.obs_shape:
-            raise ValueError(f"observation shape {obs.shape} does not match this policy's {self.spec.obs_shape} "
-                             "(or a batch of them): build the env with policy.make_env() or policy.wrap(env)")
+            raise ObservationError(f"observation shape {obs.shape} does not match this policy's "
+                                   f"{self.spec.obs_shape} (or a batch of them): build the env with "
+                                   "policy.make_env() or policy.wrap(env)")
         if not self.spec.pixels and not np.isfinite(obs).all():
-            raise ValueError("the observation holds NaN or infinite values: check the env (the policy's actions "
-                             "would be NaN)")
-        x = torch.as_tensor(obs[None] if single else obs, device=self.device)
-        x = x if self.spec.pixels else x.float()
-        action, pre = self.actor.policy(self.actor.encoder.state(x))
+            raise ObservationError("the observation holds NaN or infinite values: check the env (the policy's "
+                                   "actions would be NaN)")
+        batch = obs[None] if single else obs
+        # (N, *obs_shape): uint8 stacked frames or float32 vectors, what both backends' actors take
+        batch = np.ascontiguousarray(batch, dtype=np.uint8 if self.spec.pixels else np.float32)
+        action, logits = self.actor.compute(batch)
         if self.spec.discrete:
-            out = (pre if deterministic else action).argmax(1).cpu().numpy()
+            # argmax(gumbel_softmax(pre, tau)) = argmax(pre + Gumbel noise): a sample from softmax(pre)
+            out = (action if deterministic else (logits + self._rng.gumbel(size=logits.shape)).argmax(1))
+            out = out.astype(np.int64)
         else:
-            out = action.cpu().numpy().astype(np.float32)
+            out = action.astype(np.float32)
         return out[0] if single else out
 
     def predict(self, observation: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
@@ -197,10 +240,12 @@ class Policy:
 
     @contextlib.contextmanager
     def _seeded_sampling(self, seed: int) -> Iterator[None]:
-        """Seed the stochastic discrete policy's sampling for one rollout, leaving torch's global RNG as it was."""
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(seed)
+        """Seed the stochastic discrete policy's sampling for one rollout (the same samples on both backends)."""
+        unseeded, self._rng = self._rng, np.random.default_rng(seed)
+        try:
             yield
+        finally:
+            self._rng = unseeded
 
     def record(self, path: str | Path, episodes: int = 1, seed: int | None = None,
                deterministic: bool = True) -> Rollout:
@@ -223,14 +268,14 @@ class Policy:
     # ---------------------------------------------------------------- sharing
     def save_pretrained(self, folder: str | Path, results: dict[str, Any] | None = None,
                         repo_id: str | None = None) -> Path:
-        """Write the export format (weights, config, model card, results, video/curve when present) to `folder`.
+        """Write the export format (weights, actor.onnx, config, model card, results, video/curve when present).
 
         `results` (from an evaluation) default to the source's results.json, else the run's last evaluation.
+        The torch backend writes the weights and exports actor.onnx from them; the onnx backend copies both
+        files from the source (an export folder, which holds them).
         """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        tensors, _ = load_tensors(self.folder / MODEL_FILE, what="model weights")
-        networks = {k: v for k, v in tensors.items() if k.split(".")[0] in ("encoder", "value", "policy")}
         meta = {k: v for k, v in self.metadata.items() if k not in ("training", "repo_id")}
         meta["training"] = export.training_info(self.folder, self.metadata)
         if repo_id:
@@ -239,9 +284,21 @@ class Policy:
             source_results = self.folder / RESULTS_FILE
             results = (read_json(source_results, "results") if source_results.exists()
                        else export.results_from_metrics(self.folder, self.metadata))
-        save_tensors(folder / MODEL_FILE, networks, {"format_version": SUPPORTED_FORMAT,
-                                                     "env_id": self.env_config.env_id})
-        meta["weights_sha256"] = export.sha256_file(folder / MODEL_FILE)
+        if self.backend == "torch":
+            from mrq_agents.actor_torch import write_actor_onnx
+            from mrq_agents.serialization import load_tensors, save_tensors
+
+            tensors, _ = load_tensors(self.folder / MODEL_FILE, what="model weights")
+            networks = {k: v for k, v in tensors.items() if k.split(".")[0] in ("encoder", "value", "policy")}
+            save_tensors(folder / MODEL_FILE, networks, {"format_version": SUPPORTED_FORMAT,
+                                                         "env_id": self.env_config.env_id})
+            meta["weights_sha256"] = export.sha256_file(folder / MODEL_FILE)
+            write_actor_onnx(folder, self.actor, meta["weights_sha256"], self.env_config.env_id)
+        else:
+            for name in (MODEL_FILE, ONNX_FILE):
+                if (self.folder / name).resolve() != (folder / name).resolve():
+                    shutil.copyfile(self.folder / name, folder / name)
+            meta["weights_sha256"] = export.sha256_file(folder / MODEL_FILE)
         atomic_write_json(folder / CONFIG_FILE, meta)
         if results is not None:
             atomic_write_json(folder / RESULTS_FILE, results)
@@ -254,6 +311,7 @@ class Policy:
 
     def finetune(self, env_id: str, steps: int, out: str | Path, **kwargs: Any) -> dict[str, Any]:
         """Fine-tune this agent on `env_id` into the run folder `out` (see `mrq finetune`); returns a summary."""
+        require_torch("fine-tuning")
         from mrq_agents.training.finetune import finetune
 
         return finetune(self.source, env_id, steps, out, revision=self.revision, **kwargs).train()

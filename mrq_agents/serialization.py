@@ -13,14 +13,15 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
-import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from mrq_agents.errors import CheckpointError, one_line
+
+if TYPE_CHECKING:
+    import torch
 
 _META_KEY = "mrq"  # safetensors header metadata key holding our JSON metadata string
 _DIGEST_KEY = "mrq.sha256"  # header key holding tensor_digest() of the file's tensors
@@ -82,6 +83,8 @@ def read_json(path: str | os.PathLike, what: str) -> dict:
 
 def _storable(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """CPU, contiguous tensors that own their storage (safetensors refuses shared or strided memory)."""
+    import torch  # here, not at the top: the JSON helpers above serve the torch-free ONNX backend
+
     out, seen = {}, set()
     for name, t in tensors.items():
         t = t.detach().cpu()
@@ -97,6 +100,8 @@ def _storable(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
     """sha256 over every tensor's name, dtype, shape and bytes, in name order."""
+    import torch
+
     digest = hashlib.sha256()
     for name in sorted(tensors):
         t = tensors[name].detach().cpu().contiguous()
@@ -108,6 +113,8 @@ def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
     """Atomically write a safetensors file; `metadata` (JSON-serialisable) goes into its header as one string,
     beside the tensors' sha256 (checked by load_tensors)."""
+    from safetensors.torch import save_file
+
     tensors = _storable(tensors)
     header = {_DIGEST_KEY: tensor_digest(tensors)}
     if metadata is not None:
@@ -121,6 +128,8 @@ def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu",
 
     Files written by save_tensors carry their tensors' sha256: changed tensor bytes are an error too.
     """
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{what} not found at {path}; check the path (is it the right run or model folder?)")
@@ -166,6 +175,8 @@ def read_metadata(path: str | os.PathLike, what: str = "weights file") -> dict:
 
 def flatten_state(tree: Any, prefix: str = "") -> tuple[dict[str, torch.Tensor], Any]:
     """Split a nested state into (tensors keyed by path like "opt/state/3/exp_avg", JSON-serialisable skeleton)."""
+    import torch
+
     tensors: dict[str, torch.Tensor] = {}
 
     def store(name: str, t: torch.Tensor) -> str:

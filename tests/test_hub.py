@@ -21,7 +21,7 @@ from mrq_agents.errors import CheckpointError
 from mrq_agents.hub import push_folder, resolve_source
 
 REPO, TOKEN = "org/mrq-test", "hf_dummy_test_token"
-DOWNLOADED = ["README.md", "config.json", "model.safetensors", "results.json"]  # what resolve_source fetches
+DOWNLOADED = ["README.md", "actor.onnx", "config.json", "model.safetensors", "results.json"]  # what resolve_source fetches
 UPLOADED = DOWNLOADED + ["learning_curve.png", "metrics.csv", "replay.mp4"]  # what push_folder sends
 NOT_UPLOADED = ["checkpoint.safetensors", "events.out.tfevents.1700000000.host.123.0"]
 MODEL_CARD = """---
@@ -90,6 +90,7 @@ def export_dir(tmp_path: Path) -> Path:
               "spaces": {"obs_shape": [4], "action_kind": "discrete", "action_dim": 2}}
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     write_weights(folder / "model.safetensors", 1.0)
+    (folder / "actor.onnx").write_bytes(b"\x08\x07onnx graph")
     (folder / "README.md").write_text(MODEL_CARD)
     (folder / "results.json").write_text(json.dumps({"mean_return": 500.0, "std_return": 0.0, "episodes": 10}))
     (folder / "replay.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(64))

@@ -65,8 +65,8 @@ def test_export_writes_the_format_with_a_valid_card(run_dir, tmp_path):
     result = CliRunner().invoke(app, ["export", str(run_dir), "--out", str(out), "--episodes", "2",
                                       "--repo-id", "org/mrq-pendulum"])
     assert result.exit_code == 0, result.output
-    assert {p.name for p in out.iterdir()} == {"config.json", "model.safetensors", "README.md", "results.json",
-                                                 "metrics.csv"}
+    assert {p.name for p in out.iterdir()} == {"config.json", "model.safetensors", "actor.onnx", "README.md",
+                                                 "results.json", "metrics.csv"}
     results = json.loads((out / "results.json").read_text())
     assert results["episodes"] == 2 and len(results["returns"]) == 2 and results["deterministic"] is True
     assert results["mean"] == pytest.approx(np.mean(results["returns"]))
@@ -93,7 +93,7 @@ def test_push_pull_round_trip_through_the_hub_protocol(run_dir, tmp_path):
         assert pushed.returncode == 0, pushed.stderr
         assert "org/mrq-pendulum" in pushed.stdout
         files = hub.repos["org/mrq-pendulum"].files("main")[1]
-        assert {"config.json", "model.safetensors", "README.md", "results.json"} <= set(files)
+        assert {"config.json", "model.safetensors", "actor.onnx", "README.md", "results.json"} <= set(files)
         card = ModelCard(files["README.md"].decode())
         assert card.data.library_name == "mrq-agents" and "mrq" in card.data.tags
         # A run folder pushes too: exported on the fly, scored by its last evaluation during training.

@@ -1,10 +1,16 @@
 """Maintainer tool: bundle a training run into the zoo (zoo/<name>/ + a manifest entry).
 
     python tools/zoo_add.py RUN_DIR --name InvertedPendulum-v4 --repo-id mrq-agents/mrq-InvertedPendulum-v4
+    python tools/zoo_add.py --onnx-only --name InvertedPendulum-v4     # (re)write zoo/<name>/actor.onnx only
 
 Exports the run with `Policy.save_pretrained`, then evaluates the *shipped* folder (10 episodes, seed 0, no
 exploration noise) and records that score, the training command and the weights' sha256 in
 zoo/manifest.json. tests/test_zoo.py re-runs the evaluation and checks it reproduces the manifest.
+
+`--onnx-only` exports actor.onnx from an entry's shipped weights and re-renders its model card (which lists
+it, and updates the entry's `bytes`); the weights, their sha256, config.json and the measured score stay as
+they are. That is how
+the entries bundled before ONNX export got their actor.onnx. Deterministic: the same weights give the same file.
 """
 
 from __future__ import annotations
@@ -20,14 +26,40 @@ ZOO = Path(__file__).resolve().parents[1] / "zoo"
 EPISODES, SEED = 10, 0
 
 
+def add_onnx(folder: Path) -> Path:
+    """Write folder/actor.onnx from folder/model.safetensors and re-render README.md; the rest stays as it is."""
+    from mrq_agents.actor_torch import write_actor_onnx
+    from mrq_agents.export import render_card
+
+    policy = Policy.from_pretrained(folder, backend="torch")
+    sha = sha256_file(folder / "model.safetensors")
+    path = write_actor_onnx(folder, policy.actor, sha, policy.env_config.env_id)
+    results = json.loads((folder / "results.json").read_text())
+    card = render_card(policy.metadata, results, policy.metadata.get("repo_id"),
+                       has_video=(folder / "replay.mp4").exists(), has_curve=(folder / "learning_curve.png").exists())
+    (folder / "README.md").write_text(card)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("run_dir", type=Path, nargs="?")
     parser.add_argument("--name", required=True, help="folder name under zoo/")
-    parser.add_argument("--repo-id", required=True)
+    parser.add_argument("--repo-id")
+    parser.add_argument("--onnx-only", action="store_true", help="only (re)write zoo/<name>/actor.onnx")
     args = parser.parse_args()
 
     folder = ZOO / args.name
+    if args.onnx_only:
+        print(add_onnx(folder))
+        manifest = json.loads((ZOO / "manifest.json").read_text())
+        for entry in manifest["entries"]:
+            if entry["folder"] == args.name:
+                entry["bytes"] = sum(p.stat().st_size for p in folder.iterdir())
+        (ZOO / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        return
+    if args.run_dir is None or args.repo_id is None:
+        parser.error("RUN_DIR and --repo-id are required (unless --onnx-only)")
     Policy.from_pretrained(args.run_dir).save_pretrained(folder, repo_id=args.repo_id)
     shipped = Policy.from_pretrained(folder)
     results = shipped.evaluate(episodes=EPISODES, seed=SEED, deterministic=True,
