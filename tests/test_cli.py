@@ -450,7 +450,7 @@ def test_fast_flag_trains_and_is_kept_on_resume(trained, tmp_path):
     out = tmp_path / "fast"
     result = invoke(train_args("pendulum", out, "--fast"))
     assert_ok(result)
-    assert "(fast path)" in result.stdout
+    assert "(fast path, fp32)" in result.stdout
     config = json.loads((out / "config.json").read_text())
     assert config["run"]["fast"] is True and config["training"]["fast_path"] is True
     fast_rows, plain_rows = read_rows(out), read_rows(trained("pendulum")[0])
@@ -461,7 +461,7 @@ def test_fast_flag_trains_and_is_kept_on_resume(trained, tmp_path):
         assert first[0][key] == pytest.approx(first[1][key], rel=1e-3, abs=1e-4), key
     result = invoke(["train", "Pendulum-v1", "--out", out, "--resume", "--steps", "800"])
     assert_ok(result)
-    assert "(fast path)" in result.stdout
+    assert "(fast path, fp32)" in result.stdout
 
 
 # ------------------------------------------------------------------------------------------------ determinism

@@ -161,9 +161,14 @@ def test_bad_actor_onnx_is_a_one_line_error(case, exports, tmp_path):
         (folder / "actor.onnx").write_bytes(b"")
     elif case == "other_model":  # CartPole's graph beside Pendulum's config
         shutil.copyfile(exports["CartPole-v1"] / "actor.onnx", folder / "actor.onnx")
-    elif case == "stale_weights":  # the weights were replaced after the graph was exported
+    elif case == "stale_weights":  # the weights were replaced (and recorded) after the graph was exported
+        from mrq_agents.export import sha256_file
+        from mrq_agents.serialization import load_tensors, save_tensors
+
+        tensors, metadata = load_tensors(folder / "model.safetensors")
+        save_tensors(folder / "model.safetensors", {k: v * 1.01 for k, v in tensors.items()}, metadata)
         meta = json.loads((folder / "config.json").read_text())
-        meta["weights_sha256"] = "0" * 64
+        meta["weights_sha256"] = sha256_file(folder / "model.safetensors")
         (folder / "config.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError) as err:
         Policy.from_pretrained(folder, backend="onnx")

@@ -70,7 +70,7 @@ def test_train_reports_its_thread_count(tmp_path, restore_threads):
     result = CliRunner().invoke(app, ["train", "Pendulum-v1", "--preset", "small", "--steps", "5", "--eval-every",
                                       "5", "--eval-episodes", "1", "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
-    assert "(plain path) | threads 1 |" in result.stdout and torch.get_num_threads() == 1
+    assert "(plain path, fp32) | threads 1 |" in result.stdout and torch.get_num_threads() == 1
 
 
 def test_finetune_takes_threads(tmp_path, restore_threads):
