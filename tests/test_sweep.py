@@ -77,17 +77,13 @@ def test_the_issue_spec_expands_to_a_grid(tmp_path):
     ("[[runs]]\nenv = 'CartPole-v1'\n", "unknown key 'env' (use 'envs = [...]')"),
     ("[[runs]]\nenvs = ['CartPole-v1']\nset = ['no_such=1']\n", "key 'set'"),
     ("[[runs]]\nenvs = ['CartPole-v1']\npreset = 'huge'\n", "key 'preset': unknown preset 'huge'"),
-    ("[[runs]]\nenvs = ['CartPole-v1']\nprecision = 'bf16'\n", "key 'precision'"),
+    ("[[runs]]\nenvs = ['CartPole-v1']\nprecision = 16\n", "key 'precision'"),
     ("[defaults]\nsteps = 5\n", "'runs' must be one or more [[runs]] tables"),
     ("[[runs]]\nenvs = ['CartPole-v1']\n[[runs]]\nenvs = ['CartPole-v1']\nsteps = 9\n",
      "[[runs]] #2: CartPole-v1 seed 0 is also in"),
     ("[[runs]\nenvs = 1\n", "is not valid TOML"),
 ])
 def test_a_bad_spec_is_one_line_naming_the_key(tmp_path, text, message):
-    from mrq_agents.sweep import precision_target
-
-    if "precision" in text and precision_target() is not None:
-        pytest.skip("this version supports precision")
     spec = write_spec(tmp_path / "bad.toml", text)
     with pytest.raises(SweepSpecError) as err:
         load_spec(spec)
