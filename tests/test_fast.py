@@ -68,8 +68,13 @@ def assert_close(a, b, atol, rtol):
 def test_fast_path_matches_the_plain_path(kind, device):
     spec = SPECS[kind]
     updates = 120 if spec.pixels else 300  # 3 and 6 target cycles: 150 and 300 encoder updates
-    plain, plain_buffer, plain_metrics = train(spec, fast=False, device=device, updates=updates, new_data_every=25)
-    fast, fast_buffer, fast_metrics = train(spec, fast=True, device=device, updates=updates, new_data_every=25)
+    # On CUDA, PyTorch lets cuDNN convolutions run in TF32 (10-bit mantissa) and pick their algorithm per call;
+    # 120 updates grow those differences past float32 rounding (seen on an H200: conv weights 4e-3 apart).
+    # The comparison is of the two paths' math, so it runs IEEE float32 convolutions with fixed algorithms.
+    with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
+        plain, plain_buffer, plain_metrics = train(spec, fast=False, device=device, updates=updates,
+                                                   new_data_every=25)
+        fast, fast_buffer, fast_metrics = train(spec, fast=True, device=device, updates=updates, new_data_every=25)
     assert not plain.fast and fast.fast
     assert plain.num_updates == fast.num_updates == updates
     # The networks moved a long way from their initial values, and both paths moved them the same way.

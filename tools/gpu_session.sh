@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# One lent-GPU session in a single call (maintainers; the device tool of this workplace):
+#   1. install the carried wheels (.whl/: this package's wheel, gymnasium, mujoco, ale-py; the image has torch),
+#   2. time the CUDA path clean (benchmarks/throughput.py --device cuda),
+#   3. train zoo runs in the background (seed 0, the paper's config) while tests/test_fast.py checks the CUDA path
+#      against the plain one,
+#   4. at DEADLINE_S seconds after the start, stop the runs with SIGTERM and pack their run folders (no
+#      checkpoints: they do not fit what comes back) into $OUT/runs.tar.part-* (15 MiB pieces).
+# Run as: DEADLINE_S=500 bash tools/gpu_session.sh   (carry .whl; a run that dies on the fast path is retried
+# once with --no-fast). The zoo entry is then built here from the returned run folder (tools/zoo_add.py).
+# Build .whl here first: this package's wheel (`pip wheel --no-deps . -w .whl`) and, for Python 3.12
+# manylinux, gymnasium, farama-notifications, mujoco, glfw, pyopengl, websockets and ale-py (see the device
+# tool's README); the image brings torch, numpy, opencv, typer, safetensors, huggingface_hub and onnxruntime.
+# Measured 2026-11-26 on an H200: three runs sharing the GPU went 2-3x slower each than one alone; run one.
+set -u
+T0=$(date +%s)
+DEADLINE_S=${DEADLINE_S:-500}
+OUT=${OUT:-/tmp/out}
+RUNS=/tmp/runs
+REPO=$(pwd)
+elapsed() { echo $(( $(date +%s) - T0 )); }
+say() { echo "[$(elapsed)s] $*" | tee -a "$OUT/session.txt"; }
+
+DEVICE=${DEVICE:-cuda}
+mkdir -p "$OUT" "$RUNS"
+if [ -z "${SKIP_INSTALL:-}" ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || { echo "wheel install failed"; exit 1; }
+  export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH
+fi
+export PYTHONUNBUFFERED=1
+say "installed"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv | tee -a "$OUT/session.txt"
+(cd /tmp && python3 -c "import sys, torch, mrq_agents; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name(), mrq_agents.__version__)") 2>&1 | tee -a "$OUT/session.txt"
+
+# 2. Throughput on a GPU nothing else uses.
+[ -z "${SKIP_BENCH:-}" ] && {
+say "throughput fp32 (plain, fast)"
+(cd /tmp && timeout 110 python3 "$REPO/benchmarks/throughput.py" --device cuda --envs HalfCheetah-v4 ALE/Pong-v5 \
+  --paths plain fast --precisions fp32) 2>&1 | tee "$OUT/throughput.txt"
+say "throughput bf16 (fast)"
+(cd /tmp && timeout 45 python3 "$REPO/benchmarks/throughput.py" --device cuda --envs HalfCheetah-v4 \
+  --paths fast --precisions bf16) 2>&1 | tee -a "$OUT/throughput.txt"
+}
+
+# 3. Zoo runs: name|env|extra arguments.
+RUN_SPECS=${RUN_SPECS:-"halfcheetah|HalfCheetah-v4|--steps 100000"}
+declare -A PID ARGS ENVID RETRIED
+launch() {  # name env args...
+  # Started from this shell (no setsid: under job control setsid forks, and $! would name the wrong process).
+  local name=$1 env=$2; shift 2
+  (cd /tmp && exec nohup mrq train "$env" --seed 0 --device "$DEVICE" --out "$RUNS/$name" "$@" \
+    >> "$RUNS/$name.log" 2>&1) &
+  PID[$name]=$!
+  say "launched $name: mrq train $env --seed 0 --device $DEVICE $* (pid ${PID[$name]})"
+}
+IFS=';' read -ra SPECS <<< "$RUN_SPECS"
+for spec in "${SPECS[@]}"; do
+  IFS='|' read -r name env args <<< "$spec"
+  ENVID[$name]=$env; ARGS[$name]=$args; RETRIED[$name]=0
+  # shellcheck disable=SC2086
+  launch "$name" "$env" $args
+done
+
+say "tests/test_fast.py (CPU and CUDA cases; the runs share the GPU)"
+[ -z "${SKIP_TESTS:-}" ] && (cd /tmp && timeout 200 python3 -m pytest "$REPO/tests/test_fast.py" -q -p no:cacheprovider -rs) 2>&1 \
+  | tee "$OUT/test_fast.txt" | tail -15
+
+# 4. Watch the runs until the deadline; a run that failed is retried once on the plain path.
+while [ "$(elapsed)" -lt $((DEADLINE_S - 25)) ]; do
+  for name in "${!PID[@]}"; do
+    if ! kill -0 "${PID[$name]}" 2>/dev/null && [ "${RETRIED[$name]}" = 0 ] \
+        && grep -qi "error\|Traceback" "$RUNS/$name.log"; then
+      say "$name stopped with an error; retrying with --no-fast"; tail -5 "$RUNS/$name.log"
+      RETRIED[$name]=1
+      # shellcheck disable=SC2086
+      launch "$name" "${ENVID[$name]}" ${ARGS[$name]} --no-fast --overwrite
+    fi
+  done
+  say "$(for n in "${!PID[@]}"; do echo -n "$n: $(grep -c . "$RUNS/$n/metrics.csv" 2>/dev/null) rows, last $(tail -1 "$RUNS/$n/metrics.csv" 2>/dev/null | cut -d, -f1-5) | "; done)"
+  sleep 20
+done
+
+say "deadline: SIGTERM to the runs"
+for name in "${!PID[@]}"; do kill -TERM "${PID[$name]}" 2>/dev/null; done
+for _ in $(seq 15); do
+  alive=0; for name in "${!PID[@]}"; do kill -0 "${PID[$name]}" 2>/dev/null && alive=1; done
+  [ $alive = 0 ] && break; sleep 1
+done
+for name in "${!PID[@]}"; do kill -KILL "${PID[$name]}" 2>/dev/null; done
+for name in "${!PID[@]}"; do echo "== $name"; tail -4 "$RUNS/$name.log"; done | tee -a "$OUT/session.txt"
+(cd "$RUNS" && tar --exclude='checkpoint.safetensors' --exclude='*.tmp' -cf - . | gzip -1 | split -b 15M - "$OUT/runs.tar.gz.part-")
+ls -la "$OUT"
+say "done"
