@@ -355,10 +355,33 @@ def make_env(env: str | EnvConfig, seed: int | None = None, render_mode: str | N
         made = gym.make(config.gym_id, **kwargs)
     except (gym.error.Error, ImportError, TypeError) as e:
         raise _error(f"cannot build env {config.env_id!r} ({config.gym_id}): {e}") from None
+    if render_mode is not None and not {"camera_id", "camera_name"} & kwargs.keys():
+        follow_agent(made)
     wrapped = wrap_env(made, config)
     if seed is not None:
         wrapped.action_space.seed(seed)
     return wrapped
+
+
+def follow_agent(env: gym.Env) -> None:
+    """Render a Gymnasium MuJoCo env from its model's "track" camera when its default view would not follow the agent.
+
+    Gymnasium renders from a free camera set by the env's default camera config; HalfCheetah-v4's has no
+    `trackbodyid`, so the cheetah runs out of the picture within a second. Its model (like Hopper's, Walker2d's,
+    Ant's and Humanoid's) has a "track" camera that follows the body. Envs whose config tracks, and any env
+    that is not a Gymnasium MuJoCo env, are left as they are.
+    """
+    renderer = getattr(env.unwrapped, "mujoco_renderer", None)
+    model = getattr(env.unwrapped, "model", None)
+    if renderer is None or model is None or getattr(renderer, "camera_id", None) != -1:
+        return
+    if "trackbodyid" in (getattr(renderer, "default_cam_config", None) or {}):
+        return
+    import mujoco
+
+    track = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, "track")
+    if track >= 0:
+        renderer.camera_id = track
 
 
 # --------------------------------------------------------------------------------------------- spec

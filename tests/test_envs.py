@@ -273,3 +273,18 @@ def test_atari_wrap_needs_frameskip_1():
     with pytest.raises(UnsupportedEnvError) as error:
         wrap_env(gym.make("ALE/Pong-v5"), resolve_env("ALE/Pong-v5"))
     assert_one_line(error)
+
+
+def test_halfcheetah_video_follows_the_cheetah():
+    """Gymnasium's HalfCheetah-v4 view stays put while the cheetah runs off; renders use its model's "track" camera."""
+    import mujoco
+
+    env = make_env("HalfCheetah-v4", render_mode="rgb_array")
+    model = env.unwrapped.model
+    track = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, "track")
+    assert track >= 0 and env.unwrapped.mujoco_renderer.camera_id == track
+    # Envs whose own view tracks the body keep it; a camera the user names is left alone; no render, no change.
+    assert make_env("Hopper-v4", render_mode="rgb_array").unwrapped.mujoco_renderer.camera_id == -1
+    assert make_env("HalfCheetah-v4", render_mode="rgb_array",
+                    camera_id=-1).unwrapped.mujoco_renderer.camera_id == -1
+    assert make_env("HalfCheetah-v4").unwrapped.mujoco_renderer.camera_id == -1
