@@ -110,7 +110,8 @@ class Placement:
     p25: float | None = None
     p75: float | None = None
     score: float | None = None
-    where: str | None = None  # "below", "inside" or "above" the paper's interquartile range; None: no score
+    where: str | None = None  # "below", "inside" or "above" the paper's interquartile range; None: not placed
+    next_paper_step: int | None = None  # set when only the untrained step 0 precedes `step` (then not placed)
 
     @property
     def has_reference(self) -> bool:
@@ -123,7 +124,10 @@ class Placement:
         if not self.has_reference:
             return f"no paper evaluation at or before step {self.step:,}"
         text = f"{self.mean:g} (IQR {self.p25:g} to {self.p75:g}) at {self.paper_step:,} steps"
-        if self.paper_step != self.step:
+        if self.next_paper_step is not None:
+            text += (f" (the untrained agents; the paper's next evaluation is at {self.next_paper_step:,}, so "
+                     f"a score at {self.step:,} is not placed)")
+        elif self.paper_step != self.step:
             text += f" (the paper's nearest evaluation at or below {self.step:,})"
         return text
 
@@ -140,7 +144,9 @@ def placement(env: Any, step: int | None, score: float | None = None) -> Placeme
     """Place `score` (a mean evaluation return after `step` agent decisions) against the paper's 10 seeds.
 
     Inside means p25 <= score <= p75 at the paper's nearest evaluation step at or below `step`; below and
-    above are outside that interquartile range. Without a score, only the reference is filled in.
+    above are outside that interquartile range. Without a score, only the reference is filled in. A score
+    after some training whose nearest paper evaluation is step 0 (Atari before 100k) is not placed: beating
+    untrained agents says nothing about learning as the paper does.
     """
     ref = curve(env)
     name = ref.name if ref is not None else paper_env_name(env)
@@ -152,6 +158,8 @@ def placement(env: Any, step: int | None, score: float | None = None) -> Placeme
         return Placement(name, step, score=score)
     mean, p25, p75 = float(ref.mean[i]), float(ref.p25[i]), float(ref.p75[i])
     where = None
+    if ref.steps[i] == 0 < step and i + 1 < len(ref.steps):
+        return Placement(name, step, 0, mean, p25, p75, score, None, int(ref.steps[i + 1]))
     if score is not None:
         where = "below" if score < p25 else "above" if score > p75 else "inside"
     return Placement(name, step, int(ref.steps[i]), mean, p25, p75, score, where)

@@ -54,6 +54,17 @@ def test_placement_uses_the_nearest_evaluated_step_at_or_below():
     assert pong.paper_step == 100_000 and pong.where == "above"  # IQR -11.7 to -6.3
 
 
+def test_a_trained_score_is_not_placed_against_the_untrained_step_0():
+    # Atari-Breakout-v5: 0 -> 1.7 (IQR 1.1 to 2.4), next evaluation 100k; Gym evaluates every 5k from 0.
+    place = paper.placement("ALE/Breakout-v5", 40_000, 3.0)
+    assert (place.paper_step, place.mean, place.where, place.next_paper_step) == (0, 1.7, None, 100_000)
+    assert place.text() == ("paper 1.7 (IQR 1.1 to 2.4) at 0 steps (the untrained agents; the paper's next "
+                            "evaluation is at 100,000, so a score at 40,000 is not placed)")
+    assert paper.placement("ALE/Breakout-v5", 0, 3.0).where == "above"  # step 0 against step 0 is placed
+    assert paper.placement("ALE/Breakout-v5", 100_000, 3.0).where == "below"  # IQR 9.6 to 11.3
+    assert paper.placement("HalfCheetah-v4", 4_999, 0.0).where is None
+
+
 def test_placement_without_a_reference():
     place = paper.placement("CartPole-v1", 10_000, 500.0)
     assert not place.has_reference and place.where is None and place.text() == "no paper reference"
