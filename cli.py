@@ -423,15 +423,17 @@ def zoo_list() -> None:
     from mrq_agents import zoo
     from mrq_agents.paper import placement
 
-    rows = [("env", "repo id", "steps", "score (mean ± std, episodes)", "paper mean (IQR) at those steps",
+    rows = [("env", "repo id", "preset", "steps", "score (mean ± std, episodes)", "paper mean (IQR) at those steps",
              "vs paper")]
     for e in zoo.entries():
         score = e["score"]
         place = placement(e["env_id"], e["steps"], score["mean"])
         paper = (f"{place.mean:g} ({place.p25:g} to {place.p75:g})" + ("" if place.paper_step == e["steps"] else
                  f" at {place.paper_step:,}") if place.has_reference else place.reference_text())
-        rows.append((e["env_id"], e["repo_id"], f"{e['steps']:,}",
-                     f"{score['mean']:.1f} ± {score['std']:.1f} ({score['episodes']})", paper, place.where or "-"))
+        policy = "" if score.get("deterministic", True) else ", sampled"
+        rows.append((e["env_id"], e["repo_id"], zoo.preset(e), f"{e['steps']:,}",
+                     f"{score['mean']:.1f} ± {score['std']:.1f} ({score['episodes']}{policy})", paper,
+                     place.where or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())

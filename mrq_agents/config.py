@@ -149,6 +149,14 @@ PRESETS: dict[str, dict[str, object]] = {
 }
 
 
+def preset_name(algorithm: dict[str, Any]) -> str:
+    """The preset a saved algorithm config equals ('paper', 'small'), or 'custom'."""
+    for name in PRESETS:
+        if preset_config(name).to_dict() == algorithm:
+            return name
+    return "custom"
+
+
 def preset_config(name: str) -> MRQConfig:
     """The config of a named preset (see PRESETS)."""
     if name not in PRESETS:

@@ -137,6 +137,7 @@ def render_card(meta: dict[str, Any], results: dict[str, Any] | None, repo_id: s
         "steps": f"{steps:,}" if steps else "unknown",
         "wall_time": f"{wall / 60:.1f} min" if wall else "unknown wall time",
         "device": f"{training.get('device', 'unknown device')}, {training.get('precision', 'fp32')} precision",
+        "training_note": f" ({training['note']})" if training.get("note") else "",
         "paper_score": place.reference_text() if steps else "no reference: unknown step count",
         "placement": (f"**{place.where}** the paper's interquartile range at this step" if place.where
                       else "-"),

@@ -4,7 +4,8 @@
     python tools/zoo_add.py --onnx-only --name InvertedPendulum-v4     # (re)write zoo/<name>/actor.onnx only
 
 Exports the run with `Policy.save_pretrained`, then evaluates the *shipped* folder (10 episodes, seed 0, no
-exploration noise) and records that score, the training command and the weights' sha256 in
+exploration noise; discrete actions sampled as the paper does, continuous ones deterministic), records
+replay.mp4 (one episode, seed 0) from it, and writes that score, the training command and the weights' sha256 in
 zoo/manifest.json. tests/test_zoo.py re-runs the evaluation and checks it reproduces the manifest.
 
 `--onnx-only` exports actor.onnx from an entry's shipped weights and re-renders its model card (which lists
@@ -47,6 +48,8 @@ def main() -> None:
     parser.add_argument("--name", required=True, help="folder name under zoo/")
     parser.add_argument("--repo-id")
     parser.add_argument("--onnx-only", action="store_true", help="only (re)write zoo/<name>/actor.onnx")
+    parser.add_argument("--note", help="how the run was made, for the card's training row and the manifest "
+                                       "(e.g. where it stopped and why)")
     args = parser.parse_args()
 
     folder = ZOO / args.name
@@ -60,10 +63,16 @@ def main() -> None:
         return
     if args.run_dir is None or args.repo_id is None:
         parser.error("RUN_DIR and --repo-id are required (unless --onnx-only)")
-    Policy.from_pretrained(args.run_dir).save_pretrained(folder, repo_id=args.repo_id)
+    source = Policy.from_pretrained(args.run_dir)
+    if args.note:
+        source.metadata.setdefault("training", {})["note"] = args.note
+    source.save_pretrained(folder, repo_id=args.repo_id)
     shipped = Policy.from_pretrained(folder)
-    results = shipped.evaluate(episodes=EPISODES, seed=SEED, deterministic=True,
+    # The paper's protocol: no exploration noise; discrete actions sample argmax(gumbel_softmax(pre)).
+    deterministic = not shipped.metadata["spaces"]["discrete"]
+    results = shipped.evaluate(episodes=EPISODES, seed=SEED, deterministic=deterministic,
                                source="tools/zoo_add.py (evaluation of the shipped files)")
+    shipped.record(folder / "replay.mp4", episodes=1, seed=SEED, deterministic=deterministic)
     shipped.save_pretrained(folder, results=results, repo_id=args.repo_id)  # card + results.json with that score
     meta = json.loads((folder / "config.json").read_text())
     steps = meta["training"]["steps"]
@@ -71,7 +80,9 @@ def main() -> None:
         "env_id": meta["env"]["env_id"], "repo_id": args.repo_id, "folder": args.name,
         "command": meta["training"]["command"], "steps": steps,
         "score": {k: results[k] for k in ("mean", "std", "episodes", "seed", "deterministic")},
-        "eval_command": f"mrq eval {args.repo_id} --episodes {EPISODES} --seed {SEED} --deterministic",
+        "eval_command": f"mrq eval {args.repo_id} --episodes {EPISODES} --seed {SEED}"
+                        + (" --deterministic" if deterministic else ""),
+        **({"note": args.note} if args.note else {}),
         "sha256": sha256_file(folder / "model.safetensors"),
         "bytes": sum(p.stat().st_size for p in folder.iterdir()),
     }

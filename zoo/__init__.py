@@ -40,6 +40,16 @@ def find_by_repo(repo_id: str) -> dict[str, Any] | None:
     return next((e for e in entries() if e["repo_id"] == repo_id), None)
 
 
+def preset(entry: dict[str, Any]) -> str:
+    """The training preset of an entry ('paper', 'small' or 'custom'), read from its bundled config.json."""
+    from mrq_agents.config import preset_name
+
+    config = ZOO_DIR / entry["folder"] / "config.json"
+    if not config.exists():
+        return "unknown"
+    return preset_name(json.loads(config.read_text())["algorithm"])
+
+
 def bundled_folder(entry: dict[str, Any]) -> Path:
     """The entry's bundled export folder, after checking its weights against the manifest's sha256."""
     from mrq_agents.export import sha256_file
