@@ -1,5 +1,10 @@
 """`mrq play` (zoo agents, recording headless mp4s) and `mrq zoo list`."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import imageio.v2 as imageio
 import pytest
 from typer.testing import CliRunner
@@ -35,6 +40,22 @@ def test_play_zoo_env_records_full_resolution_video(tmp_path):
     assert min(height, width) > 84  # the env's own render, not the network input
 
 
+def test_play_breakout_records_the_zoo_agent_from_a_clean_environment(tmp_path):
+    """The package's first line, as a user types it: no display, no GL or Hub variables, the bundled agent."""
+    env = {"PATH": str(Path(sys.executable).parent) + os.pathsep + "/usr/bin:/bin", "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "mrq_agents.cli", "play", "ALE/Breakout-v5", "--record"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (line,) = episode_lines(done.stdout)
+    steps = int(line.split(", ")[1].split()[0])
+    assert line.split(" -> ")[1] == "videos/ALE_Breakout-v5-seed0.mp4"
+    assert check_video(tmp_path / "videos" / "ALE_Breakout-v5-seed0.mp4", steps) == (210, 160)
+    reader = imageio.get_reader(tmp_path / "videos" / "ALE_Breakout-v5-seed0.mp4")
+    first, last = reader.get_data(0), reader.get_data(steps)
+    reader.close()
+    assert (first != last).any()  # the game moved: bricks, ball, paddle or score changed
+
+
 def test_play_atari_model_records_video(tmp_path):
     folder, _, _ = make_model_folder(tmp_path / "pong", "ALE/Pong-v5")
     result = runner.invoke(app, ["play", "ALE/Pong-v5", "--model", str(folder), "--record",
@@ -53,7 +74,7 @@ def test_play_without_record_prints_returns(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["play", "ALE/Breakout-v5"], "the zoo has no agent for 'ALE/Breakout-v5' (zoo envs:"),
+    (["play", "ALE/Pong-v5"], "the zoo has no agent for 'ALE/Pong-v5' (zoo envs:"),
     (["play", "CartPole-v1", "--model", "MODEL"], "was trained on 'Pendulum-v1', not 'CartPole-v1'"),
     (["play", "Nope-v9"], "'Nope-v9' is not a supported env id, a model folder, or a Hub repo id"),
     (["play", "org/not-there"], "not found on the Hub or in the local cache"),
@@ -71,3 +92,5 @@ def test_zoo_list_shows_entries():
     assert result.exit_code == 0
     for entry in zoo.entries():
         assert entry["env_id"] in result.output and f"{entry['score']['mean']:.1f}" in result.output
+        assert f"  {zoo.preset(entry)}  " in result.output
+    assert {zoo.preset(e) for e in zoo.entries()} >= {"small", "paper"}
