@@ -67,7 +67,7 @@ def main() -> None:
     if args.note:
         source.metadata.setdefault("training", {})["note"] = args.note
     source.save_pretrained(folder, repo_id=args.repo_id)
-    shipped = Policy.from_pretrained(folder)
+    shipped = Policy.from_pretrained(folder, threads=1)  # one observation at a time: 1 thread is fastest
     # The paper's protocol: no exploration noise; discrete actions sample argmax(gumbel_softmax(pre)).
     deterministic = not shipped.metadata["spaces"]["discrete"]
     results = shipped.evaluate(episodes=EPISODES, seed=SEED, deterministic=deterministic,
