@@ -131,11 +131,15 @@ def _dmc(env_id: str, gym_id: str, pixels: bool) -> EnvConfig:
     _register_dmc()
     _check_registered(gym_id, env_id, "a dm_control suite task as dm_control/<domain>-<task>-v0, Dmc-<domain>-<task> "
                                       "or Dmc-visual-<domain>-<task> (e.g. Dmc-walker-walk)")
-    domain = gym_id.removeprefix("dm_control/").split("-")[0]
     if not pixels:
         return EnvConfig(env_id=env_id, family="dmc", gym_id=gym_id, action_repeat=2)
     return EnvConfig(env_id=env_id, family="dmc", gym_id=gym_id, pixels=True, action_repeat=2, frame_stack=3,
-                     image_size=84, camera_id=2 if domain == "quadruped" else 0)
+                     image_size=84, camera_id=dmc_camera(gym_id))
+
+
+def dmc_camera(gym_id: str) -> int:
+    """The paper's camera for a dm_control task: 0 (it follows the body in the locomotion domains), quadruped 2."""
+    return 2 if gym_id.removeprefix("dm_control/").split("-")[0] == "quadruped" else 0
 
 
 def _atari(env_id: str, gym_id: str) -> EnvConfig:
@@ -352,6 +356,10 @@ def make_env(env: str | EnvConfig, seed: int | None = None, render_mode: str | N
         kwargs = {**MAKE_KWARGS[config.family](config), **(config.env_kwargs or {}), **make_kwargs}
         if render_mode is not None:  # envs without rendering need not accept the argument
             kwargs["render_mode"] = render_mode
+            if config.family == "dmc" and "render_kwargs" not in kwargs:
+                # dm_control renders from its free camera by default, which the walker soon walks out of; the
+                # paper's camera follows the body (the same view as the pixel observations, at 240x320).
+                kwargs["render_kwargs"] = {"camera_id": dmc_camera(config.gym_id)}
         made = gym.make(config.gym_id, **kwargs)
     except (gym.error.Error, ImportError, TypeError) as e:
         raise _error(f"cannot build env {config.env_id!r} ({config.gym_id}): {e}") from None

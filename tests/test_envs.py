@@ -288,3 +288,14 @@ def test_halfcheetah_video_follows_the_cheetah():
     assert make_env("HalfCheetah-v4", render_mode="rgb_array",
                     camera_id=-1).unwrapped.mujoco_renderer.camera_id == -1
     assert make_env("HalfCheetah-v4").unwrapped.mujoco_renderer.camera_id == -1
+
+
+def test_dmc_videos_use_the_papers_camera():
+    """dm_control's default render is its free camera, which the walker leaves; renders use camera 0 (quadruped 2)."""
+    walker = make_env("Dmc-walker-walk", render_mode="rgb_array")
+    assert walker.unwrapped.render_kwargs == {"camera_id": 0}
+    walker.reset(seed=0)
+    assert walker.render().shape == (240, 320, 3)
+    assert make_env("dm_control/quadruped-run-v0", render_mode="rgb_array").unwrapped.render_kwargs == {"camera_id": 2}
+    chosen = make_env("Dmc-walker-walk", render_mode="rgb_array", render_kwargs={"camera_id": 1})
+    assert chosen.unwrapped.render_kwargs == {"camera_id": 1}
