@@ -59,3 +59,11 @@ def test_policy_from_zoo_repo_id_is_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     policy = Policy.from_pretrained(ENTRIES[0]["repo_id"])
     assert policy.env_config.env_id == ENTRIES[0]["env_id"]
+
+
+def test_walker_is_reachable_by_its_dm_control_id_and_short_repo_id(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    entry = zoo.find_by_env("dm_control/walker-walk-v0")
+    assert entry is not None and entry["repo_id"] == "mrq-agents/mrq-walker"
+    policy = Policy.from_pretrained("mrq-agents/mrq-walker")
+    assert policy.env_config.gym_id == "dm_control/walker-walk-v0" and zoo.preset(entry) == "paper"
