@@ -147,7 +147,7 @@ def render_card(meta: dict[str, Any], results: dict[str, Any] | None, repo_id: s
         "train_command": training.get("command", "unknown"),
         "config_note": _config_note(meta["algorithm"]),
         "preprocessing": _preprocessing_text(env),
-        "eval_command": _eval_command(repo, results),
+        "eval_command": eval_command(repo, results),
     }
     body = string.Template(CARD_TEMPLATE.read_text()).safe_substitute(values)
     body = re.sub(r"\n{3,}", "\n\n", body)  # empty sections (no video, no curve) leave no gaps
@@ -162,7 +162,8 @@ def _config_note(algorithm: dict[str, Any]) -> str:
     return "The algorithm config is the paper's except " + ", ".join(changed) + "."
 
 
-def _eval_command(repo: str, results: dict[str, Any] | None) -> str:
+def eval_command(repo: str, results: dict[str, Any] | None) -> str:
+    """The `mrq eval` command that reproduces `results` for `repo` (its episodes, seed and policy mode)."""
     if not results:
         return f"mrq eval {repo}"
     if results.get("source") == "evaluation during training":

@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 
 from mrq_agents import Policy
-from mrq_agents.export import sha256_file
+from mrq_agents.export import eval_command, sha256_file
 
 ZOO = Path(__file__).resolve().parents[1] / "zoo"
 EPISODES, SEED = 10, 0
@@ -80,8 +80,7 @@ def main() -> None:
         "env_id": meta["env"]["env_id"], "repo_id": args.repo_id, "folder": args.name,
         "command": meta["training"]["command"], "steps": steps,
         "score": {k: results[k] for k in ("mean", "std", "episodes", "seed", "deterministic")},
-        "eval_command": f"mrq eval {args.repo_id} --episodes {EPISODES} --seed {SEED}"
-                        + (" --deterministic" if deterministic else ""),
+        "eval_command": eval_command(args.repo_id, results),
         **({"note": args.note} if args.note else {}),
         "sha256": sha256_file(folder / "model.safetensors"),
         "bytes": sum(p.stat().st_size for p in folder.iterdir()),
