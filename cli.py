@@ -430,10 +430,14 @@ def zoo_list() -> None:
         place = placement(e["env_id"], e["steps"], score["mean"])
         paper = (f"{place.mean:g} ({place.p25:g} to {place.p75:g})" + ("" if place.paper_step == e["steps"] else
                  f" at {place.paper_step:,}") if place.has_reference else place.reference_text())
+        where = place.where or "-"
+        if place.next_paper_step is not None:  # only the untrained step 0 precedes the entry: name the next one
+            after = placement(e["env_id"], place.next_paper_step)
+            paper += f" (untrained); next {after.mean:g} ({after.p25:g} to {after.p75:g}) at {after.paper_step:,}"
+            where = "not placed"
         policy = "" if score.get("deterministic", True) else ", sampled"
         rows.append((e["env_id"], e["repo_id"], zoo.preset(e), f"{e['steps']:,}",
-                     f"{score['mean']:.1f} ± {score['std']:.1f} ({score['episodes']}{policy})", paper,
-                     place.where or "-"))
+                     f"{score['mean']:.1f} ± {score['std']:.1f} ({score['episodes']}{policy})", paper, where))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())

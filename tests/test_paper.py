@@ -96,6 +96,10 @@ def test_zoo_list_places_entries_against_the_paper():
     # cartpole-balance at 50k: paper mean 992.8, IQR 994.3 to 999; the zoo agent scores 987.2
     assert "992.8 (994.3 to 999)" in result.output and "below" in result.output
     assert "no paper reference" in result.output  # InvertedPendulum-v4
+    # Breakout at 40k: the paper has only its untrained agents (step 0) before 100k (mean 10.8, IQR 9.6 to 11.3)
+    breakout = next(line for line in result.output.splitlines() if line.startswith("ALE/Breakout-v5"))
+    assert "at 0 (untrained); next 10.8 (9.6" in breakout and "at 100,000" in breakout
+    assert breakout.rstrip().endswith("not placed")
 
 
 def test_model_card_and_eval_place_a_dmc_agent_against_the_paper(tmp_path):
