@@ -24,6 +24,25 @@ from mrq_agents.networks import Encoder, Policy as PolicyNet
 from mrq_agents.serialization import atomic_write_bytes
 
 OPSET = 17  # LayerNormalization's first opset; onnxruntime >= 1.14 and onnxruntime-web run it
+# The tensors of model.safetensors that acting reads (Encoder.state and the policy); the rest (the encoder's
+# state-action and model layers, the critics) only fine-tuning reads.
+ACTING_PREFIXES = ("policy.", "encoder.zs_mlp.", "encoder.pixel_trunk.", "encoder.zs_head.", "encoder.zs_norm.")
+
+
+def is_acting_tensor(name: str) -> bool:
+    """Whether acting reads the tensor `name` of model.safetensors."""
+    return name.startswith(ACTING_PREFIXES)
+
+
+def compact_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`tensors` with those acting does not read stored as float16 (halving them), the acting ones untouched.
+
+    Acting is then bit-identical; fine-tuning starts from the float16-rounded critics and model layers. A tensor
+    whose values float16 cannot hold (beyond +-65504) stays float32.
+    """
+    f16 = torch.finfo(torch.float16).max
+    return {k: v.half() if (v.dtype == torch.float32 and not is_acting_tensor(k) and (v.numel() == 0
+                            or float(v.abs().max()) <= f16)) else v for k, v in tensors.items()}
 
 
 class TorchActor(torch.nn.Module):

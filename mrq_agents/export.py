@@ -1,7 +1,8 @@
 """The export format (one folder = one Hub repo) and its model card.
 
     config.json        format version, algorithm config, env and preprocessing, spaces, training info, package version
-    model.safetensors  encoder, value and policy weights named by module (no optimizer or replay state)
+    model.safetensors  encoder, value and policy weights named by module (no optimizer or replay state); float32,
+                       or in a compact export float16 for what acting does not read (`save_pretrained(compact=True)`)
     README.md          model card rendered from MODEL_CARD.md, with Hub metadata (model-index, tags)
     actor.onnx         the state encoder and the policy as one ONNX graph, observation -> action (torch-free acting)
     results.json       mean, std, per-episode returns, episodes, seed, deterministic or not, date
@@ -147,6 +148,10 @@ def render_card(meta: dict[str, Any], results: dict[str, Any] | None, repo_id: s
         "train_command": training.get("command", "unknown"),
         "config_note": _config_note(meta["algorithm"]),
         "preprocessing": _preprocessing_text(env),
+        "storage_note": (" `model.safetensors` stores the state encoder and the policy (all that acting reads) in "
+                         "float32 and the rest (the critics, the encoder's state-action and model layers, which "
+                         "only fine-tuning reads) in float16, to keep the file small; loading makes them float32."
+                         if meta.get("weights_storage") == "compact" else ""),
         "eval_command": eval_command(repo, results),
     }
     body = string.Template(CARD_TEMPLATE.read_text()).safe_substitute(values)

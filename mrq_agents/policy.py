@@ -86,6 +86,8 @@ def load_model_folder(folder: Path) -> tuple[dict[str, Any], MRQConfig, EnvSpec,
 
     meta, config, spec, env_config = read_model_config(folder)
     tensors, _ = load_tensors(folder / MODEL_FILE, what="model weights")
+    # Compact exports store what acting does not read as float16 (`save_pretrained(compact=True)`): float32 here.
+    tensors = {k: v.float() if v.dtype == torch.float16 else v for k, v in tensors.items()}
     bad = sorted(k for k, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all())
     if bad:
         raise CheckpointError(f"{folder / MODEL_FILE} holds NaN or infinite weights ({', '.join(bad[:3])}): the "
@@ -267,12 +269,14 @@ class Policy:
 
     # ---------------------------------------------------------------- sharing
     def save_pretrained(self, folder: str | Path, results: dict[str, Any] | None = None,
-                        repo_id: str | None = None) -> Path:
+                        repo_id: str | None = None, compact: bool = False) -> Path:
         """Write the export format (weights, actor.onnx, config, model card, results, video/curve when present).
 
         `results` (from an evaluation) default to the source's results.json, else the run's last evaluation.
         The torch backend writes the weights and exports actor.onnx from them; the onnx backend copies both
-        files from the source (an export folder, which holds them).
+        files from the source (an export folder, which holds them). `compact` (torch backend) stores the weights
+        acting does not read (critics, the encoder's model layers) as float16: about a third smaller, acting
+        bit-identical; weights already stored so stay so.
         """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -284,12 +288,22 @@ class Policy:
             source_results = self.folder / RESULTS_FILE
             results = (read_json(source_results, "results") if source_results.exists()
                        else export.results_from_metrics(self.folder, self.metadata))
+        if compact and self.backend != "torch":
+            raise ConfigError("compact=True rewrites the weights, which needs the torch backend: load the policy with "
+                              "backend='torch'")
         if self.backend == "torch":
-            from mrq_agents.actor_torch import write_actor_onnx
+            import torch
+
+            from mrq_agents.actor_torch import compact_tensors, write_actor_onnx
             from mrq_agents.serialization import load_tensors, save_tensors
 
             tensors, _ = load_tensors(self.folder / MODEL_FILE, what="model weights")
             networks = {k: v for k, v in tensors.items() if k.split(".")[0] in ("encoder", "value", "policy")}
+            if compact:
+                networks = compact_tensors(networks)
+            meta.pop("weights_storage", None)
+            if any(v.dtype == torch.float16 for v in networks.values()):
+                meta["weights_storage"] = "compact"  # float32 for acting, float16 for the rest
             save_tensors(folder / MODEL_FILE, networks, {"format_version": SUPPORTED_FORMAT,
                                                          "env_id": self.env_config.env_id})
             meta["weights_sha256"] = export.sha256_file(folder / MODEL_FILE)
@@ -317,12 +331,14 @@ class Policy:
         return finetune(self.source, env_id, steps, out, revision=self.revision, **kwargs).train()
 
     def push_to_hub(self, repo_id: str, private: bool = False, commit_message: str = "Upload MR.Q agent",
-                    token: str | None = None) -> str:
-        """Upload the export format to the Hub repo `repo_id`; returns the URL of the commit or repo."""
+                    token: str | None = None, compact: bool = False) -> str:
+        """Upload the export format to the Hub repo `repo_id`; returns the URL of the commit or repo.
+
+        `compact`: as in `save_pretrained`."""
         from mrq_agents.hub import push_folder
 
         with tempfile.TemporaryDirectory() as tmp:
-            self.save_pretrained(tmp, repo_id=repo_id)
+            self.save_pretrained(tmp, repo_id=repo_id, compact=compact)
             return push_folder(tmp, repo_id, private=private, commit_message=commit_message, token=token)
 
 

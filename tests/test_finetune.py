@@ -157,3 +157,17 @@ def test_finetune_from_a_zoo_id(tmp_path, monkeypatch):
     provenance = json.loads((out / "config.json").read_text())["finetuned_from"]
     assert provenance["source"] == "mrq-agents/mrq-InvertedPendulum-v4"
     assert provenance["reinitialised_layers"] == ["encoder.zs_mlp.net.0"]  # obs 4 -> 3; action 1 -> 1
+
+
+def test_finetune_starts_from_a_compact_export_in_float32(tmp_path):
+    from mrq_agents import Policy
+    from mrq_agents.actor_torch import is_acting_tensor
+    from mrq_agents.training.finetune import finetune
+
+    folder, learner, _ = make_model_folder(tmp_path / "run", "Pendulum-v1")
+    compact = Policy.from_pretrained(folder).save_pretrained(tmp_path / "compact", compact=True)
+    trainer = finetune(compact, "Pendulum-v1", steps=10, out=tmp_path / "ft", log=lambda *_: None)
+    started = trainer.learner.nets.state_dict()
+    for name, value in learner.nets.state_dict().items():
+        assert started[name].dtype == torch.float32
+        assert torch.equal(started[name], value if is_acting_tensor(name) else value.half().float()), name

@@ -190,3 +190,62 @@ def test_non_finite_observations_are_refused(pendulum):
         policy.act(obs)
     with pytest.raises(ValueError, match="NaN or infinite"):
         policy.act(np.stack([np.zeros(3, np.float32), np.full(3, np.inf, np.float32)]))
+
+
+def _acting_parameters(policy, obs):
+    """Names of the parameters that the actor's output depends on (those that receive a gradient)."""
+    actor = policy.actor
+    actor.zero_grad(set_to_none=True)
+    out = actor(torch.as_tensor(obs))
+    sum(o.float().sum() for o in (out if isinstance(out, tuple) else (out,)) if o.is_floating_point()).backward()
+    return {n for n, p in actor.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+
+
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1", "Dmc-visual-cartpole-balance"])
+def test_acting_tensors_are_exactly_those_the_actor_reads(env_id, tmp_path):
+    from mrq_agents.actor_torch import is_acting_tensor
+
+    folder, _, env = make_model_folder(tmp_path / "run", env_id)
+    policy = Policy.from_pretrained(folder, backend="torch")
+    obs = np.stack([env.observation_space.sample() for _ in range(4)]).astype(np.float32)
+    read = _acting_parameters(policy, obs)
+    assert read == {n for n, _ in policy.actor.named_parameters() if is_acting_tensor(n)}
+
+
+def test_compact_export_halves_what_acting_does_not_read_and_acts_identically(pendulum, cartpole, tmp_path):
+    from safetensors.torch import load_file
+
+    from mrq_agents.actor_torch import is_acting_tensor
+
+    for folder, learner, env in (pendulum, cartpole):
+        policy = Policy.from_pretrained(folder, backend="torch")
+        full = policy.save_pretrained(tmp_path / "full" / folder.parent.name)
+        compact = policy.save_pretrained(tmp_path / "compact" / folder.parent.name, compact=True)
+        stored = load_file(str(compact / "model.safetensors"))
+        assert {k for k, v in stored.items() if v.dtype == torch.float16} == {k for k in stored if not is_acting_tensor(k)}
+        for name, value in learner.nets.state_dict().items():  # acting tensors exact, the rest float16-rounded
+            expected = value if is_acting_tensor(name) else value.half()
+            assert torch.equal(stored[name], expected), name
+        assert (compact / "model.safetensors").stat().st_size < (full / "model.safetensors").stat().st_size
+        meta = json.loads((compact / "config.json").read_text())
+        assert meta["weights_storage"] == "compact" and "weights_storage" not in json.loads(
+            (full / "config.json").read_text())
+        assert "float16" in (compact / "README.md").read_text()
+        loaded = Policy.from_pretrained(compact, backend="torch")
+        batch = np.stack([env.observation_space.sample() for _ in range(16)])
+        np.testing.assert_array_equal(policy.act(batch), loaded.act(batch))
+        onnx = Policy.from_pretrained(compact, backend="onnx")
+        np.testing.assert_allclose(onnx.act(batch), policy.act(batch), atol=1e-5)
+        # Re-exporting a compact folder keeps it compact; loading gives float32 tensors.
+        again = loaded.save_pretrained(tmp_path / "again" / folder.parent.name)
+        assert load_file(str(again / "model.safetensors")).keys() == stored.keys()
+        assert all(torch.equal(a, b) for a, b in zip(load_file(str(again / "model.safetensors")).values(),
+                                                      load_file(str(compact / "model.safetensors")).values()))
+        from mrq_agents.policy import load_model_folder
+        assert {t.dtype for t in load_model_folder(compact)[-1].values()} == {torch.float32}
+
+
+def test_compact_needs_the_torch_backend(pendulum, tmp_path):
+    export = Policy.from_pretrained(pendulum[0]).save_pretrained(tmp_path / "export")
+    with pytest.raises(MRQError, match="needs the torch backend"):
+        Policy.from_pretrained(export, backend="onnx").save_pretrained(tmp_path / "again", compact=True)

@@ -82,6 +82,21 @@ def test_export_writes_the_format_with_a_valid_card(run_dir, tmp_path):
     assert meta["format_version"] == 1 and meta["spaces"]["obs_shape"] == [3]
 
 
+def test_compact_export_is_smaller_and_acts_the_same(run_dir, tmp_path):
+    for flag in ([], ["--compact"]):
+        out = tmp_path / ("compact" if flag else "full")
+        result = CliRunner().invoke(app, ["export", str(run_dir), "--out", str(out), "--episodes", "1", *flag])
+        assert result.exit_code == 0, result.output
+    full, compact = Policy.from_pretrained(tmp_path / "full"), Policy.from_pretrained(tmp_path / "compact")
+    assert json.loads((tmp_path / "compact" / "config.json").read_text())["weights_storage"] == "compact"
+    size = lambda folder: (folder / "model.safetensors").stat().st_size  # noqa: E731
+    assert size(tmp_path / "compact") < 0.8 * size(tmp_path / "full")
+    obs = np.random.default_rng(0).normal(size=(32, 3)).astype(np.float32)
+    np.testing.assert_array_equal(full.act(obs), compact.act(obs))
+    assert (json.loads((tmp_path / "full" / "results.json").read_text())["returns"]
+            == json.loads((tmp_path / "compact" / "results.json").read_text())["returns"])
+
+
 def test_push_pull_round_trip_through_the_hub_protocol(run_dir, tmp_path):
     export = tmp_path / "export"
     assert CliRunner().invoke(app, ["export", str(run_dir), "--out", str(export), "--episodes", "1"]).exit_code == 0

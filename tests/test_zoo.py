@@ -13,13 +13,28 @@ ENTRIES = zoo.entries()
 
 
 def test_zoo_stays_installable():
-    """Paper-size entries are about 20 MiB each (fp32 weights of the encoder, value and policy + actor.onnx);
+    """Paper-size entries are about 15 MiB each (compact weights of the encoder, value and policy + actor.onnx);
     the bundled zoo stays under 150 MiB."""
     assert len(ENTRIES) >= 2
     total = sum(p.stat().st_size for e in ENTRIES for p in (zoo.ZOO_DIR / e["folder"]).iterdir())
     assert total < 150 * 2**20, f"bundled zoo is {total / 2**20:.1f} MiB"
     assert {e["folder"] for e in ENTRIES} == {p.name for p in zoo.ZOO_DIR.iterdir() if p.is_dir()
                                               and p.name != "__pycache__"}
+
+
+def test_paper_size_entries_are_stored_compactly():
+    """float32 for what acting reads, float16 for the rest (tools/zoo_add.py), so each score is the float32 agent's."""
+    from safetensors import safe_open
+
+    from mrq_agents.actor_torch import is_acting_tensor
+
+    for entry in ENTRIES:
+        if zoo.preset(entry) != "paper":
+            continue
+        with safe_open(str(zoo.ZOO_DIR / entry["folder"] / "model.safetensors"), "pt") as f:
+            dtypes = {k: f.get_slice(k).get_dtype() for k in f.keys()}
+        assert {k for k, d in dtypes.items() if d == "F16"} == {k for k in dtypes if not is_acting_tensor(k)}, entry["folder"]
+        assert {d for k, d in dtypes.items() if is_acting_tensor(k)} == {"F32"}, entry["folder"]
 
 
 def test_breakout_is_in_the_zoo_and_evaluated_as_the_paper_does():

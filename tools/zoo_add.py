@@ -8,6 +8,12 @@ exploration noise; discrete actions sampled as the paper does, continuous ones d
 replay.mp4 (one episode, seed 0) from it, and writes that score, the training command and the weights' sha256 in
 zoo/manifest.json. tests/test_zoo.py re-runs the evaluation and checks it reproduces the manifest.
 
+Paper-size weights are stored compactly (`save_pretrained(compact=True)`): float32 for what acting reads (the
+state encoder and the policy), float16 for the rest (critics, the encoder's model layers; only fine-tuning reads
+them), so the score is that of the float32 agent exactly and an entry is about a quarter smaller. `--fp32`
+keeps everything float32. `--compact-only` rewrites an entry's shipped weights that way (and its actor.onnx,
+config.json, card and manifest sha256), leaving its score as measured; tests/test_zoo.py re-measures it.
+
 `--onnx-only` exports actor.onnx from an entry's shipped weights and re-renders its model card (which lists
 it, and updates the entry's `bytes`); the weights, their sha256, config.json and the measured score stay as
 they are. That is how
@@ -48,25 +54,33 @@ def main() -> None:
     parser.add_argument("--name", required=True, help="folder name under zoo/")
     parser.add_argument("--repo-id")
     parser.add_argument("--onnx-only", action="store_true", help="only (re)write zoo/<name>/actor.onnx")
+    parser.add_argument("--fp32", action="store_true", help="store every weight in float32 (default: compact)")
+    parser.add_argument("--compact-only", action="store_true",
+                        help="only rewrite zoo/<name>'s weights compactly (float16 for what acting does not read)")
     parser.add_argument("--note", help="how the run was made, for the card's training row and the manifest "
                                        "(e.g. where it stopped and why)")
     args = parser.parse_args()
 
     folder = ZOO / args.name
-    if args.onnx_only:
-        print(add_onnx(folder))
+    if args.onnx_only or args.compact_only:
+        if args.onnx_only:
+            print(add_onnx(folder))
+        else:
+            shipped = Policy.from_pretrained(folder, backend="torch")
+            shipped.save_pretrained(folder, repo_id=shipped.metadata.get("repo_id"), compact=True)
         manifest = json.loads((ZOO / "manifest.json").read_text())
         for entry in manifest["entries"]:
             if entry["folder"] == args.name:
                 entry["bytes"] = sum(p.stat().st_size for p in folder.iterdir())
+                entry["sha256"] = sha256_file(folder / "model.safetensors")
         (ZOO / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         return
     if args.run_dir is None or args.repo_id is None:
-        parser.error("RUN_DIR and --repo-id are required (unless --onnx-only)")
+        parser.error("RUN_DIR and --repo-id are required (unless --onnx-only or --compact-only)")
     source = Policy.from_pretrained(args.run_dir)
     if args.note:
         source.metadata.setdefault("training", {})["note"] = args.note
-    source.save_pretrained(folder, repo_id=args.repo_id)
+    source.save_pretrained(folder, repo_id=args.repo_id, compact=not args.fp32)
     shipped = Policy.from_pretrained(folder, threads=1)  # one observation at a time: 1 thread is fastest
     # The paper's protocol: no exploration noise; discrete actions sample argmax(gumbel_softmax(pre)).
     deterministic = not shipped.metadata["spaces"]["discrete"]

@@ -22,7 +22,6 @@ from mrq_agents.errors import ConfigError
 from mrq_agents.export import sha256_file
 from mrq_agents.learner import MRQLearner, build_networks
 from mrq_agents.policy import MODEL_FILE, load_model_folder, resolve_model_folder
-from mrq_agents.serialization import load_tensors
 from mrq_agents.training.trainer import RunConfig, Trainer
 
 FREEZE_CHOICES = ("none", "encoder")
@@ -87,8 +86,7 @@ def finetune(source: str | Path, env_id: str, steps: int, out: str | Path, seed:
     from mrq_agents.training.trainer import default_run_config
 
     folder = resolve_model_folder(source, revision)
-    meta, source_config, _, source_env, _ = load_model_folder(folder)
-    tensors, _ = load_tensors(folder / MODEL_FILE, what="model weights")
+    meta, source_config, _, source_env, tensors = load_model_folder(folder)  # float32 tensors, checked
     config = source_config.with_overrides(overrides or [])
     if warmup_steps is not None:
         # Default: the source config's own warm-up. A tenth of it learned more slowly (docs/finetune.md).
