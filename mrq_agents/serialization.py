@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     import torch
 
 _META_KEY = "mrq"  # safetensors header metadata key holding our JSON metadata string
-_DIGEST_KEY = "mrq.sha256"  # header key holding tensor_digest() of the file's tensors
+_DIGEST_FIELD = "tensors_sha256"  # field of that JSON holding tensor_digest() of the file's tensors
+_DIGEST_KEY = "mrq.sha256"  # where files written before 2026-11-26 hold it: a second header key. safetensors writes
+# the header's keys in no fixed order, so two keys made the same tensors give files with different bytes.
 
 
 def _umask() -> int:
@@ -111,15 +113,21 @@ def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
 
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
-    """Atomically write a safetensors file; `metadata` (JSON-serialisable) goes into its header as one string,
-    beside the tensors' sha256 (checked by load_tensors)."""
+    """Atomically write a safetensors file; `metadata` (JSON-serialisable) and the tensors' sha256 (checked by
+    load_tensors) go into its header as one JSON string, so the same tensors and metadata give the same bytes."""
     from safetensors.torch import save_file
 
     tensors = _storable(tensors)
-    header = {_DIGEST_KEY: tensor_digest(tensors)}
-    if metadata is not None:
-        header[_META_KEY] = json.dumps(metadata)
+    if metadata is not None and _DIGEST_FIELD in metadata:
+        raise ValueError(f"metadata may not hold the reserved field {_DIGEST_FIELD!r}")
+    header = {_META_KEY: json.dumps({**(metadata or {}), _DIGEST_FIELD: tensor_digest(tensors)}, sort_keys=True)}
     _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
+
+
+def _parse_header(header: dict[str, str]) -> tuple[dict, str | None]:
+    """(our metadata, the tensors' recorded sha256 or None) from a safetensors header of either layout."""
+    metadata = json.loads(header[_META_KEY]) if _META_KEY in header else {}
+    return metadata, metadata.pop(_DIGEST_FIELD, None) or header.get(_DIGEST_KEY)
 
 
 def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu",
@@ -137,11 +145,11 @@ def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu",
         with safe_open(str(path), framework="pt", device=str(torch.device(device))) as f:
             header = f.metadata() or {}
             tensors = {name: f.get_tensor(name) for name in f.keys()}
-        metadata = json.loads(header[_META_KEY]) if _META_KEY in header else {}
+        metadata, digest = _parse_header(header)
     except Exception as e:  # safetensors raises its own error types (and OSError/ValueError) for bad files
         raise CheckpointError(f"{what} at {path} is corrupt or truncated ({one_line(e)}); "
                               "restore it from a good copy or re-create it") from None
-    if _DIGEST_KEY in header and tensor_digest(tensors) != header[_DIGEST_KEY]:
+    if digest is not None and tensor_digest(tensors) != digest:
         raise CheckpointError(f"{what} at {path} is corrupt: its tensors do not match the sha256 in its header; "
                               "restore it from a good copy or re-create it")
     return tensors, metadata
@@ -156,7 +164,7 @@ def read_metadata(path: str | os.PathLike, what: str = "weights file") -> dict:
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             header = f.metadata() or {}
-        return json.loads(header[_META_KEY]) if _META_KEY in header else {}
+        return _parse_header(header)[0]
     except Exception as e:  # safetensors raises its own error types for bad files
         raise CheckpointError(f"{what} at {path} is corrupt or truncated ({one_line(e)})") from None
 

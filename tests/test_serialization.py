@@ -86,6 +86,30 @@ def test_save_load_tensors_shared_noncontiguous_and_metadata(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["plain.safetensors", "w.safetensors"]  # no temp files left
 
 
+def test_same_tensors_and_metadata_give_the_same_bytes(tmp_path):
+    """One header key (safetensors orders several at random), so re-saving identical weights changes no sha256."""
+    tensors = {"b": torch.randn(3, 4), "a": torch.arange(5)}
+    for i in range(4):
+        ser.save_tensors(tmp_path / f"{i}.safetensors", dict(reversed(tensors.items())) if i % 2 else tensors,
+                         {"z": 1, "env_id": "Pendulum-v1"})
+    assert len({(tmp_path / f"{i}.safetensors").read_bytes() for i in range(4)}) == 1
+    with pytest.raises(ValueError, match="reserved"):
+        ser.save_tensors(tmp_path / "x.safetensors", tensors, {"tensors_sha256": "mine"})
+
+
+def test_files_with_the_old_two_key_header_still_load_and_are_checked(tmp_path):
+    from safetensors.torch import save_file
+
+    tensors = {"x": torch.randn(8)}
+    path = tmp_path / "old.safetensors"
+    save_file(tensors, str(path), metadata={"mrq": json.dumps({"a": 1}), "mrq.sha256": ser.tensor_digest(tensors)})
+    loaded, meta = ser.load_tensors(path)
+    assert meta == {"a": 1} and ser.read_metadata(path) == {"a": 1} and torch.equal(loaded["x"], tensors["x"])
+    save_file({"x": tensors["x"] + 1}, str(path), metadata={"mrq": "{}", "mrq.sha256": ser.tensor_digest(tensors)})
+    with pytest.raises(CheckpointError, match="do not match the sha256"):
+        ser.load_tensors(path)
+
+
 @pytest.mark.parametrize("kind", ["missing", "empty", "truncated", "garbage", "bad_metadata"])
 def test_load_tensors_bad_file_is_one_line_checkpoint_error(tmp_path, kind):
     path = tmp_path / "w.safetensors"

@@ -14,6 +14,11 @@
 # the zoo's weights and videos: with them it is 80 MB, over what a call carries) and, for Python 3.12
 # manylinux, gymnasium, farama-notifications, mujoco, glfw, pyopengl, websockets and ale-py (see the device
 # tool's README); the image brings torch, numpy, opencv, typer, safetensors, huggingface_hub and onnxruntime.
+# DMC needs dm_control (a 56 MB wheel), which does not fit one call beside mujoco: carry [".whl"] in a first call
+# (with RUN_SPECS="" DEADLINE_S=30 SKIP_BENCH=1 SKIP_TESTS=1: install only, and see what imports), then
+# [".whl-dmc"] (dm_control, dm-env, dm-tree, labmaze, absl-py) and, if scipy is missing, [".whl-scipy"], each
+# within 30 s of the last so the machine stays held; the last call trains. Build them with `pip download --no-deps
+# --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 -d .whl-dmc dm_control==1.0.50 ...`.
 # The call copies the tracked tree, which the zoo's weights push over the 64 MiB a call carries: untrack them for
 # the call (`git rm -q --cached` the zoo's .safetensors/.onnx/.mp4 files and list them in .git/info/exclude),
 # then restore (`git reset -q HEAD -- zoo`, and the exclude file) before committing anything.
@@ -31,14 +36,22 @@ say() { echo "[$(elapsed)s] $*" | tee -a "$OUT/session.txt"; }
 DEVICE=${DEVICE:-cuda}
 mkdir -p "$OUT" "$RUNS"
 if [ -z "${SKIP_INSTALL:-}" ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    || { echo "wheel install failed"; exit 1; }
+  # Every carried wheel folder (.whl, .whl-dmc, .whl-scipy, ...) not installed by an earlier call on this machine.
+  for dir in .whl .whl-*; do
+    [ -d "$dir" ] && [ ! -e "/tmp/site/.installed$dir" ] || continue
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+      "$dir"/*.whl || { echo "wheel install from $dir failed"; exit 1; }
+    touch "/tmp/site/.installed$dir"; echo "installed $dir"
+  done
 fi
 [ -d /tmp/site ] && export PYTHONPATH=/tmp/site PATH=/tmp/site/bin:$PATH  # also on a warm machine's second call
 export PYTHONUNBUFFERED=1
 say "installed"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv | tee -a "$OUT/session.txt"
 (cd /tmp && python3 -c "import sys, torch, mrq_agents; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name(), mrq_agents.__version__)") 2>&1 | tee -a "$OUT/session.txt"
+for module in gymnasium mujoco ale_py scipy lxml dm_control; do  # what the envs need, and what is still missing
+  (cd /tmp && python3 -c "import $module" 2>/dev/null) && echo -n "$module ok | " || echo -n "$module MISSING | "
+done | tee -a "$OUT/session.txt"; echo | tee -a "$OUT/session.txt"
 
 # 2. Throughput on a GPU nothing else uses.
 [ -z "${SKIP_BENCH:-}" ] && {
@@ -51,7 +64,7 @@ say "throughput bf16 (fast)"
 }
 
 # 3. Zoo runs: name|env|extra arguments.
-RUN_SPECS=${RUN_SPECS:-"halfcheetah|HalfCheetah-v4|--steps 100000"}
+RUN_SPECS=${RUN_SPECS-"walker2d|Walker2d-v4|--steps 100000"}  # empty: install and check only
 declare -A PID ARGS ENVID RETRIED
 launch() {  # name env args...
   # Started from this shell (no setsid: under job control setsid forks, and $! would name the wrong process).
