@@ -137,7 +137,7 @@ def render_card(meta: dict[str, Any], results: dict[str, Any] | None, repo_id: s
         "eval_date": results.get("date", "-") if results else "-",
         "steps": f"{steps:,}" if steps else "unknown",
         "wall_time": f"{wall / 60:.1f} min" if wall else "unknown wall time",
-        "device": f"{training.get('device', 'unknown device')}, {training.get('precision', 'fp32')} precision",
+        "device": f"{_where_trained(training)}, {training.get('precision', 'fp32')} precision",
         "training_note": f" ({training['note']})" if training.get("note") else "",
         "paper_score": place.reference_text() if steps else "no reference: unknown step count",
         "placement": (f"**{place.where}** the paper's interquartile range at this step" if place.where
@@ -157,6 +157,19 @@ def render_card(meta: dict[str, Any], results: dict[str, Any] | None, repo_id: s
     body = string.Template(CARD_TEMPLATE.read_text()).safe_substitute(values)
     body = re.sub(r"\n{3,}", "\n\n", body)  # empty sections (no video, no curve) leave no gaps
     return f"---\n{data.to_yaml()}\n---\n\n{body}"
+
+
+def _where_trained(training: dict[str, Any]) -> str:
+    """'cpu', or for a run resumed elsewhere 'cuda (torch 2.11.0, fast path) to step 42,502, then cpu (...)'."""
+    segments = training.get("segments")
+    if not segments:
+        return training.get("device", "unknown device")
+    parts = []
+    for i, seg in enumerate(segments):
+        path = "fast path" if seg.get("fast_path") else "plain path"
+        part = f"{seg.get('device')} (torch {seg.get('torch')}, {path})"
+        parts.append(part + (f" to step {segments[i + 1]['from_step']:,}" if i + 1 < len(segments) else ""))
+    return ", then ".join(parts)
 
 
 def _config_note(algorithm: dict[str, Any]) -> str:

@@ -318,6 +318,25 @@ def test_resume_finished_run_reuses_saved_config(finished_run):
     assert config["algorithm"]["enc_hdim"] == 32 and config["algorithm"]["warmup_steps"] == 200
 
 
+def test_resume_on_other_hardware_records_where_each_part_trained(finished_run, tmp_path):
+    import torch
+
+    config = json.loads((finished_run / "config.json").read_text())  # as if the first 600 steps ran on a GPU
+    config["training"].update(device="cuda", torch="2.11.0+cu130", fast_path=True)
+    (finished_run / "config.json").write_text(json.dumps(config))
+    assert_ok(invoke(["train", "Pendulum-v1", "--out", finished_run, "--resume", "--steps", "800"]))
+    training = json.loads((finished_run / "config.json").read_text())["training"]
+    assert training["device"] == "cpu" and training["segments"] == [
+        {"from_step": 0, "device": "cuda", "torch": "2.11.0+cu130", "fast_path": True},
+        {"from_step": 600, "device": "cpu", "torch": torch.__version__, "fast_path": False}]
+    assert_ok(invoke(["train", "Pendulum-v1", "--out", finished_run, "--resume", "--steps", "1000"]))
+    assert json.loads((finished_run / "config.json").read_text())["training"]["segments"] == training["segments"]
+    assert_ok(invoke(["export", str(finished_run), "--out", str(tmp_path / "export"), "--episodes", "1"]))
+    card = (tmp_path / "export" / "README.md").read_text()
+    assert (f"on cuda (torch 2.11.0+cu130, fast path) to step 600, then cpu (torch {torch.__version__}, plain path), "
+            "fp32 precision") in card
+
+
 @pytest.mark.parametrize("extra, fragments", [
     (["train", "MountainCarContinuous-v0", "--resume"], ["Pendulum-v1", "MountainCarContinuous-v0"]),
     (["train", "Pendulum-v1", "--resume", "--set", "enc_hdim=64"], ["enc_hdim"]),

@@ -144,6 +144,18 @@ def run_config_json(run: RunConfig, algo: MRQConfig, env_config: EnvConfig, spec
     }
 
 
+HARDWARE_KEYS = ("device", "torch", "fast_path")  # where a run trained; a resume elsewhere starts a new segment
+
+
+def resumed_training_info(saved: dict[str, Any], current: dict[str, Any], step: int) -> dict[str, Any]:
+    """config.json's `training` for a run resumed at `step`: `current`, plus `segments` (where each part of the
+    run trained, from which step) once it has trained on more than one device, torch or update path."""
+    segments = saved.get("segments") or [{"from_step": 0, **{k: saved.get(k) for k in HARDWARE_KEYS}}]
+    if any(segments[-1].get(k) != current.get(k) for k in HARDWARE_KEYS):
+        segments = [*segments, {"from_step": int(step), **{k: current.get(k) for k in HARDWARE_KEYS}}]
+    return {**current, "segments": segments} if len(segments) > 1 else dict(current)
+
+
 def check_resumable(saved: dict, run: RunConfig, algo: MRQConfig, env_config: EnvConfig, out: Path) -> None:
     """Refuse to resume a run with another env, algorithm config, seed or eval protocol."""
     if saved.get("format_version") != FORMAT_VERSION:
@@ -261,6 +273,7 @@ class Trainer:
             saved = self.saved_config or read_json(self.out / CONFIG_FILE, "run config")  # missing: one-line error
             check_resumable(saved, self.run, self.algo, self.env_config, self.out)
             self._load_checkpoint(checkpoint)
+            config["training"] = resumed_training_info(saved.get("training", {}), config["training"], self.step)
         elif checkpoint.exists():
             raise ConfigError(f"{self.out} already holds a run: continue it with --resume, start it over with "
                               "--overwrite, or choose another --out")
