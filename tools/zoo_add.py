@@ -48,6 +48,12 @@ def add_onnx(folder: Path) -> Path:
     return path
 
 
+def files_record(folder: Path) -> dict[str, int | str]:
+    """The manifest's record of an entry's files: the weights' sha256 and the folder's size in bytes."""
+    return {"sha256": sha256_file(folder / "model.safetensors"),
+            "bytes": sum(p.stat().st_size for p in folder.iterdir())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path, nargs="?")
@@ -71,8 +77,7 @@ def main() -> None:
         manifest = json.loads((ZOO / "manifest.json").read_text())
         for entry in manifest["entries"]:
             if entry["folder"] == args.name:
-                entry["bytes"] = sum(p.stat().st_size for p in folder.iterdir())
-                entry["sha256"] = sha256_file(folder / "model.safetensors")
+                entry.update(files_record(folder))
         (ZOO / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         return
     if args.run_dir is None or args.repo_id is None:
@@ -96,8 +101,7 @@ def main() -> None:
         "score": {k: results[k] for k in ("mean", "std", "episodes", "seed", "deterministic")},
         "eval_command": eval_command(args.repo_id, results),
         **({"note": args.note} if args.note else {}),
-        "sha256": sha256_file(folder / "model.safetensors"),
-        "bytes": sum(p.stat().st_size for p in folder.iterdir()),
+        **files_record(folder),
     }
     manifest = json.loads((ZOO / "manifest.json").read_text()) if (ZOO / "manifest.json").exists() else {"entries": []}
     manifest["entries"] = [e for e in manifest["entries"] if e["repo_id"] != args.repo_id] + [entry]
