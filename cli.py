@@ -570,7 +570,7 @@ def _sweep_line(r: dict) -> str:
 @app.command("report")
 @_friendly_errors
 def report_(
-    sources: List[Path] = typer.Argument(..., help="Run folders and/or sweep folders (searched for run folders)."),
+    sources: List[Path] = typer.Argument(..., help="Run folders, sweep folders (searched for run folders) and/or export folders (zoo entries, Hub downloads)."),
     out: Path = typer.Option(..., help="Folder for report.md, report.json, one PNG per env and overview.png."),
 ) -> None:
     """Learning curves over the paper's band, per-env tables against the paper, and a normalised aggregate."""

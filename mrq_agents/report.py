@@ -1,7 +1,8 @@
 """`mrq report`: learning curves of runs drawn over the paper's band, per-env tables, an aggregate with CIs.
 
 Input: run folders of `mrq train` / `mrq sweep` (config.json + metrics.csv), or folders holding them (a
-sweep folder). Runs are grouped by env (aliases of one env fall together); each env gets
+sweep folder), or export folders named explicitly (a zoo entry, a model downloaded from the Hub: they keep the
+run's metrics.csv). Runs are grouped by env (aliases of one env fall together); each env gets
 `<env>.png` (mean over seeds, min-max spread and every seed, over the paper's mean and 25-75th percentile
 band) and a table of this project's and the paper's scores at matching steps; `overview.png` puts every
 env side by side; `report.md` and `report.json` hold the tables and the aggregate.
@@ -82,17 +83,24 @@ def find_runs(paths: Sequence[str | Path]) -> list[RunData]:
     for p in map(Path, paths):
         if not p.exists():
             raise ReportError(f"{p} does not exist: pass run folders or sweep folders")
-        candidates = [p] if _is_run_folder(p) else sorted(c.parent for c in p.rglob("metrics.csv"))
-        folders += [c for c in candidates if _is_run_folder(c) and c not in folders]
+        if _has_curve(p):  # named explicitly: a run folder or an export folder (a zoo entry, a Hub download)
+            candidates = [p]
+        else:  # searched: run folders only, so a run and its export are not counted twice
+            candidates = sorted(c.parent for c in p.rglob("metrics.csv") if _is_run_folder(c.parent))
+        folders += [c for c in candidates if c not in folders]
     runs = [r for r in (read_run(f) for f in folders) if r is not None]
     if not runs:
         raise ReportError(f"no run folders with evaluations (config.json + metrics.csv) in {', '.join(map(str, paths))}")
     return runs
 
 
+def _has_curve(p: Path) -> bool:
+    return (p / "config.json").is_file() and (p / "metrics.csv").is_file()
+
+
 def _is_run_folder(p: Path) -> bool:
     # export folders copy metrics.csv too; their results.json tells them apart
-    return (p / "config.json").is_file() and (p / "metrics.csv").is_file() and not (p / "results.json").exists()
+    return _has_curve(p) and not (p / "results.json").exists()
 
 
 def read_run(folder: Path) -> RunData | None:

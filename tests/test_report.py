@@ -96,3 +96,12 @@ def test_runs_of_one_env_with_different_configs_are_separate_groups(tmp_path):
     assert sorted(groups) == ["CartPole-v1 [enc_hdim=128]", "CartPole-v1 [enc_hdim=64]"]
     same = report.group_by_env(report.find_runs([a, fake_run(tmp_path / "c", "CartPole-v1", 2, [(100, 1.0)])]))
     assert list(same) == ["CartPole-v1"] and len(same["CartPole-v1"]) == 2
+
+
+def test_an_export_folder_named_explicitly_is_reported_but_not_found_twice_in_a_search(tmp_path):
+    # An export (zoo entry, Hub download) keeps the run's config.json and metrics.csv, plus results.json.
+    run = fake_run(tmp_path / "sweep" / "run", "Dmc-cartpole-balance", 0, [(15_000, 800.0)])
+    export = fake_run(tmp_path / "sweep" / "run" / "export", "Dmc-cartpole-balance", 0, [(15_000, 800.0)])
+    (export / "results.json").write_text("{}")
+    assert [r.folder for r in report.find_runs([export])] == [export]
+    assert [r.folder for r in report.find_runs([tmp_path / "sweep"])] == [run]
