@@ -82,7 +82,7 @@ def find_runs(paths: Sequence[str | Path]) -> list[RunData]:
     folders: list[Path] = []
     for p in map(Path, paths):
         if not p.exists():
-            raise ReportError(f"{p} does not exist: pass run folders or sweep folders")
+            raise ReportError(f"{p} does not exist: pass run, sweep or export folders")
         if _has_curve(p):  # named explicitly: a run folder or an export folder (a zoo entry, a Hub download)
             candidates = [p]
         else:  # searched: run folders only, so a run and its export are not counted twice
