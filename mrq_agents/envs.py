@@ -372,24 +372,52 @@ def make_env(env: str | EnvConfig, seed: int | None = None, render_mode: str | N
 
 
 def follow_agent(env: gym.Env) -> None:
-    """Render a Gymnasium MuJoCo env from its model's "track" camera when its default view would not follow the agent.
+    """Set up a Gymnasium MuJoCo env's renders to keep the agent in view on a floor that reaches the horizon.
 
-    Gymnasium renders from a free camera set by the env's default camera config; HalfCheetah-v4's has no
-    `trackbodyid`, so the cheetah runs out of the picture within a second. Its model (like Hopper's, Walker2d's,
-    Ant's and Humanoid's) has a "track" camera that follows the body. Envs whose config tracks, and any env
-    that is not a Gymnasium MuJoCo env, are left as they are.
+    Camera: Gymnasium renders from a free camera placed by the env's default camera config, which never moves
+    (HalfCheetah-v4, Ant-v4), or which names a `trackbodyid` that a free camera ignores (Hopper-v4, Walker2d-v4,
+    Humanoid-v4): either way the agent leaves the picture within seconds. Their models have a "track" camera
+    that follows the body; renders use it.
+    Floor: the models' floor planes are drawn 20-40 m wide, which a good runner leaves (MuJoCo collides with a
+    plane everywhere, so the agent then runs on grey). `RENDERED_FLOOR` half-widths are drawn instead, with the
+    texture repeated as often per metre as before. Only drawing changes: a plane's size plays no part in
+    collisions, so observations and rewards stay bit-identical (tests/test_envs.py checks both).
+    Envs without such a camera, and any env that is not a Gymnasium MuJoCo env, are left as they are.
     """
     renderer = getattr(env.unwrapped, "mujoco_renderer", None)
     model = getattr(env.unwrapped, "model", None)
     if renderer is None or model is None or getattr(renderer, "camera_id", None) != -1:
         return
-    if "trackbodyid" in (getattr(renderer, "default_cam_config", None) or {}):
-        return
     import mujoco
 
     track = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, "track")
-    if track >= 0:
-        renderer.camera_id = track
+    if track < 0:
+        return
+    renderer.camera_id = track
+    _draw_floor_to_horizon(model)
+
+
+RENDERED_FLOOR = 5_000.0  # metres: half-width of the floor drawn in recordings, beyond any agent's run
+
+
+def _draw_floor_to_horizon(model: Any) -> None:
+    """Widen every plane of `model` as drawn (its size) to RENDERED_FLOOR, with its checker kept at the same scale."""
+    import mujoco
+
+    rescaled: set[int] = set()
+    for geom in range(model.ngeom):
+        if model.geom_type[geom] != mujoco.mjtGeom.mjGEOM_PLANE:
+            continue
+        half_width = model.geom_size[geom, :2]
+        if half_width.min() <= 0 or half_width.min() >= RENDERED_FLOOR:  # 0: MuJoCo draws it infinite already
+            continue
+        scale = RENDERED_FLOOR / half_width.min()
+        model.geom_size[geom, :2] = half_width * scale
+        material = int(model.geom_matid[geom])
+        # A texture repeated per plane (not per metre) is repeated `scale` times as often, once per material.
+        if material >= 0 and not model.mat_texuniform[material] and material not in rescaled:
+            model.mat_texrepeat[material] *= scale
+            rescaled.add(material)
 
 
 # --------------------------------------------------------------------------------------------- spec

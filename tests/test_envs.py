@@ -1,5 +1,6 @@
 """Env resolution, preprocessing, specs and error messages (mrq_agents.envs)."""
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -275,18 +276,84 @@ def test_atari_wrap_needs_frameskip_1():
     assert_one_line(error)
 
 
-def test_halfcheetah_video_follows_the_cheetah():
-    """Gymnasium's HalfCheetah-v4 view stays put while the cheetah runs off; renders use its model's "track" camera."""
+@contextlib.contextmanager
+def _hidden(model, geoms):
+    """Draw the geoms `geoms` fully transparent (geom and material colour) inside the block."""
+    geom_rgba, mat_rgba = model.geom_rgba.copy(), model.mat_rgba.copy()
+    model.geom_rgba[geoms, 3] = 0
+    materials = model.geom_matid[geoms]
+    model.mat_rgba[materials[materials >= 0], 3] = 0
+    try:
+        yield
+    finally:
+        model.geom_rgba[:], model.mat_rgba[:] = geom_rgba, mat_rgba
+
+
+def _changed(a, b):
+    """Share of pixels that differ visibly between two frames."""
+    return float((np.abs(a.astype(int) - b.astype(int)).sum(-1) > 30).mean())
+
+
+@pytest.mark.parametrize("env_id", ["HalfCheetah-v4", "Hopper-v4", "Walker2d-v4", "Ant-v4", "Humanoid-v4"])
+def test_locomotion_videos_keep_the_agent_in_view_on_a_floor(env_id):
+    """By the frames: 100 m down the track (where a good run ends), the agent is in the picture and stands on floor.
+
+    Gymnasium's own views lose the agent (Hopper, Walker2d, Humanoid: a free camera ignores `trackbodyid`) or
+    the floor (HalfCheetah, Ant: a 40 m plane). Hiding the agent's geoms must change at least 1% of the frame
+    (it covers 2-10%); hiding the floor must change most of the bottom quarter.
+    """
+    import mujoco
+
+    env = make_env(env_id, render_mode="rgb_array", width=160, height=120)
+    env.reset(seed=0)
+    sim = env.unwrapped
+    qpos = sim.data.qpos.copy()
+    qpos[0] += 100.0  # the root's x
+    sim.set_state(qpos, sim.data.qvel)
+    for _ in range(5):
+        env.step(env.action_space.sample())
+    frame = env.render()
+    model = sim.model
+    with _hidden(model, np.flatnonzero(model.geom_bodyid > 0)):
+        without_agent = env.render()
+    with _hidden(model, np.flatnonzero(model.geom_type == mujoco.mjtGeom.mjGEOM_PLANE)):
+        without_floor = env.render()
+    env.close()
+    assert _changed(frame, without_agent) > 0.01, "the agent is out of the picture"
+    bottom = frame.shape[0] * 3 // 4
+    assert _changed(frame[bottom:], without_floor[bottom:]) > 0.8, "the floor ends before the agent"
+
+
+@pytest.mark.parametrize("env_id", ["HalfCheetah-v4", "Hopper-v4"])
+def test_the_recording_floor_leaves_physics_unchanged(env_id):
+    """Rendering widens the floor as drawn: observations and rewards match an unrendered env's bit for bit,
+    also 100 m down the track, where only the widened floor is drawn."""
+    plain, rendered = make_env(env_id, seed=0), make_env(env_id, seed=0, render_mode="rgb_array")
+    assert (rendered.unwrapped.model.geom_size[0, :2] > plain.unwrapped.model.geom_size[0, :2]).all()
+    actions = np.random.default_rng(0).uniform(-1, 1, (300, *plain.action_space.shape)).astype(np.float32)
+    for env in (plain, rendered):
+        env.reset(seed=0)
+        sim = env.unwrapped
+        qpos = sim.data.qpos.copy()
+        qpos[0] += 100.0
+        sim.set_state(qpos, sim.data.qvel)
+    for t, action in enumerate(actions):
+        a, b = plain.step(action), rendered.step(action)
+        assert np.array_equal(a[0], b[0]) and a[1:4] == b[1:4], f"step {t}"
+        if a[2] or a[3]:
+            for env in (plain, rendered):
+                env.reset(seed=t)
+
+
+def test_renders_use_the_models_track_camera_unless_the_user_names_one():
     import mujoco
 
     env = make_env("HalfCheetah-v4", render_mode="rgb_array")
-    model = env.unwrapped.model
-    track = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, "track")
+    track = mujoco.mj_name2id(env.unwrapped.model, mujoco.mjtObj.mjOBJ_CAMERA, "track")
     assert track >= 0 and env.unwrapped.mujoco_renderer.camera_id == track
-    # Envs whose own view tracks the body keep it; a camera the user names is left alone; no render, no change.
-    assert make_env("Hopper-v4", render_mode="rgb_array").unwrapped.mujoco_renderer.camera_id == -1
-    assert make_env("HalfCheetah-v4", render_mode="rgb_array",
-                    camera_id=-1).unwrapped.mujoco_renderer.camera_id == -1
+    # A camera the user names is left alone, floor included; no render, no change.
+    chosen = make_env("Hopper-v4", render_mode="rgb_array", camera_id=-1).unwrapped
+    assert chosen.mujoco_renderer.camera_id == -1 and chosen.model.geom_size[0, 0] == 20
     assert make_env("HalfCheetah-v4").unwrapped.mujoco_renderer.camera_id == -1
 
 
