@@ -264,6 +264,7 @@ def evaluate(
     backend: str = typer.Option("auto", help=BACKEND_HELP),
 ) -> None:
     """Evaluate saved weights with the paper's protocol (no exploration noise) and print mean ± std return."""
+    from mrq_agents.paper import protocol_note
     from mrq_agents.policy import Policy
 
     _at_least_one("--episodes", episodes)
@@ -277,7 +278,8 @@ def evaluate(
     else:
         typer.echo(f"{result['env_id']}: return {result['mean']:.2f} ± {result['std']:.2f} over {episodes} episodes "
                    f"(seed {seed}, {'deterministic' if result['deterministic'] else 'stochastic'} policy) | vs paper: "
-                   f"{place.text()}" + (f" (this agent: {place.step:,} steps)" if place.step else ""))
+                   f"{place.text()}" + (f" (this agent: {place.step:,} steps)" if place.step else "")
+                   + protocol_note(place, policy.spec.discrete, result["deterministic"]))
 
 
 def _paper_placement(policy, score: float):
@@ -297,8 +299,9 @@ def export_(
     episodes: int = typer.Option(10, help="Evaluation episodes for results.json and the model card."),
     seed: int = typer.Option(0, help="Seed of the evaluation episodes."),
     record: bool = typer.Option(False, "--record", help="Also record one episode to replay.mp4."),
-    deterministic: bool = typer.Option(True, "--deterministic/--stochastic", help="Discrete actions: argmax(pre), "
-                                       "or the paper's sampled argmax(gumbel_softmax(pre))."),
+    deterministic: bool = typer.Option(False, "--deterministic/--stochastic", help="Discrete actions: argmax(pre), "
+                                       "or the paper's sampled argmax(gumbel_softmax(pre)) (the default, as in "
+                                       "`mrq eval` and training's evaluations). No effect for continuous."),
     repo_id: Optional[str] = typer.Option(None, help="Hub repo id to name in the model card's usage snippets."),
     compact: bool = typer.Option(False, "--compact", help="Store the weights acting does not read (critics, the "
                                  "encoder's model layers) as float16: a third smaller, acting unchanged; fine-tuning "
@@ -307,6 +310,7 @@ def export_(
 ) -> None:
     """Evaluate a run's weights and write the export folder: weights, actor.onnx, config, model card, results."""
     from mrq_agents.deps import require_torch
+    from mrq_agents.paper import protocol_note
     from mrq_agents.policy import Policy
 
     require_torch("`mrq export` (it writes actor.onnx from the weights)")
@@ -314,8 +318,9 @@ def export_(
     _set_threads(threads if threads is not None else _acting_threads())
     policy = Policy.from_pretrained(run_dir)
     results = policy.evaluate(episodes=episodes, seed=seed, deterministic=deterministic, source="mrq export")
+    place = _paper_placement(policy, results["mean"])
     typer.echo(f"{results['env_id']}: return {results['mean']:.2f} ± {results['std']:.2f} over {episodes} episodes"
-               f" | vs paper: {_paper_placement(policy, results['mean']).text()}")
+               f" | vs paper: {place.text()}{protocol_note(place, policy.spec.discrete, results['deterministic'])}")
     out.mkdir(parents=True, exist_ok=True)
     if record:
         policy.record(out / "replay.mp4", episodes=1, seed=seed, deterministic=deterministic)
@@ -359,8 +364,9 @@ def play(
     record: bool = typer.Option(False, "--record", help="Write an mp4 per episode (works headless)."),
     video_dir: Path = typer.Option(Path("videos"), help="Where --record writes its videos."),
     seed: int = typer.Option(0, help="Seed of the episodes."),
-    deterministic: bool = typer.Option(True, "--deterministic/--stochastic", help="Discrete actions: argmax(pre), "
-                                       "or the paper's sampled argmax(gumbel_softmax(pre))."),
+    deterministic: bool = typer.Option(False, "--deterministic/--stochastic", help="Discrete actions: argmax(pre), "
+                                       "or the paper's sampled argmax(gumbel_softmax(pre)) (the default, as in "
+                                       "`mrq eval` and training's evaluations). No effect for continuous."),
     revision: Optional[str] = typer.Option(None, help="Hub revision (branch, tag or commit) of the model."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     threads: Optional[int] = typer.Option(None, help=ACT_THREADS_HELP),
@@ -412,7 +418,12 @@ def _play_source(target: str, model: Optional[str]) -> tuple[str, Optional[str]]
         return target, None  # not an env id: a Hub repo id
     entry = zoo.find_by_env(target)
     if entry is None:
-        have = ", ".join(e["env_id"] for e in zoo.entries()) or "none"
+        other = zoo.find_other_version(target)
+        if other is not None:
+            raise MRQError(f"the zoo has no agent for {target!r}; it has one for {zoo.play_id(other)!r}, another "
+                           f"version of the same env with the same observation and action spaces: play it with "
+                           f"`mrq play {zoo.play_id(other)}`, or train one for {target!r} with `mrq train {target}`")
+        have = ", ".join(zoo.play_id(e) for e in zoo.entries()) or "none"
         raise MRQError(f"the zoo has no agent for {target!r} (zoo envs: {have}); pass one with --model SOURCE "
                        "or train one with `mrq train`")
     return entry["repo_id"], target
@@ -426,10 +437,10 @@ app.add_typer(zoo_app, name="zoo")
 def zoo_list() -> None:
     """The zoo's entries: env, steps, measured score, and the paper's mean (IQR) at the same steps."""
     from mrq_agents import zoo
-    from mrq_agents.paper import placement
+    from mrq_agents.paper import paper_env_name, placement
 
-    rows = [("env", "repo id", "preset", "steps", "score (mean ± std, episodes)", "paper mean (IQR) at those steps",
-             "vs paper")]
+    rows = [("env (mrq play ENV)", "paper's name", "repo id", "preset", "steps", "score (mean ± std, episodes)",
+             "paper mean (IQR) at those steps", "vs paper")]
     for e in zoo.entries():
         score = e["score"]
         place = placement(e["env_id"], e["steps"], score["mean"])
@@ -441,7 +452,7 @@ def zoo_list() -> None:
             paper += f" (untrained); next {after.mean:g} ({after.p25:g} to {after.p75:g}) at {after.paper_step:,}"
             where = "not placed"
         policy = "" if score.get("deterministic", True) else ", sampled"
-        rows.append((e["env_id"], e["repo_id"], zoo.preset(e), f"{e['steps']:,}",
+        rows.append((zoo.play_id(e), paper_env_name(e["env_id"]) or "-", e["repo_id"], zoo.preset(e), f"{e['steps']:,}",
                      f"{score['mean']:.1f} ± {score['std']:.1f} ({score['episodes']}{policy})", paper, where))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:

@@ -23,7 +23,8 @@ from typing import Any
 
 from mrq_agents.config import MRQConfig
 from mrq_agents.envs import EnvConfig
-from mrq_agents.paper import placement
+from mrq_agents.machine import describe
+from mrq_agents.paper import placement, protocol_note
 
 FORMAT_VERSION = 1  # of config.json, model.safetensors and checkpoint.safetensors
 CONFIG_FILE, MODEL_FILE, CHECKPOINT_FILE = "config.json", "model.safetensors", "checkpoint.safetensors"
@@ -135,13 +136,14 @@ def render_card(meta: dict[str, Any], results: dict[str, Any] | None, repo_id: s
         "eval_seed": results["seed"] if results else "-",
         "policy_mode": "deterministic" if deterministic else "stochastic (the paper's sampled argmax)",
         "eval_date": results.get("date", "-") if results else "-",
+        "eval_machine": _eval_machine(results),
         "steps": f"{steps:,}" if steps else "unknown",
         "wall_time": f"{wall / 60:.1f} min" if wall else "unknown wall time",
         "device": f"{_where_trained(training)}, {training.get('precision', 'fp32')} precision",
         "training_note": f" ({training['note']})" if training.get("note") else "",
         "paper_score": place.reference_text() if steps else "no reference: unknown step count",
         "placement": (f"**{place.where}** the paper's interquartile range at this step" if place.where
-                      else "-"),
+                      else "-") + protocol_note(place, meta["spaces"]["discrete"], deterministic),
         "video": "![replay](replay.mp4)" if has_video else "",
         "curve": ("## Learning curve\n\n![learning curve](learning_curve.png)\n\n`metrics.csv` holds every "
                   "evaluation of the run.") if has_curve else "",
@@ -150,13 +152,23 @@ def render_card(meta: dict[str, Any], results: dict[str, Any] | None, repo_id: s
         "preprocessing": _preprocessing_text(env),
         "storage_note": (" `model.safetensors` stores the state encoder and the policy (all that acting reads) in "
                          "float32 and the rest (the critics, the encoder's state-action and model layers, which "
-                         "only fine-tuning reads) in float16, to keep the file small; loading makes them float32."
+                         "only fine-tuning reads) in float16, to keep the file small. Acting is exactly the float32 "
+                         "agent's. Loading makes the rest float32 again, but their values stay rounded to float16: "
+                         "fine-tuning starts from rounded critics."
                          if meta.get("weights_storage") == "compact" else ""),
         "eval_command": eval_command(repo, results),
     }
     body = string.Template(CARD_TEMPLATE.read_text()).safe_substitute(values)
     body = re.sub(r"\n{3,}", "\n\n", body)  # empty sections (no video, no curve) leave no gaps
     return f"---\n{data.to_yaml()}\n---\n\n{body}"
+
+
+def _eval_machine(results: dict[str, Any] | None) -> str:
+    if not results:
+        return "-"
+    if not results.get("machine") and results.get("source") == "evaluation during training":
+        return "the training machine"
+    return describe(results.get("machine"))
 
 
 def _where_trained(training: dict[str, Any]) -> str:

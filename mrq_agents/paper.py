@@ -165,6 +165,17 @@ def placement(env: Any, step: int | None, score: float | None = None) -> Placeme
     return Placement(name, step, int(ref.steps[i]), mean, p25, p75, score, where)
 
 
+def protocol_note(place: Placement, discrete: bool, deterministic: bool) -> str:
+    """What to add where `place` compares a score with the paper: '' when it was measured the paper's way.
+
+    The paper evaluates discrete actions by sampling `argmax(gumbel_softmax(pre))`; a score of `argmax(pre)`
+    is another policy's, and says so on the line that compares it.
+    """
+    if place.has_reference and discrete and deterministic:
+        return " (measured with argmax(pre); the paper samples discrete actions, so this is not its protocol)"
+    return ""
+
+
 # --------------------------------------------------------------------------------------------- normalisation
 
 def benchmark(env: Any) -> str | None:

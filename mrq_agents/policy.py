@@ -25,6 +25,7 @@ from mrq_agents.config import MRQConfig
 from mrq_agents.deps import has_torch, require_torch
 from mrq_agents.envs import EnvConfig, EnvSpec, make_env, wrap_env
 from mrq_agents.errors import CheckpointError, ConfigError, ObservationError, UnsupportedEnvError, one_line
+from mrq_agents.machine import fingerprint
 from mrq_agents.serialization import atomic_write_json, read_json
 
 from mrq_agents.export import (CARD_FILE, CONFIG_FILE, CURVE_FILE, FORMAT_VERSION as SUPPORTED_FORMAT, MODEL_FILE,
@@ -217,8 +218,12 @@ class Policy:
         return wrapped
 
     def rollout(self, episodes: int = 10, seed: int | None = None, env: gym.Env | None = None,
-                deterministic: bool = True) -> Rollout:
-        """Play whole episodes; returns per-episode returns and lengths (`.mean`, `.std`)."""
+                deterministic: bool = False) -> Rollout:
+        """Play whole episodes as the paper evaluates them; returns per-episode returns and lengths (`.mean`, `.std`).
+
+        Discrete actions are sampled from `softmax(pre)` as the paper does (seeded by `seed`); `deterministic=True`
+        takes `argmax(pre)` instead. Continuous actions are `tanh(pre)` either way.
+        """
         from mrq_agents.training.evaluation import EVAL_STREAM, run_episodes
 
         _check_episodes(episodes)
@@ -230,15 +235,16 @@ class Policy:
                                             stream=EVAL_STREAM)
         return Rollout(returns, lengths)
 
-    def evaluate(self, episodes: int = 10, seed: int = 0, deterministic: bool = True,
+    def evaluate(self, episodes: int = 10, seed: int = 0, deterministic: bool = False,
                  source: str = "Policy.evaluate") -> dict[str, Any]:
-        """The paper's protocol (no exploration noise) as a results.json record: mean, std, per-episode returns
-        and lengths, episodes, seed, whether the policy was deterministic, date, and what produced it."""
+        """The paper's protocol (no exploration noise; discrete actions sampled from `softmax(pre)`, unless
+        `deterministic`) as a results.json record: mean, std, per-episode returns and lengths, episodes, seed,
+        whether the policy was deterministic, date, and what produced it."""
         rollout = self.rollout(episodes=episodes, seed=seed, deterministic=deterministic)
         return {"env_id": self.env_config.env_id, "mean": rollout.mean, "std": rollout.std, "episodes": episodes,
                 "seed": seed, "deterministic": deterministic or not self.spec.discrete,
                 "returns": rollout.returns.tolist(), "lengths": rollout.lengths.tolist(), "date": export.today(),
-                "source": source}
+                "source": source, "machine": fingerprint(self.backend, str(self.device))}
 
     @contextlib.contextmanager
     def _seeded_sampling(self, seed: int) -> Iterator[None]:
@@ -250,8 +256,10 @@ class Policy:
             self._rng = unseeded
 
     def record(self, path: str | Path, episodes: int = 1, seed: int | None = None,
-               deterministic: bool = True) -> Rollout:
-        """Write an mp4 of `episodes` episodes rendered at the env's full resolution; returns their returns."""
+               deterministic: bool = False) -> Rollout:
+        """Write an mp4 of `episodes` episodes rendered at the env's full resolution; returns their returns.
+
+        Actions as in `rollout` (the paper's sampled discrete action unless `deterministic`)."""
         from mrq_agents.training.evaluation import EVAL_STREAM, episode_seed
         from mrq_agents.video import record_episodes
 

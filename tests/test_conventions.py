@@ -127,3 +127,11 @@ def test_help_lists_choices(command, option, choices):
     assert set(choices) == set(PRESETS if option == "--preset" else FREEZE_CHOICES)
     text = " ".join(runner.invoke(app, [command, "--help"], terminal_width=200).stdout.split())
     assert f"one of: {', '.join(choices)}" in text.lower()
+
+
+def test_readme_says_how_the_reward_scale_differs_from_the_authors():
+    """The authors' code clamps a zero reward scale to 1e-8 (no division by zero there either); README says what
+    differs, as tests/test_learner.py::test_scales_without_rewards_against_the_authors_clamp measures it."""
+    readme = (ROOT / "README.md").read_text()
+    assert "instead of dividing by zero" not in readme
+    assert "clamps the scale to 1e-8" in readme and "1/1e-8 = 1e8" in readme

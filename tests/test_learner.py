@@ -193,6 +193,26 @@ def test_all_zero_rewards_keep_the_scale_at_one():
         assert all(torch.isfinite(v) for v in metrics.values())
 
 
+def test_scales_without_rewards_against_the_authors_clamp():
+    """What README says: while no reward is in the buffer, the authors' code clamps the scale to 1e-8 and ours keeps 1.
+
+    The bootstrapped term is multiplied by target_reward_scale / reward_scale: here 1 in every cycle; with the
+    clamp 1e8 in the first cycle (the initial scale 1 over 1e-8), then 1 (1e-8 / 1e-8). R is 0 in both.
+    """
+    ours, buffer, _, _ = make(CONTINUOUS, rewards=0.0)
+    theirs, clamped, _, _ = make(CONTINUOUS, rewards=0.0)
+    clamped.reward_scale = lambda: max(buffer.reward_scale(), 1e-8)  # the authors' clamp
+    ratios = {"ours": [], "theirs": []}
+    for _ in range(3 * CONFIG.target_update_freq):
+        ours.update(buffer)
+        theirs.update(clamped)
+        if ours.num_updates % CONFIG.target_update_freq == 1:  # just after a sync
+            ratios["ours"].append(ours.target_reward_scale / ours.reward_scale)
+            ratios["theirs"].append(theirs.target_reward_scale / theirs.reward_scale)
+    assert ratios["ours"] == [1.0, 1.0, 1.0]
+    assert ratios["theirs"] == [pytest.approx(1e8), 1.0, 1.0]
+
+
 # ------------------------------------------------------------------ which parameters each update steps
 @SPECS
 def test_encoder_update_changes_only_the_encoder(spec):

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from mrq_agents import zoo
 from mrq_agents.cli import app
+from mrq_agents.paper import paper_env_name
 from model_folders import make_model_folder
 
 runner = CliRunner()
@@ -75,6 +76,8 @@ def test_play_without_record_prints_returns(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["play", "ALE/Pong-v5"], "the zoo has no agent for 'ALE/Pong-v5' (zoo envs:"),
+    (["play", "HalfCheetah-v5"], "it has one for 'HalfCheetah-v4', another version of the same env with the same "
+                                 "observation and action spaces: play it with `mrq play HalfCheetah-v4`"),
     (["play", "CartPole-v1", "--model", "MODEL"], "was trained on 'Pendulum-v1', not 'CartPole-v1'"),
     (["play", "Nope-v9"], "'Nope-v9' is not a supported env id, a model folder, or a Hub repo id"),
     (["play", "org/not-there"], "not found on the Hub or in the local cache"),
@@ -90,7 +93,31 @@ def test_play_errors_are_one_line(args, message, tmp_path, monkeypatch):
 def test_zoo_list_shows_entries():
     result = runner.invoke(app, ["zoo", "list"])
     assert result.exit_code == 0
+    rows = {line.split()[0]: line for line in result.output.splitlines()[1:]}
     for entry in zoo.entries():
-        assert entry["env_id"] in result.output and f"{entry['score']['mean']:.1f}" in result.output
-        assert f"  {zoo.preset(entry)}  " in result.output
+        # One kind of name in the env column, the id `mrq play` takes; the paper's name beside it.
+        line = rows[zoo.play_id(entry)]
+        assert zoo.find_by_env(zoo.play_id(entry)) == entry
+        assert line.split()[1] == (paper_env_name(entry["env_id"]) or "-")
+        assert entry["repo_id"] in line and f"{entry['score']['mean']:.1f}" in line
+        assert f"  {zoo.preset(entry)}  " in line
+    assert "dm_control/walker-walk-v0" in rows and "Dmc-walker-walk" not in rows
     assert {zoo.preset(e) for e in zoo.entries()} >= {"small", "paper"}
+
+
+@pytest.mark.parametrize("env_id, expected", [
+    ("Dmc-walker-walk", "dm_control/walker-walk-v0"), ("Gym-Hopper-v4", "Hopper-v4"),
+    ("ALE/Breakout-v5", "ALE/Breakout-v5"),
+    ("Dmc-visual-walker-walk", "Dmc-visual-walker-walk"),  # its Gymnasium id would be the proprioceptive task
+])
+def test_zoo_play_id(env_id, expected):
+    assert zoo.play_id({"env_id": env_id}) == expected
+
+
+def test_another_version_is_offered_only_with_the_same_spaces(monkeypatch):
+    cheetah = zoo.find_by_env("HalfCheetah-v4")
+    assert zoo.find_other_version("HalfCheetah-v5") == cheetah
+    assert zoo.find_other_version("Ant-v5") is None  # no Ant entry at all
+    # An entry for v4 whose files have other spaces (Hopper's 11-D observations, 3-D actions) is not offered.
+    monkeypatch.setattr(zoo, "entries", lambda: [dict(cheetah, folder="Hopper-v4")])
+    assert zoo.find_other_version("HalfCheetah-v5") is None

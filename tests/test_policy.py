@@ -75,6 +75,39 @@ def test_discrete_deterministic_and_stochastic(cartpole):
     assert samples <= {0, 1}
 
 
+def test_discrete_scores_default_to_the_papers_sampled_action(cartpole, tmp_path):
+    """Policy.evaluate/rollout, `mrq eval` and `mrq export` all score a discrete policy as training's evaluations
+    and the paper do: actions sampled from softmax(pre), seeded by the evaluation seed."""
+    from typer.testing import CliRunner
+
+    from mrq_agents.cli import app
+
+    folder, _, _ = cartpole
+    policy = Policy.from_pretrained(folder)
+    default = policy.evaluate(episodes=3, seed=0)
+    assert default["deterministic"] is False
+    assert default["returns"] == policy.evaluate(episodes=3, seed=0, deterministic=False)["returns"]
+    assert policy.rollout(episodes=3, seed=0).returns.tolist() == default["returns"]
+    evaluated = CliRunner().invoke(app, ["eval", str(folder), "--episodes", "3", "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.output)["returns"] == default["returns"]
+    exported = CliRunner().invoke(app, ["export", str(folder), "--out", str(tmp_path / "export"), "--episodes", "3"])
+    assert exported.exit_code == 0, exported.output
+    results = json.loads((tmp_path / "export" / "results.json").read_text())
+    assert results["deterministic"] is False and results["returns"] == default["returns"]
+    assert "stochastic (the paper's sampled argmax) policy" in (tmp_path / "export" / "README.md").read_text()
+
+
+def test_an_argmax_score_says_so_where_it_meets_the_paper():
+    from mrq_agents.paper import placement, protocol_note
+
+    breakout, cartpole = placement("ALE/Breakout-v5", 100_000, 12.0), placement("CartPole-v1", 1_000, 500.0)
+    assert "argmax(pre)" in protocol_note(breakout, discrete=True, deterministic=True)
+    assert protocol_note(breakout, discrete=True, deterministic=False) == ""
+    assert protocol_note(breakout, discrete=False, deterministic=True) == ""  # continuous: one policy only
+    assert protocol_note(cartpole, discrete=True, deterministic=True) == ""  # no paper score to compare with
+
+
 def test_rollout_and_make_env(pendulum):
     folder, _, _ = pendulum
     policy = Policy.from_pretrained(folder)

@@ -95,6 +95,9 @@ def test_compact_export_is_smaller_and_acts_the_same(run_dir, tmp_path):
     np.testing.assert_array_equal(full.act(obs), compact.act(obs))
     assert (json.loads((tmp_path / "full" / "results.json").read_text())["returns"]
             == json.loads((tmp_path / "compact" / "results.json").read_text())["returns"])
+    # The card says what fine-tuning gets: float32 critics on load, with float16's rounding in their values.
+    assert "fine-tuning starts from rounded critics" in (tmp_path / "compact" / "README.md").read_text()
+    assert "rounded" not in (tmp_path / "full" / "README.md").read_text()
 
 
 def test_push_pull_round_trip_through_the_hub_protocol(run_dir, tmp_path):

@@ -14,6 +14,10 @@ them), so the score is that of the float32 agent exactly and an entry is about a
 keeps everything float32. `--compact-only` rewrites an entry's shipped weights that way (and its actor.onnx,
 config.json, card and manifest sha256), leaving its score as measured; tests/test_zoo.py re-measures it.
 
+`--remeasure` evaluates an entry's shipped files again on this machine, as above, and writes that score with the
+machine's fingerprint (mrq_agents.machine) into results.json, the card and the manifest; `--record` with it also
+records replay.mp4 again (after a change to how videos are drawn). The weights and their sha256 stay as they are.
+
 `--onnx-only` exports actor.onnx from an entry's shipped weights and re-renders its model card (which lists
 it, and updates the entry's `bytes`); the weights, their sha256, config.json and the measured score stay as
 they are. That is how
@@ -48,6 +52,42 @@ def add_onnx(folder: Path) -> Path:
     return path
 
 
+def evaluate_shipped(folder: Path, source: str) -> tuple[Policy, dict]:
+    """The paper's protocol on the shipped files: no exploration noise; discrete actions sample
+    argmax(gumbel_softmax(pre)), continuous ones are tanh(pre)."""
+    shipped = Policy.from_pretrained(folder, threads=1)  # one observation at a time: 1 thread is fastest
+    results = shipped.evaluate(episodes=EPISODES, seed=SEED, source=source)
+    return shipped, results
+
+
+def remeasure(name: str, record: bool) -> dict:
+    """Evaluate zoo/<name> again here; rewrite results.json, the card and the manifest's score (weights untouched)."""
+    from mrq_agents.export import render_card
+    from mrq_agents.serialization import atomic_write_json
+
+    folder = ZOO / name
+    shipped, results = evaluate_shipped(folder, "tools/zoo_add.py --remeasure (evaluation of the shipped files)")
+    if record:
+        shipped.record(folder / "replay.mp4", episodes=1, seed=SEED)
+    atomic_write_json(folder / "results.json", results)
+    card = render_card(shipped.metadata, results, shipped.metadata.get("repo_id"),
+                       has_video=(folder / "replay.mp4").exists(), has_curve=(folder / "learning_curve.png").exists())
+    (folder / "README.md").write_text(card)
+    manifest = json.loads((ZOO / "manifest.json").read_text())
+    for entry in manifest["entries"]:
+        if entry["folder"] == name:
+            entry["score"] = score_record(results)
+            entry.update(files_record(folder))
+            updated = entry
+    (ZOO / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return updated
+
+
+def score_record(results: dict) -> dict:
+    """The manifest's record of a score: what tests/test_zoo.py compares a new measurement with."""
+    return {k: results[k] for k in ("mean", "std", "episodes", "seed", "deterministic", "machine")}
+
+
 def files_record(folder: Path) -> dict[str, int | str]:
     """The manifest's record of an entry's files: the weights' sha256 and the folder's size in bytes."""
     return {"sha256": sha256_file(folder / "model.safetensors"),
@@ -63,11 +103,17 @@ def main() -> None:
     parser.add_argument("--fp32", action="store_true", help="store every weight in float32 (default: compact)")
     parser.add_argument("--compact-only", action="store_true",
                         help="only rewrite zoo/<name>'s weights compactly (float16 for what acting does not read)")
+    parser.add_argument("--remeasure", action="store_true",
+                        help="evaluate zoo/<name>'s shipped files again here and record that score and machine")
+    parser.add_argument("--record", action="store_true", help="with --remeasure: record replay.mp4 again")
     parser.add_argument("--note", help="how the run was made, for the card's training row and the manifest "
                                        "(e.g. where it stopped and why)")
     args = parser.parse_args()
 
     folder = ZOO / args.name
+    if args.remeasure:
+        print(json.dumps(remeasure(args.name, args.record), indent=2))
+        return
     if args.onnx_only or args.compact_only:
         if args.onnx_only:
             print(add_onnx(folder))
@@ -86,19 +132,15 @@ def main() -> None:
     if args.note:
         source.metadata.setdefault("training", {})["note"] = args.note
     source.save_pretrained(folder, repo_id=args.repo_id, compact=not args.fp32)
-    shipped = Policy.from_pretrained(folder, threads=1)  # one observation at a time: 1 thread is fastest
-    # The paper's protocol: no exploration noise; discrete actions sample argmax(gumbel_softmax(pre)).
-    deterministic = not shipped.metadata["spaces"]["discrete"]
-    results = shipped.evaluate(episodes=EPISODES, seed=SEED, deterministic=deterministic,
-                               source="tools/zoo_add.py (evaluation of the shipped files)")
-    shipped.record(folder / "replay.mp4", episodes=1, seed=SEED, deterministic=deterministic)
+    shipped, results = evaluate_shipped(folder, "tools/zoo_add.py (evaluation of the shipped files)")
+    shipped.record(folder / "replay.mp4", episodes=1, seed=SEED)
     shipped.save_pretrained(folder, results=results, repo_id=args.repo_id)  # card + results.json with that score
     meta = json.loads((folder / "config.json").read_text())
     steps = meta["training"]["steps"]
     entry = {
         "env_id": meta["env"]["env_id"], "repo_id": args.repo_id, "folder": args.name,
         "command": meta["training"]["command"], "steps": steps,
-        "score": {k: results[k] for k in ("mean", "std", "episodes", "seed", "deterministic")},
+        "score": score_record(results),
         "eval_command": eval_command(args.repo_id, results),
         **({"note": args.note} if args.note else {}),
         **files_record(folder),

@@ -36,6 +36,44 @@ def find_by_env(env_id: str) -> dict[str, Any] | None:
     return None
 
 
+def find_other_version(env_id: str) -> dict[str, Any] | None:
+    """An entry for another version of the same env ('HalfCheetah-v4' for 'HalfCheetah-v5') whose observation and
+    action spaces equal that env's (None when there is none; building the env tells its spaces)."""
+    import gymnasium as gym
+
+    from mrq_agents.envs import EnvSpec, make_env, resolve_env
+
+    wanted = resolve_env(env_id)
+    namespace, name, version = gym.envs.registration.parse_env_id(wanted.gym_id)
+    candidates = []
+    for entry in entries():
+        config = resolve_env(entry["env_id"])
+        other = gym.envs.registration.parse_env_id(config.gym_id)
+        if other[:2] == (namespace, name) and other[2] != version and config.pixels == wanted.pixels:
+            candidates.append(entry)
+    if not candidates:
+        return None
+    env = make_env(wanted)
+    try:
+        spec = EnvSpec.from_env(env, wanted.frame_stack).to_dict()
+    finally:
+        env.close()
+    for entry in candidates:
+        config = ZOO_DIR / entry["folder"] / "config.json"
+        if config.exists() and json.loads(config.read_text())["spaces"] == spec:
+            return entry
+    return None
+
+
+def play_id(entry: dict[str, Any]) -> str:
+    """The id `mrq play` takes for the entry: its Gymnasium id ('dm_control/walker-walk-v0', 'HalfCheetah-v4'),
+    or the entry's own id where the Gymnasium id names another observation kind (DMC from pixels)."""
+    from mrq_agents.envs import resolve_env
+
+    config = resolve_env(entry["env_id"])
+    return config.gym_id if resolve_env(config.gym_id).pixels == config.pixels else entry["env_id"]
+
+
 def find_by_repo(repo_id: str) -> dict[str, Any] | None:
     return next((e for e in entries() if e["repo_id"] == repo_id), None)
 
