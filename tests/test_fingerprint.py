@@ -1,0 +1,114 @@
+"""What the agent learns, bit for bit: a fingerprint of short fixed-seed runs, kept across refactors.
+
+For each kind of agent (continuous vector, discrete, pixels; tiny networks) on each update path (plain, fast; on
+the CPU), a fixed-seed run of 12 updates (three target syncs with their encoder bursts, new transitions midway)
+is hashed: the final online and target parameters, the replay priorities, the reward scales and every update's
+losses. Float results depend on the machine (its vector unit, its libraries), so the recorded hashes are kept per
+machine fingerprint (`mrq_agents.machine`) in tests/data/fingerprints.json; on a machine with a record they must
+match exactly. On any machine the run must hash the same twice.
+
+Record this machine's (after checking that nothing learned changed): python tests/test_fingerprint.py
+"""
+
+import functools
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mrq_agents.config import MRQConfig
+from mrq_agents.envs import EnvSpec
+from mrq_agents.learner import MRQLearner
+from mrq_agents.machine import fingerprint
+from mrq_agents.replay import ReplayBuffer
+
+RECORD = Path(__file__).parent / "data" / "fingerprints.json"
+CONFIG = MRQConfig(zs_dim=16, zsa_dim=16, za_dim=8, enc_hdim=32, value_hdim=32, policy_hdim=32, batch_size=8,
+                   buffer_size=1_000, target_update_freq=5)
+SPECS = {
+    "continuous": EnvSpec(obs_shape=(5,), pixels=False, frame_stack=1, discrete=False, action_dim=2),
+    "discrete": EnvSpec(obs_shape=(5,), pixels=False, frame_stack=1, discrete=True, action_dim=4),
+    "pixels": EnvSpec(obs_shape=(2 * 3, 32, 32), pixels=True, frame_stack=2, discrete=False, action_dim=2),
+}
+CASES = [f"{kind}-{path}" for kind in SPECS for path in ("plain", "fast")]
+UPDATES = 12
+
+
+def _fill(buffer, spec, rng, steps, episode_length=30):
+    """Random episodes; every third one terminates, the others are truncated."""
+    def obs():
+        if spec.pixels:
+            return rng.integers(0, 256, spec.obs_shape, dtype=np.uint8)
+        return rng.standard_normal(spec.obs_shape).astype(np.float32)
+
+    buffer.start_episode(obs())
+    for t in range(1, steps + 1):
+        action = int(rng.integers(spec.action_dim)) if spec.discrete else rng.uniform(-1, 1, spec.action_dim)
+        end = t % episode_length == 0
+        episode = t // episode_length
+        buffer.add(action, float(rng.normal()), end and episode % 3 == 0, end and episode % 3 != 0, obs())
+        if end:
+            buffer.start_episode(obs())
+
+
+@functools.lru_cache(maxsize=None)
+def recorded_run_hash(case: str) -> str:
+    return run_hash(case)
+
+
+def run_hash(case: str) -> str:
+    """sha256 of what a fixed-seed run of `case` ('continuous-plain', ...) learned."""
+    kind, path = case.split("-")
+    spec = SPECS[kind]
+    torch.manual_seed(0)
+    learner = MRQLearner(spec, CONFIG, "cpu", fast=path == "fast")
+    buffer = ReplayBuffer(spec, CONFIG.buffer_size, (CONFIG.enc_horizon, CONFIG.q_horizon), device="cpu")
+    rng = np.random.default_rng(0)
+    _fill(buffer, spec, rng, steps=300)
+    digest = hashlib.sha256()
+    for i in range(UPDATES):
+        if i == UPDATES // 2:
+            _fill(buffer, spec, rng, steps=20)
+        metrics = learner.update(buffer)
+        for name in sorted(metrics):
+            digest.update(name.encode() + metrics[name].detach().float().numpy().tobytes())
+    for module in (learner.nets, learner.target):
+        for name, tensor in module.state_dict().items():
+            digest.update(name.encode() + tensor.detach().numpy().tobytes())
+    digest.update(buffer.priority.numpy().tobytes() + buffer.max_priority.numpy().tobytes())
+    digest.update(np.float64([learner.reward_scale, learner.target_reward_scale]).tobytes())
+    return digest.hexdigest()
+
+
+def machine_key() -> str:
+    here = {k: v for k, v in fingerprint("torch").items() if k != "cpu"}
+    return json.dumps(here, sort_keys=True)
+
+
+def recorded() -> dict:
+    return json.loads(RECORD.read_text()) if RECORD.exists() else {}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_run_hashes_the_same_twice(case):
+    assert run_hash(case) == recorded_run_hash(case)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_what_the_agent_learns_is_unchanged(case):
+    record = recorded().get(machine_key())
+    if record is None:
+        pytest.skip(f"no fingerprint recorded for this machine ({machine_key()}); the recorded ones are for "
+                    f"{len(recorded())} other machine(s). Record with: python tests/test_fingerprint.py")
+    assert recorded_run_hash(case) == record[case], f"{case}: what the agent learns changed"
+
+
+if __name__ == "__main__":
+    records = recorded()
+    records[machine_key()] = {case: run_hash(case) for case in CASES}
+    RECORD.write_text(json.dumps(records, indent=2) + "\n")
+    print(json.dumps(records[machine_key()], indent=2), file=sys.stderr)
