@@ -61,7 +61,17 @@ def recorded_run_hash(case: str) -> str:
 
 
 def run_hash(case: str) -> str:
-    """sha256 of what a fixed-seed run of `case` ('continuous-plain', ...) learned."""
+    """sha256 of what a fixed-seed run of `case` ('continuous-plain', ...) learned, on one thread (the thread
+    count changes how convolutions split their sums)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _run_hash(case)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_hash(case: str) -> str:
     kind, path = case.split("-")
     spec = SPECS[kind]
     torch.manual_seed(0)
