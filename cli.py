@@ -159,7 +159,7 @@ def _run(trainer, env: str, out: Path) -> None:
 
     run = trainer.run
     typer.echo(f"MR.Q on {run.env_id} | {run.steps:,} steps | seed {run.seed} | device {trainer.device} "
-               f"({'fast' if trainer.learner.fast else 'plain'} path, {trainer.precision}) | threads {torch.get_num_threads()} | "
+               f"({'fast' if trainer.fast else 'plain'} path, {trainer.precision}) | threads {torch.get_num_threads()} | "
                f"obs {trainer.spec.obs_shape} | {'discrete' if trainer.spec.discrete else 'continuous'} "
                f"actions ({trainer.spec.action_dim}) | out {out}"
                + (f" | resumed at step {trainer.step:,}" if trainer.step else ""))

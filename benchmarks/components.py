@@ -18,6 +18,7 @@ from torch.profiler import profile
 from mrq_agents.config import MRQConfig
 from mrq_agents.envs import EnvSpec
 from mrq_agents.functional import sample_proportional
+from mrq_agents.fast import accelerate
 from mrq_agents.learner import MRQLearner, resolve_device
 from mrq_agents.networks import PixelTrunk
 from mrq_agents.precision import fast_bf16
@@ -99,15 +100,33 @@ def sampler_table(device: torch.device) -> None:
         print(f"| {name} | {timed(fn, 20, device):.3f} |")
 
 
+def encoder_step(buffer, starts):
+    """One encoder update of a learner on the windows at `starts`, as `MRQLearner.update` runs it."""
+    def step(learner):
+        config = learner.config
+        return learner.encoder_step(buffer, starts, learner.draw_encoder_noise(config.batch_size, config.enc_horizon))
+    return step
+
+
+def rl_step(buffer):
+    """One value and one policy update of a learner, as `MRQLearner.update` runs it."""
+    def step(learner):
+        batch_size = learner.config.batch_size
+        return learner.rl_step(buffer, buffer.draw_uniforms(batch_size), learner.draw_value_noise(batch_size))
+    return step
+
+
 def pixel_encoder_table(device: torch.device, top: int = 6) -> None:
     """Where the time of one encoder update goes at the paper's size for Atari shapes (profiler, self time)."""
     config = MRQConfig()
     learner = MRQLearner(ATARI, config, device)
     buffer = filled_buffer(ATARI, 5_000, 1_200, device)
     batch = buffer.sample(config.enc_horizon, config.batch_size)
-    learner.encoder_update(batch, use_termination=True)
+    learner.use_termination.fill_(1.0)
+    noise = learner.draw_encoder_noise(config.batch_size, config.enc_horizon)
+    learner.encoder_update(batch, noise)
     with profile() as prof:
-        learner.encoder_update(batch, use_termination=True)
+        learner.encoder_update(batch, noise)
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
     print(f"\n| op in one Atari-shape encoder update (self CPU time) | share |\n|---|---|")
@@ -126,12 +145,11 @@ def path_table(device: torch.device, repeats: int = 11) -> None:
         learners = {}
         for path in ("plain", "fast"):
             torch.manual_seed(0)
-            learners[path] = MRQLearner(spec, config, device, fast=path == "fast")
+            learners[path] = MRQLearner(spec, config, device)
+            if path == "fast":
+                accelerate(learners[path])
         starts = buffer.sample_indices(config.enc_horizon, config.batch_size)
-        steps = {  # the learner's own per-path step functions, as MRQLearner.update calls them
-            "encoder update": lambda learner: learner._encoder_step(buffer, starts),
-            "value+policy step": lambda learner: learner._value_policy_step(buffer),
-        }
+        steps = {"encoder update": encoder_step(buffer, starts), "value+policy step": rl_step(buffer)}
         for step_name, step in steps.items():
             times: dict[str, list[float]] = {"plain": [], "fast": []}
             for turn in range(repeats):  # alternate who goes first, so neither path always runs on a warm cache
@@ -198,8 +216,7 @@ def precision_table(device: torch.device, repeats: int = 7) -> None:
             torch.manual_seed(0)
             learners[precision] = MRQLearner(spec, config, device, precision=precision)
         starts = buffer.sample_indices(config.enc_horizon, config.batch_size)
-        for step_name, step in (("encoder update", lambda l: l._encoder_step(buffer, starts)),
-                                ("value+policy step", lambda l: l._value_policy_step(buffer))):
+        for step_name, step in (("encoder update", encoder_step(buffer, starts)), ("value+policy step", rl_step(buffer))):
             ms = _turns({p: (lambda l=l: step(l)) for p, l in learners.items()}, repeats, device)
             print(f"| {name}: {step_name} | {ms['fp32']:.1f} | {ms['bf16']:.1f} | {ms['fp32'] / ms['bf16']:.2f}x |")
 
@@ -230,13 +247,12 @@ def compile_table(device: torch.device, repeats: int = 9) -> None:
     for nets in (learners["compiled"].nets, learners["compiled"].target):
         for module in (nets.encoder, nets.value, nets.policy):
             module.compile()
-    learners["compiled"]._encoder_step(buffer, starts)
-    learners["compiled"]._value_policy_step(buffer)
+    encoder_step(buffer, starts)(learners["compiled"])
+    rl_step(buffer)(learners["compiled"])
     compile_s = time.perf_counter() - start
     print(f"\n| torch.compile, HalfCheetah shapes, fp32 (compile + first calls {compile_s:.0f} s) | eager ms | "
           "compiled ms | speed-up |\n|---|---|---|---|")
-    for step_name, step in (("encoder update", lambda l: l._encoder_step(buffer, starts)),
-                            ("value+policy step", lambda l: l._value_policy_step(buffer))):
+    for step_name, step in (("encoder update", encoder_step(buffer, starts)), ("value+policy step", rl_step(buffer))):
         ms = _turns({n: (lambda l=l: step(l)) for n, l in learners.items()}, repeats, device)
         print(f"| {step_name} | {ms['eager']:.1f} | {ms['compiled']:.1f} | {ms['eager'] / ms['compiled']:.2f}x |")
 

@@ -30,7 +30,8 @@ import torch
 
 from mrq_agents.config import MRQConfig
 from mrq_agents.envs import EnvSpec, make_env, resolve_env
-from mrq_agents.learner import MRQLearner, resolve_device
+from mrq_agents.fast import accelerate
+from mrq_agents.learner import MRQLearner, resolve_device, resolve_fast
 from mrq_agents.precision import fast_bf16, resolve_precision
 from mrq_agents.replay import ReplayBuffer
 
@@ -44,7 +45,9 @@ def measure(env_id: str, device: torch.device, fast: bool, precision: str, fill_
     spec = EnvSpec.from_env(env, env_config.frame_stack)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    learner = MRQLearner(spec, config, device, fast=fast, precision=precision)
+    learner = MRQLearner(spec, config, device, precision=precision)
+    if resolve_fast(fast, learner.device):
+        accelerate(learner)
     buffer = ReplayBuffer(spec, config.buffer_size, (config.enc_horizon, config.q_horizon), config.prioritized,
                           device)
     obs, _ = env.reset(seed=seed)

@@ -1,13 +1,16 @@
-"""The fast update path: each encoder update and each value+policy step replayed from a captured CUDA graph.
+"""The fast update path: a wrapper around an `MRQLearner` that the learner never sees.
+
+`accelerate(learner)` gives the learner fused AdamW optimizers and replaces its two steps (`encoder_step`,
+`rl_step`) by `CapturedStep`s: on CUDA each step is captured once as a CUDA graph and replayed; on the CPU there is
+nothing to capture, and the same steps run eagerly with the fused optimizer.
 
 Why. The plain path launches hundreds of small kernels per update from Python, and at the paper's size the GPU
 spends most of each update waiting for the host. Capturing an update once and replaying it costs one launch.
 
-What stays the same. The captured programs run the learner's own step functions (`MRQLearner.encoder_update`,
-`MRQLearner.value_policy_step`), so the math is the plain path's. Everything random is drawn eagerly before each
-replay, in the plain path's order, and copied into the graph's static inputs; the reward scales and the
-termination flag live in 0-d device tensors refreshed at each target sync. The one numerical difference is the
-optimizer kernel (fused AdamW instead of the default), equal within float32 rounding.
+What stays the same. The captured programs run the learner's own step functions, so the math is the plain path's.
+Everything random is drawn eagerly by the learner before each step and copied into the graph's static inputs;
+the reward scales and the termination flag are the learner's own device tensors. The one numerical difference is
+the optimizer kernel (fused AdamW instead of the default), equal within float32 rounding.
 
 What it costs. No host-device synchronisation in the loop: sampling (inverse CDF over the priorities), priority
 writes and the running maximum stay on the device, and metrics are the graph's output tensors, overwritten by
@@ -16,8 +19,7 @@ the next update (read them at log time, or clone them to keep them).
 Capture. The first call of a step warms it up on a side stream (three real updates, so that lazily created
 optimizer state and library workspaces exist), restores every tensor the warm-up changed (networks, optimizer
 state, priorities), then captures it and replays it for the real update. If capture fails, a warning says so and
-the step keeps running eagerly: slower, never wrong. On the CPU there is nothing to capture; the same step
-functions run eagerly with the fused optimizer.
+the step keeps running eagerly: slower, never wrong.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
+from mrq_agents.learner import EncoderNoise, MRQLearner, ValueNoise
+
 if TYPE_CHECKING:
-    from mrq_agents.learner import MRQLearner
     from mrq_agents.replay import ReplayBuffer
 
 WARMUP_CALLS = 3
@@ -144,72 +147,82 @@ def restore(saved: dict, optimizers: list[torch.optim.Optimizer]) -> None:
                         value.copy_(before[key])
 
 
-class FastUpdate:
-    """The fast path's encoder and value+policy steps and the device scalars they read; `MRQLearner.update`
-    calls them in its one cadence."""
+def accelerate(learner: MRQLearner) -> MRQLearner:
+    """Put `learner` on the fast path (before its first update or checkpoint load); returns it."""
+    FastPath(learner)
+    return learner
 
-    def __init__(self, learner: "MRQLearner"):
+
+def fused(optimizer: torch.optim.AdamW, capturable: bool) -> torch.optim.AdamW:
+    """The same AdamW (parameters, learning rate, weight decay) with the fused kernel; no state yet."""
+    defaults = optimizer.defaults
+    return torch.optim.AdamW(optimizer.param_groups[0]["params"], lr=defaults["lr"],
+                             weight_decay=defaults["weight_decay"], fused=True, capturable=capturable)
+
+
+class FastPath:
+    """The learner's two steps as `CapturedStep`s bound to one replay buffer (a graph reads the buffer's tensors at
+    fixed addresses), installed over the learner's own methods."""
+
+    def __init__(self, learner: MRQLearner):
+        if learner.num_updates:
+            raise ValueError("accelerate() a learner before its first update")
         self.learner = learner
         self.capture = learner.device.type == "cuda"
-        self.reward_scale, self.target_reward_scale, self.use_termination = (
-            torch.zeros((), device=learner.device) for _ in range(3))
+        for name in ("encoder_opt", "value_opt", "policy_opt"):
+            setattr(learner, name, fused(getattr(learner, name), capturable=self.capture))
+        self.plain_encoder_step, self.plain_rl_step = learner.encoder_step, learner.rl_step
+        self.plain_load_state_dict = learner.load_state_dict
+        learner.encoder_step, learner.rl_step = self.encoder_step, self.rl_step
+        learner.load_state_dict = self.load_state_dict
         self.buffer: "ReplayBuffer | None" = None
         self._bound_to: tuple = ()
-        self.encoder_step: CapturedStep | None = None
-        self.value_step: CapturedStep | None = None
-        self.refresh()
+        self.encoder: CapturedStep | None = None
+        self.rl: CapturedStep | None = None
 
-    def refresh(self, buffer: "ReplayBuffer | None" = None) -> None:
-        """Copy the learner's reward scales (and the buffer's termination flag) into the device scalars the
-        graphs read: host values, so a launch each and no synchronisation."""
-        self.reward_scale.fill_(self.learner.reward_scale)
-        self.target_reward_scale.fill_(self.learner.target_reward_scale)
-        if buffer is not None:
-            self.use_termination.fill_(float(buffer.any_termination))
-
-    def reset(self) -> None:
-        """After the learner's state was loaded: take its reward scales and capture again on the next update
-        (loading replaced the optimizers' state tensors)."""
-        self.refresh()
+    def load_state_dict(self, state: dict) -> None:
+        """The learner's, then capture again on the next update (loading replaced the optimizers' state tensors)."""
+        self.plain_load_state_dict(state)
         self._bound_to = ()
 
     def _bind(self, buffer: "ReplayBuffer") -> None:
-        """(Re)build the steps for this buffer; a graph reads the buffer's tensors at fixed addresses."""
+        """(Re)build the steps for this buffer."""
         key = (id(buffer), buffer.frames.data_ptr(), buffer.priority.data_ptr(), buffer.max_priority.data_ptr())
         if key == self._bound_to:
             return
         learner = self.learner
         self.buffer = buffer
         buffer.static_shapes = buffer.static_shapes or self.capture
-        self.encoder_step = CapturedStep(
+        self.encoder = CapturedStep(
             "encoder update", self._encoder_body,
             mutated=lambda: list(learner.nets.encoder.parameters()),
             optimizers=[learner.encoder_opt], device=learner.device, capture=self.capture)
-        self.value_step = CapturedStep(
-            "value and policy update", self._value_body,
+        self.rl = CapturedStep(
+            "value and policy update", self._rl_body,
             mutated=lambda: [*learner.nets.value.parameters(), *learner.nets.policy.parameters(),
                              buffer.priority, buffer.max_priority],
             optimizers=[learner.value_opt, learner.policy_opt], device=learner.device, capture=self.capture)
         self._bound_to = key
 
-    def _encoder_body(self, starts: torch.Tensor, **draws: torch.Tensor) -> dict[str, torch.Tensor]:
-        horizon = self.learner.config.enc_horizon
-        batch = self.buffer.gather(starts, horizon, all_next_states=True)
-        return self.learner.encoder_update(batch, use_termination=self.use_termination, draws=draws)
-
-    def _value_body(self, uniforms: torch.Tensor, **draws: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.learner.value_policy_step(self.buffer, uniforms, draws, self.reward_scale,
-                                              self.target_reward_scale)
-
-    def run_encoder(self, buffer: "ReplayBuffer", starts: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One encoder update (`MRQLearner.update` runs the cadence); its randomness is drawn here, eagerly."""
+    def encoder_step(self, buffer: "ReplayBuffer", starts: torch.Tensor, noise: EncoderNoise) -> dict[str, torch.Tensor]:
         self._bind(buffer)
-        c = self.learner.config
-        return self.encoder_step(starts=starts, **self.learner.draw_encoder_noise(c.batch_size, c.enc_horizon))
+        return self.encoder(starts=starts, **_present(noise))
 
-    def run_value_policy(self, buffer: "ReplayBuffer") -> dict[str, torch.Tensor]:
-        """One value and one policy update on a batch drawn from `buffer`."""
+    def rl_step(self, buffer: "ReplayBuffer", uniforms: torch.Tensor, noise: ValueNoise) -> dict[str, torch.Tensor]:
         self._bind(buffer)
-        batch_size = self.learner.config.batch_size
-        uniforms = buffer.draw_uniforms(batch_size)
-        return self.value_step(uniforms=uniforms, **self.learner.draw_value_noise(batch_size))
+        return self.rl(uniforms=uniforms, **_present(noise))
+
+    def _encoder_body(self, starts: torch.Tensor, **noise: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.plain_encoder_step(self.buffer, starts, _noise(EncoderNoise, noise))
+
+    def _rl_body(self, uniforms: torch.Tensor, **noise: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.plain_rl_step(self.buffer, uniforms, _noise(ValueNoise, noise))
+
+
+def _present(noise: tuple) -> dict[str, torch.Tensor]:
+    """A noise tuple as the static inputs of a captured step (its fields that are drawn)."""
+    return {k: v for k, v in noise._asdict().items() if v is not None}
+
+
+def _noise(kind: type, tensors: dict[str, torch.Tensor]):
+    return kind(**{field: tensors.get(field) for field in kind._fields})

@@ -76,11 +76,12 @@ def encoder_loss(
     dyn_weight: float,
     reward_weight: float,
     done_weight: float,
-    use_done: bool | torch.Tensor,
+    use_done: float | torch.Tensor,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """MR.Q's model loss over a rollout of H steps, every term masked by `prod_{j<t} d_j`.
 
     Shapes: pred_zs/target_zs (B, H, Z), reward_logits (B, H, bins), rewards/done_pred/not_done (B, H).
+    `use_done`: 1 or 0 (a number or a 0-d tensor): the termination term counts once the buffer holds a termination.
     Returns the total (summed over steps, averaged over the batch) and its unweighted parts.
     """
     batch, horizon = rewards.shape
@@ -95,11 +96,8 @@ def encoder_loss(
         "reward_loss": (reward * mask).mean(0).sum(),
         "termination_loss": (done * mask).mean(0).sum(),
     }
-    total = dyn_weight * parts["dynamics_loss"] + reward_weight * parts["reward_loss"]
-    if isinstance(use_done, torch.Tensor):  # a 0/1 flag on the device (captured path): same sum when 1
-        total = total + done_weight * parts["termination_loss"] * use_done
-    elif use_done:
-        total = total + done_weight * parts["termination_loss"]
+    total = (dyn_weight * parts["dynamics_loss"] + reward_weight * parts["reward_loss"]
+             + done_weight * parts["termination_loss"] * use_done)
     return total, parts
 
 

@@ -1,19 +1,20 @@
-"""The MR.Q learner (MRQ_SPEC sections 3-4): owns networks, targets and optimizers; acts; updates from replay.
+"""The MR.Q learner: networks, target copies, optimizers and reward scales of one agent, and its update.
 
-`update(buffer)` is one training step and returns its metrics as device tensors; nothing in it reads a
-value back to the host, so a caller decides when to synchronise (at log time).
+`update(buffer)` is one training step, as docs/algorithm.md writes it: every `target_update_freq` (250) updates,
+copy the networks into their targets, refresh the reward scales and train the encoder for a burst of 250 updates;
+then, every update, train the value and the policy once. Its two steps are `encoder_step` (the encoder's model
+loss) and `rl_step` (value, priorities, policy). Every random number a step uses is drawn before it (replay
+uniforms, `draw_encoder_noise`, `draw_value_noise`) and passed in, so each step is a function of its inputs:
+`mrq_agents.fast` swaps both for captured CUDA graphs from outside, and this module does not know which path runs.
 
-Two paths run the same math. The plain path is eager PyTorch with default optimizers. The fast path
-(`fast=True`, the default on CUDA) uses fused AdamW and runs each encoder update and each value+policy step as
-one captured CUDA graph (`mrq_agents.fast`); on the CPU it runs the same step functions eagerly. Every random
-number an update uses is drawn eagerly, in the same order, by `draw_encoder_noise` / `draw_value_noise` and
-`ReplayBuffer.draw_uniforms`, so the two paths consume the same random stream.
+`update` returns its metrics as device tensors; nothing in it reads a value back to the host, so a caller decides
+when to synchronise (at log time).
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Union
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -48,11 +49,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return resolved
 
 
-Scalar = Union[float, torch.Tensor]  # a Python number (plain path) or a 0-d device tensor (captured path)
-
-
 def resolve_fast(fast: bool | None, device: torch.device) -> bool:
-    """`None` (auto): the fast path on CUDA, the plain one on the CPU."""
+    """`None` (auto): the fast path (`mrq_agents.fast`) on CUDA, the plain one on the CPU."""
     return device.type == "cuda" if fast is None else bool(fast)
 
 
@@ -60,19 +58,32 @@ def build_networks(spec: EnvSpec, config: MRQConfig) -> MRQNetworks:
     return MRQNetworks(spec.obs_shape, spec.pixels, spec.action_dim, spec.discrete, config)
 
 
+class EncoderNoise(NamedTuple):
+    """The random numbers of one encoder update, drawn in this order (None without pixel augmentation)."""
+
+    target_shifts: torch.Tensor | None  # (B*H, 2) random shifts of the target encoder's next states
+    state_shifts: torch.Tensor | None  # (B, 2) random shifts of the first states
+
+
+class ValueNoise(NamedTuple):
+    """The random numbers of one value update, drawn in this order (shifts None without pixel augmentation)."""
+
+    next_shifts: torch.Tensor | None  # (B, 2) random shifts of the next states
+    target_noise: torch.Tensor  # (B, action_dim) standard normal: the target policy's smoothing noise
+    state_shifts: torch.Tensor | None  # (B, 2) random shifts of the states
+
+
 class MRQLearner:
     """Networks, target copies, optimizers, reward scales and the update counter of one MR.Q agent."""
 
     def __init__(self, spec: EnvSpec, config: MRQConfig, device: str | torch.device = "cpu",
-                 frozen: tuple[str, ...] = (), fast: bool | None = None, precision: str = "fp32"):
+                 frozen: tuple[str, ...] = (), precision: str = "fp32"):
         """`frozen`: encoder parameter names (e.g. "encoder.zsa.net.0.weight") kept fixed, for fine-tuning.
-        `fast`: the fast update path (see the module docstring); None picks it on CUDA.
         `precision`: "fp32" or "bf16" matrix products in the updates (`mrq_agents.precision`; resolve "auto" with
         `resolve_precision` first). Acting always runs in fp32."""
         self.spec = spec
         self.config = config
         self.device = resolve_device(device)
-        self.fast = resolve_fast(fast, self.device)
         self.precision = precision
         compute_context(precision, self.device)  # an unknown precision fails here, not at the first update
         self.nets = build_networks(spec, config).to(self.device)
@@ -86,31 +97,45 @@ class MRQLearner:
             named[name].requires_grad_(False)
         trainable = [p for p in self.nets.encoder.parameters() if p.requires_grad]
         self.train_encoder = bool(trainable)
-        self.encoder_opt = self._adamw(trainable or [torch.zeros(1, device=self.device)], c.enc_lr, c.enc_wd)
-        self.value_opt = self._adamw(self.nets.value.parameters(), c.value_lr, c.value_wd)
-        self.policy_opt = self._adamw(self.nets.policy.parameters(), c.policy_lr, c.policy_wd)
+        self.encoder_opt = torch.optim.AdamW(trainable or [torch.zeros(1, device=self.device)], lr=c.enc_lr,
+                                             weight_decay=c.enc_wd)
+        self.value_opt = torch.optim.AdamW(self.nets.value.parameters(), lr=c.value_lr, weight_decay=c.value_wd)
+        self.policy_opt = torch.optim.AdamW(self.nets.policy.parameters(), lr=c.policy_lr, weight_decay=c.policy_wd)
         self.bins = twohot_bins(c.num_bins, c.lower, c.upper, self.device)
+        # The steps read the reward scales and the termination flag from device tensors at fixed addresses (a
+        # captured graph does too); `reward_scale` and `target_reward_scale` set them from host numbers.
+        self.scales = torch.zeros(2, device=self.device)  # (reward_scale, target_reward_scale)
+        self.use_termination = torch.zeros((), device=self.device)  # 1.0 once the buffer holds a termination
         self.reward_scale = 1.0
         self.target_reward_scale = 0.0
         self.num_updates = 0
         self.encoder_metrics: dict[str, torch.Tensor] = {}
         self._augment = spec.pixels and c.pixel_augs
-        # Discrete actions use half the noise (MRQ_SPEC sections 3-4).
+        # Discrete actions use half the noise.
         noise_factor = 0.5 if spec.discrete else 1.0
         self.exploration_noise = c.exploration_noise * noise_factor
         self.target_noise = c.target_policy_noise * noise_factor
         self.target_noise_clip = c.noise_clip * noise_factor
-        self._fast_update = None
-        if self.fast:
-            from mrq_agents.fast import FastUpdate
-            self._fast_update = FastUpdate(self)
 
-    def _adamw(self, params, lr: float, weight_decay: float) -> torch.optim.AdamW:
-        """AdamW; the fast path uses the fused kernel (capturable in a CUDA graph on CUDA)."""
-        if not self.fast:
-            return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True,
-                                 capturable=self.device.type == "cuda")
+    @property
+    def reward_scale(self) -> float:
+        """Mean |r| of the buffer at the last target sync (1 before any reward); targets are divided by it."""
+        return self._reward_scale
+
+    @reward_scale.setter
+    def reward_scale(self, value: float) -> None:
+        self._reward_scale = float(value)
+        self.scales[0].fill_(self._reward_scale)  # from a host number: no synchronisation
+
+    @property
+    def target_reward_scale(self) -> float:
+        """The reward scale of the previous sync, that of the target networks' values (0 before the first)."""
+        return self._target_reward_scale
+
+    @target_reward_scale.setter
+    def target_reward_scale(self, value: float) -> None:
+        self._target_reward_scale = float(value)
+        self.scales[1].fill_(self._target_reward_scale)
 
     # ---------------------------------------------------------------- acting
     @torch.no_grad()
@@ -135,58 +160,23 @@ class MRQLearner:
         return action[0].cpu().numpy().astype(np.float32)
 
     # ---------------------------------------------------------------- learning
-    def _compute(self):
-        """The context of the updates' network forwards: bf16 autocast or nothing (`mrq_agents.precision`).
-        Everything computed from their outputs (losses, targets, priorities) is float32 on both precisions."""
-        return compute_context(self.precision, self.device)
-
     def update(self, buffer: ReplayBuffer) -> dict[str, torch.Tensor]:
-        """One training step: every `target_update_freq` updates (from the first) sync targets, refresh the
-        reward scales and run that many encoder updates; then one value and one policy update."""
-        buffer.flush()
+        """One training step (docs/algorithm.md, "The update"); returns the latest losses as device tensors."""
         c = self.config
+        buffer.flush()
         if self.num_updates % c.target_update_freq == 0:
-            self.start_cycle(buffer)
+            # Every 250 updates, from the first: targets <- online networks, fresh reward scales, encoder burst.
+            self.sync_targets()
+            self.refresh_scales(buffer)
             if self.train_encoder:
                 starts = buffer.sample_indices(c.enc_horizon, c.target_update_freq * c.batch_size)
                 for batch_starts in starts.view(c.target_update_freq, c.batch_size):
-                    self.encoder_metrics = self._encoder_step(buffer, batch_starts)
-        metrics = {**self.encoder_metrics, **self._value_policy_step(buffer)}  # encoder's: latest burst
+                    noise = self.draw_encoder_noise(c.batch_size, c.enc_horizon)
+                    self.encoder_metrics = self.encoder_step(buffer, batch_starts, noise)
+        # Every update: one value and one policy update on a prioritised batch.
+        uniforms = buffer.draw_uniforms(c.batch_size)
+        metrics = {**self.encoder_metrics, **self.rl_step(buffer, uniforms, self.draw_value_noise(c.batch_size))}
         self.num_updates += 1
-        return metrics
-
-    def start_cycle(self, buffer: ReplayBuffer) -> None:
-        """Every `target_update_freq` updates: sync the targets and refresh the reward scales."""
-        self.sync_targets()
-        self.target_reward_scale = self.reward_scale
-        # Choice where the spec is silent: a buffer with no reward yet keeps the scale at 1 (not 0).
-        self.reward_scale = buffer.reward_scale() or 1.0
-        if self._fast_update is not None:
-            self._fast_update.refresh(buffer)
-
-    def _encoder_step(self, buffer: ReplayBuffer, starts: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One encoder update on the windows starting at `starts`, on this learner's path."""
-        if self._fast_update is not None:
-            return self._fast_update.run_encoder(buffer, starts)
-        batch = buffer.gather(starts, self.config.enc_horizon, all_next_states=True)
-        return self.encoder_update(batch, use_termination=buffer.any_termination)
-
-    def _value_policy_step(self, buffer: ReplayBuffer) -> dict[str, torch.Tensor]:
-        """One value and one policy update on a freshly sampled batch, on this learner's path."""
-        if self._fast_update is not None:
-            return self._fast_update.run_value_policy(buffer)
-        return self.value_policy_step(buffer, buffer.draw_uniforms(self.config.batch_size))
-
-    def value_policy_step(self, buffer: ReplayBuffer, uniforms: torch.Tensor, draws: dict | None = None,
-                          reward_scale: Scalar | None = None, target_reward_scale: Scalar | None = None
-                          ) -> dict[str, torch.Tensor]:
-        """Sample a batch with `uniforms`, update the value, write the new priorities, update the policy."""
-        c = self.config
-        batch = buffer.gather(sample_proportional(buffer.sampling_weights(c.q_horizon), uniforms), c.q_horizon,
-                              all_next_states=False)
-        metrics, zs, priority = self.value_update(batch, draws, reward_scale, target_reward_scale)
-        buffer.update_priority(batch.indices, priority)
-        metrics.update(self.policy_update(zs))
         return metrics
 
     @torch.no_grad()
@@ -194,45 +184,51 @@ class MRQLearner:
         """Copy the online encoder, value and policy into their targets, in place."""
         torch._foreach_copy_(list(self.target.parameters()), list(self.nets.parameters()))
 
-    # The random numbers of one update, drawn in a fixed order (see the module docstring).
-    def draw_encoder_noise(self, batch_size: int, horizon: int) -> dict[str, torch.Tensor]:
-        """Random shifts of the B*H target next states, then of the B states (pixels with augmentation)."""
+    def refresh_scales(self, buffer: ReplayBuffer) -> None:
+        """target_reward_scale <- reward_scale; reward_scale <- mean |r| of the buffer (1 while it holds no reward,
+        where the authors clamp to 1e-8: README); the termination loss counts once the buffer holds a termination."""
+        self.target_reward_scale = self.reward_scale
+        self.reward_scale = buffer.reward_scale() or 1.0
+        self.use_termination.fill_(float(buffer.any_termination))
+
+    # The random numbers of one update, drawn in a fixed order, before the step that uses them.
+    def draw_encoder_noise(self, batch_size: int, horizon: int) -> EncoderNoise:
         if not self._augment:
-            return {}
-        return {"target_shifts": draw_shifts(batch_size * horizon, self.device),
-                "state_shifts": draw_shifts(batch_size, self.device)}
+            return EncoderNoise(None, None)
+        return EncoderNoise(draw_shifts(batch_size * horizon, self.device), draw_shifts(batch_size, self.device))
 
-    def draw_value_noise(self, batch_size: int) -> dict[str, torch.Tensor]:
-        """Shifts of the next states, the target policy's standard-normal noise, shifts of the states."""
-        draws = {"next_shifts": draw_shifts(batch_size, self.device)} if self._augment else {}
-        draws["target_noise"] = torch.randn(batch_size, self.spec.action_dim, device=self.device)
-        if self._augment:
-            draws["state_shifts"] = draw_shifts(batch_size, self.device)
-        return draws
+    def draw_value_noise(self, batch_size: int) -> ValueNoise:
+        next_shifts = draw_shifts(batch_size, self.device) if self._augment else None
+        target_noise = torch.randn(batch_size, self.spec.action_dim, device=self.device)
+        return ValueNoise(next_shifts, target_noise, draw_shifts(batch_size, self.device) if self._augment else None)
 
-    def _prepare(self, obs: torch.Tensor, shifts: torch.Tensor | None) -> torch.Tensor:
-        """Replay observations -> encoder input, with random-shift augmentation for pixels. The shift moves
-        whole pixels, so it runs on the stored uint8 frames (a quarter of the bytes of float32); the encoder
-        converts them."""
-        return random_shift(obs, shifts) if self._augment else obs
+    def encoder_step(self, buffer: ReplayBuffer, starts: torch.Tensor, noise: EncoderNoise) -> dict[str, torch.Tensor]:
+        """One encoder update on the windows of `enc_horizon` steps starting at `starts` (B,)."""
+        batch = buffer.gather(starts, self.config.enc_horizon, all_next_states=True)
+        return self.encoder_update(batch, noise)
 
-    def encoder_update(self, batch: Batch, use_termination: bool | torch.Tensor,
-                       draws: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        """One encoder update. `use_termination`: a bool, or a 0-d 0/1 tensor on the captured path.
-        `draws`: from `draw_encoder_noise` (drawn here when None)."""
+    def rl_step(self, buffer: ReplayBuffer, uniforms: torch.Tensor, noise: ValueNoise) -> dict[str, torch.Tensor]:
+        """One value update on a batch drawn by priority with `uniforms` (B,), its new priorities, one policy update."""
+        c = self.config
+        starts = sample_proportional(buffer.sampling_weights(c.q_horizon), uniforms)
+        batch = buffer.gather(starts, c.q_horizon, all_next_states=False)
+        metrics, zs, priority = self.value_update(batch, noise)
+        buffer.update_priority(batch.indices, priority)
+        return {**metrics, **self.policy_update(zs)}
+
+    def encoder_update(self, batch: Batch, noise: EncoderNoise) -> dict[str, torch.Tensor]:
+        """Roll the model out from f(s_0) through the batch's actions; fit next embeddings, rewards, terminations."""
         c = self.config
         encoder = self.nets.encoder
         batch_size, horizon = batch.reward.shape
-        if draws is None:
-            draws = self.draw_encoder_noise(batch_size, horizon)
         with self._compute():
-            with torch.no_grad():
+            with torch.no_grad():  # targets: zbar_{t+1} = f_target(s_{t+1})
                 next_obs = batch.next_state.flatten(0, 1)  # (B*H, *obs_shape)
                 target_zs = self.target.encoder.state(
-                    self._prepare(next_obs, draws.get("target_shifts"))).view(batch_size, horizon, -1)
-            zs = encoder.state(self._prepare(batch.state, draws.get("state_shifts")))
+                    self._augmented(next_obs, noise.target_shifts)).view(batch_size, horizon, -1)
+            zs = encoder.state(self._augmented(batch.state, noise.state_shifts))
             pred_zs, reward_logits, done_pred = [], [], []
-            for t in range(horizon):
+            for t in range(horizon):  # (d_hat, z, r_hat) = m(g(z, a_t))
                 done_t, zs, reward_t = encoder.predict(encoder.state_action(zs, batch.action[:, t]))
                 pred_zs.append(zs)
                 reward_logits.append(reward_t)
@@ -240,34 +236,29 @@ class MRQLearner:
         loss, parts = encoder_loss(  # float32 losses (no-op casts on fp32)
             torch.stack(pred_zs, 1).float(), target_zs.float(), torch.stack(reward_logits, 1).float(), batch.reward,
             torch.stack(done_pred, 1).float(), batch.not_done, self.bins,
-            c.dyn_weight, c.reward_weight, c.done_weight, use_termination,
+            c.dyn_weight, c.reward_weight, c.done_weight, self.use_termination,
         )
         self.encoder_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.encoder_opt.step()
         return {"encoder_loss": loss.detach(), **{k: v.detach() for k, v in parts.items()}}
 
-    def value_update(self, batch: Batch, draws: dict[str, torch.Tensor] | None = None,
-                     reward_scale: Scalar | None = None, target_reward_scale: Scalar | None = None
-                     ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-        """Returns metrics, the (no-gradient) z_s of the batch for the policy update, and new priorities.
-
-        `draws`: from `draw_value_noise` (drawn here when None); the scales default to the learner's own."""
+    def value_update(self, batch: Batch, noise: ValueNoise) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Huber loss of both critics against the scaled multi-step target; returns metrics, the batch's z_s (no
+        gradient, for the policy update) and its new LAP priorities (B,)."""
         c = self.config
-        if draws is None:
-            draws = self.draw_value_noise(batch.reward.shape[0])
-        reward_scale = self.reward_scale if reward_scale is None else reward_scale
-        target_reward_scale = self.target_reward_scale if target_reward_scale is None else target_reward_scale
+        reward_scale, target_reward_scale = self.scales[0], self.scales[1]
         with torch.no_grad():
             with self._compute():
-                next_zs = self.target.encoder.state(self._prepare(batch.next_state[:, -1], draws.get("next_shifts")))
-                next_action = self._target_action(next_zs, draws["target_noise"])
+                next_zs = self.target.encoder.state(self._augmented(batch.next_state[:, -1], noise.next_shifts))
+                next_action = self._target_action(next_zs, noise.target_noise)
                 next_q = self.target.value(self.target.encoder.state_action(next_zs, next_action))
-                zs = self.nets.encoder.state(self._prepare(batch.state, draws.get("state_shifts")))
+                zs = self.nets.encoder.state(self._augmented(batch.state, noise.state_shifts))
                 zsa = self.nets.encoder.state_action(zs, batch.action[:, 0])
-            next_q = next_q.float().min(1, keepdim=True).values
+            next_q = next_q.float().min(1, keepdim=True).values  # min over the two target critics
             returns, bootstrap = masked_multistep_return(batch.reward, batch.not_done, c.discount)
             horizon = batch.reward.shape[1]
+            # y = (R + D gamma^H min_i Q_target_i * target_reward_scale) / reward_scale
             target = (returns + bootstrap * c.discount**horizon * next_q * target_reward_scale) / reward_scale
         with self._compute():
             q = self.nets.value(zsa)  # (B, 2)
@@ -281,6 +272,7 @@ class MRQLearner:
         return {"value_loss": loss.detach(), "q_mean": q.detach().mean()}, zs, priority
 
     def _target_action(self, next_zs: torch.Tensor, standard_noise: torch.Tensor) -> torch.Tensor:
+        """a' = clip(pi_target(z') + clip(noise)): the target policy smoothed (discrete: one-hot of its argmax)."""
         action, _ = self.target.policy(next_zs)
         noise = (standard_noise * self.target_noise).clamp(-self.target_noise_clip, self.target_noise_clip)
         if self.spec.discrete:
@@ -288,6 +280,7 @@ class MRQLearner:
         return (action + noise).clamp(-1.0, 1.0)
 
     def policy_update(self, zs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Maximise the mean of both critics at the policy's action, with a small penalty on pre-activations."""
         with self._compute():
             action, pre = self.nets.policy(zs)
             q = self.nets.value(self.nets.encoder.state_action(zs, action))
@@ -296,6 +289,16 @@ class MRQLearner:
         loss.backward(inputs=list(self.nets.policy.parameters()))  # only the policy is stepped
         self.policy_opt.step()
         return {"policy_loss": loss.detach()}
+
+    def _augmented(self, obs: torch.Tensor, shifts: torch.Tensor | None) -> torch.Tensor:
+        """Replay observations -> encoder input, randomly shifted for pixels. The shift moves whole pixels, so it
+        runs on the stored uint8 frames (a quarter of the bytes of float32); the encoder converts them."""
+        return random_shift(obs, shifts) if self._augment else obs
+
+    def _compute(self):
+        """The context of the updates' network forwards: bf16 autocast or nothing (`mrq_agents.precision`).
+        Everything computed from their outputs (losses, targets, priorities) is float32 on both precisions."""
+        return compute_context(self.precision, self.device)
 
     # ---------------------------------------------------------------- checkpointing
     def state_dict(self) -> dict:
@@ -321,5 +324,3 @@ class MRQLearner:
         self.target_reward_scale = float(state["target_reward_scale"])
         self.num_updates = int(state["num_updates"])
         self.encoder_metrics = dict(state.get("encoder_metrics", {}))
-        if self._fast_update is not None:
-            self._fast_update.reset()  # the optimizers' state tensors were replaced: capture again

@@ -8,7 +8,7 @@ import torch
 
 from mrq_agents.config import MRQConfig
 from mrq_agents.envs import EnvSpec
-from mrq_agents.fast import restore
+from mrq_agents.fast import FastPath, accelerate, restore
 from mrq_agents.learner import MRQLearner
 from mrq_agents.replay import ReplayBuffer
 from mrq_agents.serialization import flatten_state, load_tensors, save_tensors, unflatten_state
@@ -44,9 +44,14 @@ def fill(buffer, spec, seed, steps=600, episode_length=40):
             buffer.start_episode(obs())
 
 
+def make_learner(spec, device, fast):
+    learner = MRQLearner(spec, CONFIG, device)
+    return accelerate(learner) if fast else learner
+
+
 def train(spec, fast, device, updates, seed=0, new_data_every=0):
     torch.manual_seed(seed)
-    learner = MRQLearner(spec, CONFIG, device, fast=fast)
+    learner = make_learner(spec, device, fast)
     buffer = ReplayBuffer(spec, CONFIG.buffer_size, (CONFIG.enc_horizon, CONFIG.q_horizon), device=device)
     fill(buffer, spec, seed)
     torch.manual_seed(seed + 1)
@@ -75,7 +80,7 @@ def test_fast_path_matches_the_plain_path(kind, device):
         plain, plain_buffer, plain_metrics = train(spec, fast=False, device=device, updates=updates,
                                                    new_data_every=25)
         fast, fast_buffer, fast_metrics = train(spec, fast=True, device=device, updates=updates, new_data_every=25)
-    assert not plain.fast and fast.fast
+    assert isinstance(fast.rl_step.__self__, FastPath) and not isinstance(plain.rl_step.__self__, FastPath)
     assert plain.num_updates == fast.num_updates == updates
     # The networks moved a long way from their initial values, and both paths moved them the same way.
     torch.manual_seed(0)
@@ -95,11 +100,17 @@ def test_fast_path_matches_the_plain_path(kind, device):
 
 
 def test_fast_path_uses_fused_adamw_and_plain_the_default():
+    from mrq_agents.learner import resolve_fast
+
     spec = SPECS["continuous"]
-    assert MRQLearner(spec, CONFIG, "cpu", fast=True).value_opt.defaults["fused"] is True
-    assert not MRQLearner(spec, CONFIG, "cpu", fast=False).value_opt.defaults["fused"]
+    for name in ("encoder_opt", "value_opt", "policy_opt"):
+        assert getattr(make_learner(spec, "cpu", fast=True), name).defaults["fused"] is True
+        assert not getattr(make_learner(spec, "cpu", fast=False), name).defaults["fused"]
     # Default: fast on CUDA only.
-    assert MRQLearner(spec, CONFIG, "cpu").fast is False
+    assert resolve_fast(None, torch.device("cpu")) is False and resolve_fast(None, torch.device("cuda")) is True
+    with pytest.raises(ValueError, match="before its first update"):
+        learner, _, _ = train(spec, fast=False, device="cpu", updates=1)
+        accelerate(learner)
 
 
 @pytest.mark.parametrize("kind", list(SPECS))
@@ -112,13 +123,15 @@ def test_the_warm_up_before_capture_leaves_no_trace(kind):
     for rehearse in (False, True):
         learner, buffer, _ = train(spec, fast=True, device="cpu", updates=60)  # optimizer state exists
         if rehearse:
-            fast = learner._fast_update
-            encoder_step, value_step = fast.encoder_step, fast.value_step
+            fast = learner.rl_step.__self__
+            encoder_step, value_step = fast.encoder, fast.rl
             rng = torch.get_rng_state()  # capture's static inputs are copies of real draws: undo the test's own
+            noise = learner.draw_encoder_noise(CONFIG.batch_size, CONFIG.enc_horizon)
             encoder_step.inputs = {"starts": buffer.sample_indices(CONFIG.enc_horizon, CONFIG.batch_size),
-                                   **learner.draw_encoder_noise(CONFIG.batch_size, CONFIG.enc_horizon)}
+                                   **{k: v for k, v in noise._asdict().items() if v is not None}}
+            noise = learner.draw_value_noise(CONFIG.batch_size)
             value_step.inputs = {"uniforms": buffer.draw_uniforms(CONFIG.batch_size),
-                                 **learner.draw_value_noise(CONFIG.batch_size)}
+                                 **{k: v for k, v in noise._asdict().items() if v is not None}}
             torch.set_rng_state(rng)
             encoder_step.rehearse(3)
             value_step.rehearse(3)
@@ -156,15 +169,17 @@ def test_restore_zeroes_optimizer_state_created_after_the_snapshot():
 
 
 def test_fast_learner_state_round_trip_continues_identically(tmp_path):
-    """Resuming a fast run from a checkpoint file: load_state_dict refreshes the device-side reward scales."""
+    """Resuming a fast run from a checkpoint file: load_state_dict refreshes the device-side reward scales and
+    the steps are bound (captured, on CUDA) again."""
     spec = SPECS["continuous"]
     learner, buffer, _ = train(spec, fast=True, device="cpu", updates=70)
     tensors, skeleton = flatten_state(learner.state_dict())
     save_tensors(tmp_path / "learner.safetensors", tensors)
-    copy = MRQLearner(spec, CONFIG, "cpu", fast=True)
+    copy = make_learner(spec, "cpu", fast=True)
+    copy.update(buffer)  # bind the steps, which loading must undo
     copy.load_state_dict(unflatten_state(skeleton, load_tensors(tmp_path / "learner.safetensors")[0]))
-    assert copy._fast_update.reward_scale.item() == pytest.approx(learner.reward_scale)
-    assert copy._fast_update.target_reward_scale.item() == pytest.approx(learner.target_reward_scale)
+    assert copy.rl_step.__self__._bound_to == ()
+    assert copy.scales.tolist() == pytest.approx([learner.reward_scale, learner.target_reward_scale])
     rng = torch.get_rng_state()
     priorities = buffer.priority.clone(), buffer.max_priority.clone()
     expected = [learner.update(buffer)["value_loss"].item() for _ in range(5)]

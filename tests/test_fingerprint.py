@@ -22,6 +22,7 @@ import torch
 
 from mrq_agents.config import MRQConfig
 from mrq_agents.envs import EnvSpec
+from mrq_agents.fast import accelerate
 from mrq_agents.learner import MRQLearner
 from mrq_agents.machine import fingerprint
 from mrq_agents.replay import ReplayBuffer
@@ -75,7 +76,9 @@ def _run_hash(case: str) -> str:
     kind, path = case.split("-")
     spec = SPECS[kind]
     torch.manual_seed(0)
-    learner = MRQLearner(spec, CONFIG, "cpu", fast=path == "fast")
+    learner = MRQLearner(spec, CONFIG, "cpu")
+    if path == "fast":
+        accelerate(learner)
     buffer = ReplayBuffer(spec, CONFIG.buffer_size, (CONFIG.enc_horizon, CONFIG.q_horizon), device="cpu")
     rng = np.random.default_rng(0)
     _fill(buffer, spec, rng, steps=300)

@@ -97,7 +97,8 @@ def test_target_sync_cadence(spec, monkeypatch):
     # Half of the episodes terminate, so the termination loss is on.
     for kind, reward_shape, next_shape, kwargs in shapes:
         if kind == "encoder_update":
-            assert reward_shape == (4, 5) and next_shape == (4, 5, 3) and kwargs == {"use_termination": True}
+            assert reward_shape == (4, 5) and next_shape == (4, 5, 3) and kwargs == {}
+            assert learner.use_termination.item() == 1.0
         else:
             assert reward_shape == (4, 3) and next_shape == (4, 1, 3)
 
@@ -131,9 +132,9 @@ def test_termination_loss_is_off_until_a_termination_is_stored(monkeypatch):
     flags = []
     original = learner.encoder_update
 
-    def encoder_update(batch, use_termination):
-        flags.append(use_termination)
-        return original(batch, use_termination)
+    def encoder_update(batch, noise):
+        flags.append(bool(learner.use_termination))
+        return original(batch, noise)
 
     monkeypatch.setattr(learner, "encoder_update", encoder_update)
     for _ in range(6):  # two syncs, 5 encoder updates each
@@ -220,7 +221,8 @@ def test_encoder_update_changes_only_the_encoder(spec):
     batch = buffer.sample(CONFIG.enc_horizon, CONFIG.batch_size)
     before = {name: snapshot(getattr(learner.nets, name)) for name in ("encoder", "value", "policy")}
     targets = snapshot(learner.target)
-    metrics = learner.encoder_update(batch, use_termination=True)
+    learner.use_termination.fill_(1.0)
+    metrics = learner.encoder_update(batch, learner.draw_encoder_noise(CONFIG.batch_size, CONFIG.enc_horizon))
     assert set(metrics) >= {"encoder_loss", "dynamics_loss", "reward_loss", "termination_loss"}
     assert changed(learner.nets.encoder, before["encoder"])
     assert equal(learner.nets.value, before["value"])
@@ -235,7 +237,7 @@ def test_value_update_changes_only_the_value(spec):
     batch = buffer.sample(CONFIG.q_horizon, CONFIG.batch_size, all_next_states=False)
     before = {name: snapshot(getattr(learner.nets, name)) for name in ("encoder", "value", "policy")}
     targets = snapshot(learner.target)
-    metrics, zs, priority = learner.value_update(batch)
+    metrics, zs, priority = learner.value_update(batch, learner.draw_value_noise(batch.reward.shape[0]))
     assert changed(learner.nets.value, before["value"])
     assert equal(learner.nets.encoder, before["encoder"])
     assert equal(learner.nets.policy, before["policy"])
@@ -350,7 +352,7 @@ def test_value_target_by_hand(spec):
         next_state=torch.randn(2, 1, 3),
         indices=torch.tensor([0, 1]),
     )
-    metrics, _, priority = learner.value_update(batch)
+    metrics, _, priority = learner.value_update(batch, learner.draw_value_noise(batch.reward.shape[0]))
     # Row 0: R = 1 + 0.5 * 2 + 0.25 * 4 = 3, D = 1: y = (3 + 1 * 0.5^3 * 6 * 2.0) / 4.0 = (3 + 1.5) / 4 = 1.125
     # Row 1: R = 1 + 0.5 * 2 = 2 (the terminating step keeps its reward), D = 0: y = 2 / 4 = 0.5
     # Errors q - y: row 0 (5 - 1.125, -3 - 1.125) = (3.875, -4.125); row 1 (4.5, -3.5)

@@ -36,6 +36,7 @@ from mrq_agents.config import MRQConfig, preset_config
 from mrq_agents.envs import EnvConfig, EnvSpec, benchmark_defaults, make_env, resolve_env
 from mrq_agents.errors import CheckpointError, ConfigError, MRQError
 from mrq_agents.export import CHECKPOINT_FILE, CONFIG_FILE, FORMAT_VERSION, MODEL_FILE, train_command
+from mrq_agents.fast import accelerate
 from mrq_agents.learner import MRQLearner, resolve_device, resolve_fast
 from mrq_agents.precision import PRECISIONS, resolve_precision
 from mrq_agents.replay import ReplayBuffer
@@ -222,8 +223,10 @@ class Trainer:
         self.provenance = self.saved_config.get("finetuned_from") or (transfer.provenance if transfer is not None else None)
         frozen = tuple((self.provenance or {}).get("frozen", ()))
         self.precision = resolve_precision(run.precision, self.device)
-        self.learner = MRQLearner(self.spec, algo, self.device, frozen=frozen, fast=run.fast,
-                                  precision=self.precision)
+        self.fast = resolve_fast(run.fast, self.device)
+        self.learner = MRQLearner(self.spec, algo, self.device, frozen=frozen, precision=self.precision)
+        if self.fast:
+            accelerate(self.learner)
         if transfer is not None and not resume:
             transfer.load_into(self.learner)
         self.buffer = ReplayBuffer(self.spec, algo.buffer_size, (algo.enc_horizon, algo.q_horizon),
