@@ -224,11 +224,12 @@ def finetune(
     from mrq_agents.deps import require_torch
 
     require_torch("`mrq finetune`")
+    from mrq_agents.policy import load_pretrained
     from mrq_agents.training.finetune import finetune as prepare
 
     _check_threads(threads)
-    trainer = prepare(source, env, steps, out, seed=seed, overrides=set_ or [], freeze=freeze,
-                      warmup_steps=warmup_steps, revision=revision, device=device, fast=fast, precision=precision,
+    trainer = prepare(load_pretrained(source, revision), env, steps, out, seed=seed, overrides=set_ or [],
+                      freeze=freeze, warmup_steps=warmup_steps, device=device, fast=fast, precision=precision,
                       eval_every=eval_every, eval_episodes=eval_episodes, checkpoint_every=checkpoint_every,
                       overwrite=overwrite, log=_console().print)
     _set_threads(threads if threads is not None else _training_threads(trainer))

@@ -1,9 +1,10 @@
-"""The algorithm config: one frozen dataclass with the paper's names and defaults (MRQ_SPEC section 7)."""
+"""The algorithm config: one frozen dataclass with the paper's names and defaults (docs/algorithm.md)."""
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -162,3 +163,21 @@ def preset_config(name: str) -> MRQConfig:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return MRQConfig(**PRESETS[name])  # type: ignore[arg-type]
+
+
+def changed_fields(algorithm: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a saved algorithm config that differ from the paper's defaults, in the config's order."""
+    defaults = MRQConfig().to_dict()
+    return {k: v for k, v in algorithm.items() if defaults.get(k) != v}
+
+
+def train_command(env_id: str, run: dict[str, Any], algorithm: dict[str, Any]) -> str:
+    """The `mrq train` command line that reproduces a run's config (overrides of the paper's defaults as --set)."""
+    parts = [f"mrq train {env_id}", f"--steps {run['steps']}", f"--seed {run['seed']}",
+             f"--eval-every {run['eval_every']}", f"--eval-episodes {run['eval_episodes']}"]
+    if run.get("precision", "fp32") != "fp32":
+        parts.append(f"--precision {run['precision']}")
+    if run.get("env_kwargs"):
+        parts.append(f"--env-kwargs '{json.dumps(run['env_kwargs'])}'")
+    parts += [f"--set {k}={v}" for k, v in changed_fields(algorithm).items()]
+    return " ".join(parts)

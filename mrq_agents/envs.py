@@ -1,4 +1,4 @@
-"""Environments with the paper's preprocessing (MRQ_SPEC section 5) and the spec the networks are built from.
+"""Environments with the paper's preprocessing (docs/algorithm.md, "The four benchmarks") and the spec the networks are built from.
 
 Families: "gym" (any registered Gymnasium id, no preprocessing beyond dtype/layout and action scaling),
 "dmc" (dm_control through shimmy: action repeat 2, flattened obs or stacked 84x84 RGB renders) and

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import hashlib
 import json
 import re
 import shutil
@@ -21,39 +20,15 @@ import string
 from pathlib import Path
 from typing import Any
 
-from mrq_agents.config import MRQConfig
+from mrq_agents.config import changed_fields, train_command  # noqa: F401 (train_command: export's API)
 from mrq_agents.envs import EnvConfig
+from mrq_agents.files import (CARD_FILE, CHECKPOINT_FILE, CONFIG_FILE, COPIED_FILES, CURVE_FILE,  # noqa: F401
+                              FORMAT_VERSION, METRICS_FILE, MODEL_FILE, ONNX_FILE, RESULTS_FILE, VIDEO_FILE,
+                              sha256_file)
 from mrq_agents.machine import describe
 from mrq_agents.paper import placement, protocol_note
 
-FORMAT_VERSION = 1  # of config.json, model.safetensors and checkpoint.safetensors
-CONFIG_FILE, MODEL_FILE, CHECKPOINT_FILE = "config.json", "model.safetensors", "checkpoint.safetensors"
-CARD_FILE, RESULTS_FILE, VIDEO_FILE, CURVE_FILE, METRICS_FILE = (
-    "README.md", "results.json", "replay.mp4", "learning_curve.png", "metrics.csv")
-ONNX_FILE = "actor.onnx"  # written by mrq_agents.actor_torch.export_onnx, run by mrq_agents.actor_onnx
-COPIED_FILES = (VIDEO_FILE, CURVE_FILE, METRICS_FILE)
 CARD_TEMPLATE = Path(__file__).with_name("MODEL_CARD.md")
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def train_command(env_id: str, run: dict[str, Any], algorithm: dict[str, Any]) -> str:
-    """The `mrq train` command line that reproduces a run's config (overrides of the paper's defaults as --set)."""
-    defaults = MRQConfig().to_dict()
-    parts = [f"mrq train {env_id}", f"--steps {run['steps']}", f"--seed {run['seed']}",
-             f"--eval-every {run['eval_every']}", f"--eval-episodes {run['eval_episodes']}"]
-    if run.get("precision", "fp32") != "fp32":
-        parts.append(f"--precision {run['precision']}")
-    if run.get("env_kwargs"):
-        parts.append(f"--env-kwargs '{json.dumps(run['env_kwargs'])}'")
-    parts += [f"--set {k}={v}" for k, v in algorithm.items() if defaults.get(k) != v]
-    return " ".join(parts)
-
 
 def metrics_rows(folder: Path) -> list[dict[str, str]]:
     path = folder / METRICS_FILE
@@ -185,8 +160,7 @@ def _where_trained(training: dict[str, Any]) -> str:
 
 
 def _config_note(algorithm: dict[str, Any]) -> str:
-    defaults = MRQConfig().to_dict()
-    changed = [f"`{k}={v}`" for k, v in algorithm.items() if defaults.get(k) != v]
+    changed = [f"`{k}={v}`" for k, v in changed_fields(algorithm).items()]
     if not changed:
         return "The algorithm config is the paper's, unchanged."
     return "The algorithm config is the paper's except " + ", ".join(changed) + "."

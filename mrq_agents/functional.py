@@ -1,4 +1,4 @@
-"""Small pure numeric functions of MR.Q (MRQ_SPEC sections 2-3), each unit-tested against hand-computed values."""
+"""Small pure numeric functions of MR.Q (docs/algorithm.md), each unit-tested against hand-computed values."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""MR.Q's networks (MRQ_SPEC section 1): state and state-action encoders with the linear MDP head, value, policy."""
+"""MR.Q's networks (docs/algorithm.md, "Networks"): state and state-action encoders with the linear MDP head, value, policy."""
 
 from __future__ import annotations
 

@@ -24,6 +24,7 @@ from mrq_agents import export
 from mrq_agents.config import MRQConfig
 from mrq_agents.deps import has_torch, require_torch
 from mrq_agents.envs import EnvConfig, EnvSpec, make_env, wrap_env
+from mrq_agents.episodes import EVAL_STREAM, episode_seed, run_episodes
 from mrq_agents.errors import CheckpointError, ConfigError, ObservationError, UnsupportedEnvError, one_line
 from mrq_agents.machine import fingerprint
 from mrq_agents.serialization import atomic_write_json, read_json
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
     from mrq_agents.actor_onnx import OnnxActor
     from mrq_agents.actor_torch import TorchActor
+    from mrq_agents.training.finetune import Pretrained
 
 BACKENDS = ("auto", "torch", "onnx")
 
@@ -224,7 +226,6 @@ class Policy:
         Discrete actions are sampled from `softmax(pre)` as the paper does (seeded by `seed`); `deterministic=True`
         takes `argmax(pre)` instead. Continuous actions are `tanh(pre)` either way.
         """
-        from mrq_agents.training.evaluation import EVAL_STREAM, run_episodes
 
         _check_episodes(episodes)
 
@@ -260,7 +261,6 @@ class Policy:
         """Write an mp4 of `episodes` episodes rendered at the env's full resolution; returns their returns.
 
         Actions as in `rollout` (the paper's sampled discrete action unless `deterministic`)."""
-        from mrq_agents.training.evaluation import EVAL_STREAM, episode_seed
         from mrq_agents.video import record_episodes
 
         _check_episodes(episodes)
@@ -336,7 +336,7 @@ class Policy:
         require_torch("fine-tuning")
         from mrq_agents.training.finetune import finetune
 
-        return finetune(self.source, env_id, steps, out, revision=self.revision, **kwargs).train()
+        return finetune(load_pretrained(self.source, self.revision), env_id, steps, out, **kwargs).train()
 
     def push_to_hub(self, repo_id: str, private: bool = False, commit_message: str = "Upload MR.Q agent",
                     token: str | None = None, compact: bool = False) -> str:
@@ -369,6 +369,18 @@ def _spec_differences(got: EnvSpec, want: EnvSpec) -> list[tuple[str, Any, Any]]
 def _check_episodes(episodes: int) -> None:
     if not isinstance(episodes, int) or episodes < 1:
         raise ConfigError(f"episodes must be a whole number >= 1, got {episodes!r}")
+
+
+def load_pretrained(source: str | Path, revision: str | None = None) -> "Pretrained":
+    """The agent `source` (anything `Policy.from_pretrained` takes) as a fine-tune starts from it: its config,
+    env, float32 weights (checked) and provenance."""
+    from mrq_agents.training.finetune import Pretrained
+
+    folder = resolve_model_folder(source, revision)
+    _, config, _, env, tensors = load_model_folder(folder)
+    return Pretrained(config, env, tensors, {"source": str(source), "revision": revision,
+                                             "sha256": export.sha256_file(folder / MODEL_FILE),
+                                             "source_env_id": env.env_id})
 
 
 def resolve_model_folder(source: str | Path, revision: str | None = None, local_files_only: bool | None = None,

@@ -1,4 +1,4 @@
-"""LAP replay buffer (MRQ_SPEC section 2): frames stored once, windows rebuilt from indices.
+"""LAP replay buffer (docs/algorithm.md, "Replay"): frames stored once, windows rebuilt from indices.
 
 Layout. One ring of `capacity` slots. Each slot holds one frame (a vector observation, or one image of a
 pixel stack) and, when it is the newest frame of a state s_t that was acted in, the transition data

@@ -354,10 +354,9 @@ def _ci(t: tuple[float, float, float]) -> str:
 
 
 def _config_text(algorithm: dict[str, Any], short: bool = False) -> str:
-    from mrq_agents.config import MRQConfig
+    from mrq_agents.config import changed_fields
 
-    defaults = MRQConfig().to_dict()
-    changed = [f"{k}={v}" for k, v in sorted(algorithm.items()) if defaults.get(k) != v]
+    changed = [f"{k}={v}" for k, v in sorted(changed_fields(algorithm).items())]
     if short:
         return " ".join(changed) or "paper config"
     return "the paper's" if not changed else "the paper's except `" + "`, `".join(changed) + "`"

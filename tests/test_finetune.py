@@ -162,11 +162,12 @@ def test_finetune_from_a_zoo_id(tmp_path, monkeypatch):
 def test_finetune_starts_from_a_compact_export_in_float32(tmp_path):
     from mrq_agents import Policy
     from mrq_agents.actor_torch import is_acting_tensor
+    from mrq_agents.policy import load_pretrained
     from mrq_agents.training.finetune import finetune
 
     folder, learner, _ = make_model_folder(tmp_path / "run", "Pendulum-v1")
     compact = Policy.from_pretrained(folder).save_pretrained(tmp_path / "compact", compact=True)
-    trainer = finetune(compact, "Pendulum-v1", steps=10, out=tmp_path / "ft", log=lambda *_: None)
+    trainer = finetune(load_pretrained(compact), "Pendulum-v1", steps=10, out=tmp_path / "ft", log=lambda *_: None)
     started = trainer.learner.nets.state_dict()
     for name, value in learner.nets.state_dict().items():
         assert started[name].dtype == torch.float32

@@ -104,7 +104,7 @@ def test_target_sync_cadence(spec, monkeypatch):
 
 
 def test_target_sync_every_250_updates_with_the_paper_default(monkeypatch):
-    """The spec's cadence itself: target_update_freq=250, syncs at updates 0, 250 and 500, 250 encoder updates each."""
+    """The paper's cadence itself (docs/algorithm.md): target_update_freq=250, syncs at updates 0, 250 and 500, 250 encoder updates each."""
     config = MRQConfig(zs_dim=8, zsa_dim=8, za_dim=4, enc_hdim=8, value_hdim=8, policy_hdim=8, batch_size=2,
                        buffer_size=200)
     assert config.target_update_freq == 250
@@ -166,7 +166,7 @@ def test_targets_hold_the_online_weights_from_the_last_sync():
 # ------------------------------------------------------------------ reward scales
 def test_reward_scales_follow_the_sync():
     learner, buffer, rewards, rng = make(CONTINUOUS)
-    assert (learner.reward_scale, learner.target_reward_scale) == (1.0, 0.0)  # initial values (spec: 1 and 0)
+    assert (learner.reward_scale, learner.target_reward_scale) == (1.0, 0.0)  # initial values (docs/algorithm.md: 1 and 0)
     mean_abs = sum(abs(r) for r in rewards) / len(rewards)  # the buffer holds 60 transitions, none overwritten
     learner.update(buffer)
     assert learner.target_reward_scale == 1.0
@@ -364,7 +364,7 @@ def test_value_target_by_hand(spec):
 
 
 def test_discrete_noise_is_halved():
-    # Spec: exploration 0.2, target noise 0.2 clipped at 0.3, all halved for discrete actions.
+    # docs/algorithm.md: exploration 0.2, target noise 0.2 clipped at 0.3, all halved for discrete actions.
     continuous, discrete = MRQLearner(CONTINUOUS, CONFIG, "cpu"), MRQLearner(DISCRETE, CONFIG, "cpu")
     assert (continuous.exploration_noise, continuous.target_noise, continuous.target_noise_clip) == (0.2, 0.2, 0.3)
     assert (discrete.exploration_noise, discrete.target_noise, discrete.target_noise_clip) == (0.1, 0.1, 0.15)

@@ -1,5 +1,5 @@
-"""Training precision (mrq_agents.precision): how it is chosen, that bf16 keeps float32 where the spec of the
-issue puts it, that one bf16 update stays close to the fp32 one, and the channels-last pixel trunk.
+"""Training precision (mrq_agents.precision): how it is chosen, that bf16 keeps float32 where docs/precision.md
+puts it, that one bf16 update stays close to the fp32 one, and the channels-last pixel trunk.
 
 Tiny networks: bf16 is emulated (slow) on CPUs without AMX/AVX512-BF16, and these tests only check placement
 and closeness, not speed."""

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 # (env, steps, eval_every, extra mrq train arguments): continuous and discrete actions, one pixel env, one env
-# at the paper's full network size (MRQ_SPEC: 512-wide; HalfCheetah 3.86M parameters).
+# at the paper's full network size (512-wide; HalfCheetah 3.86M parameters).
 GRID = [
     ("Pendulum-v1", 15_000, 1_000, ["--preset", "small"]),
     ("CartPole-v1", 20_000, 1_000, ["--preset", "small"]),

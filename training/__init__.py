@@ -1,1 +1,2 @@
-"""Training loop, evaluation and run logging (installed as mrq_agents.training)."""
+"""Training: the run config and loop, checkpoints, run folders, logging, fine-tuning (installed as
+mrq_agents.training)."""

@@ -17,12 +17,10 @@ from typing import Any
 import torch
 
 from mrq_agents.config import MRQConfig
-from mrq_agents.envs import EnvSpec, make_env, resolve_env
+from mrq_agents.envs import EnvConfig, EnvSpec, make_env, resolve_env
 from mrq_agents.errors import ConfigError
-from mrq_agents.export import sha256_file
 from mrq_agents.learner import MRQLearner, build_networks
-from mrq_agents.policy import MODEL_FILE, load_model_folder, resolve_model_folder
-from mrq_agents.training.trainer import RunConfig, Trainer
+from mrq_agents.training.trainer import Trainer, default_run_config
 
 FREEZE_CHOICES = ("none", "encoder")
 PIXEL_TRUNK = "encoder.pixel_trunk."
@@ -30,6 +28,16 @@ PIXEL_TRUNK = "encoder.pixel_trunk."
 
 def _layer(param_name: str) -> str:
     return param_name.rsplit(".", 1)[0]
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    """The agent a fine-tune starts from, as `mrq_agents.policy.load_pretrained` loads it."""
+
+    config: MRQConfig  # its algorithm config
+    env: EnvConfig  # the env it was trained on
+    tensors: dict[str, torch.Tensor] = field(repr=False)  # its weights, float32, named by module
+    provenance: dict[str, Any]  # source, revision, sha256 of its weights, source_env_id: goes into config.json
 
 
 @dataclass(frozen=True)
@@ -72,22 +80,17 @@ def plan_transfer(source_tensors: dict[str, torch.Tensor], spec: EnvSpec, config
                      "frozen": list(frozen)})
 
 
-def finetune(source: str | Path, env_id: str, steps: int, out: str | Path, seed: int = 0,
+def finetune(pretrained: Pretrained, env_id: str, steps: int, out: str | Path, seed: int = 0,
              overrides: list[str] | None = None, freeze: str = "none", warmup_steps: int | None = None,
-             revision: str | None = None, device: str = "auto", fast: bool | None = None, precision: str = "auto",
-             eval_every: int | None = None,
+             device: str = "auto", fast: bool | None = None, precision: str = "auto", eval_every: int | None = None,
              eval_episodes: int | None = None, checkpoint_every: int | None = None, overwrite: bool = False,
              log=print) -> Trainer:
-    """Prepare a fine-tune run of the agent `source` (anything Policy.from_pretrained accepts) on `env_id`.
+    """Prepare a fine-tune run of `pretrained` on `env_id`.
 
     Returns the Trainer; call `.train()` to run it. The run folder is a normal one: resumable with
     `mrq train ENV --out DIR --resume`, exportable and pushable; its config.json records `finetuned_from`.
     """
-    from mrq_agents.training.trainer import default_run_config
-
-    folder = resolve_model_folder(source, revision)
-    meta, source_config, _, source_env, tensors = load_model_folder(folder)  # float32 tensors, checked
-    config = source_config.with_overrides(overrides or [])
+    config = pretrained.config.with_overrides(overrides or [])
     if warmup_steps is not None:
         # Default: the source config's own warm-up. A tenth of it learned more slowly (docs/finetune.md).
         config = config.with_overrides([f"warmup_steps={warmup_steps}"])
@@ -96,8 +99,8 @@ def finetune(source: str | Path, env_id: str, steps: int, out: str | Path, seed:
                              eval_episodes=eval_episodes, checkpoint_every=checkpoint_every)
     env_config = resolve_env(env_id)
     spec = EnvSpec.from_env(make_env(env_config), env_config.frame_stack)
-    provenance = {"source": str(source), "revision": revision, "sha256": sha256_file(folder / MODEL_FILE),
-                  "source_env_id": source_env.env_id}
+    tensors, provenance, source_env, source = (pretrained.tensors, pretrained.provenance, pretrained.env,
+                                               pretrained.provenance["source"])
     transfer = plan_transfer(tensors, spec, config, freeze, provenance)
     log(f"fine-tuning {source} ({source_env.env_id}) on {env_id}: kept {len(transfer.kept_layers)} layers, "
         f"re-initialised {len(transfer.new_layers)}" + (", encoder frozen" if transfer.frozen else ""))

@@ -13,10 +13,8 @@ from pathlib import Path
 from typing import IO
 
 from mrq_agents.errors import ConfigError
-from mrq_agents.export import CHECKPOINT_FILE, CONFIG_FILE, CURVE_FILE, METRICS_FILE, MODEL_FILE
+from mrq_agents.files import LOCK_FILE, RUN_FILES
 
-LOCK_FILE = "run.lock"
-RUN_FILES = (CONFIG_FILE, METRICS_FILE, CURVE_FILE, MODEL_FILE, CHECKPOINT_FILE)
 EVENTS_GLOB = "events.out.tfevents.*"
 
 

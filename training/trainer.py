@@ -32,17 +32,17 @@ import numpy as np
 import torch
 
 from mrq_agents import __version__
-from mrq_agents.config import MRQConfig, preset_config
+from mrq_agents.config import MRQConfig, preset_config, train_command
 from mrq_agents.envs import EnvConfig, EnvSpec, benchmark_defaults, make_env, resolve_env
 from mrq_agents.errors import CheckpointError, ConfigError, MRQError
-from mrq_agents.export import CHECKPOINT_FILE, CONFIG_FILE, FORMAT_VERSION, MODEL_FILE, train_command
+from mrq_agents.episodes import EVAL_STREAM, TRAIN_STREAM, episode_seed, run_episodes
 from mrq_agents.fast import accelerate
+from mrq_agents.files import CHECKPOINT_FILE, CONFIG_FILE, FORMAT_VERSION, MODEL_FILE
 from mrq_agents.learner import MRQLearner, resolve_device, resolve_fast
 from mrq_agents.precision import PRECISIONS, resolve_precision
 from mrq_agents.replay import ReplayBuffer
 from mrq_agents.serialization import (atomic_write_json, flatten_state, load_tensors, read_json, read_metadata,
                                       save_tensors, unflatten_state)
-from mrq_agents.training.evaluation import EVAL_STREAM, TRAIN_STREAM, episode_seed, run_episodes
 from mrq_agents.training import run_folder
 from mrq_agents.training.logger import RunLogger
 

@@ -1,4 +1,8 @@
-"""Evaluation with the paper's protocol: whole episodes, no exploration noise, deterministic seeds."""
+"""Playing whole episodes with reproducible seeds: training's evaluations and `Policy.rollout` run the same loop.
+
+Evaluation follows the paper's protocol (docs/algorithm.md): whole episodes, no exploration noise, and the same
+episode seeds every time (`EVAL_STREAM`).
+"""
 
 from __future__ import annotations
 
