@@ -27,7 +27,7 @@ import torch
 
 from mrq_agents import Policy
 from mrq_agents.config import MRQConfig
-from mrq_agents.training.trainer import write_model_folder
+from mrq_agents.training.checkpoint import write_model_folder
 
 BACKENDS = ("torch", "onnx")
 

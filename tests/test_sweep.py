@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from mrq_agents.cli import app
 from mrq_agents.sweep import RunSpec, SweepSpecError, load_spec, parse_spec
-from mrq_agents.training.trainer import checkpoint_step
+from mrq_agents.training.checkpoint import checkpoint_step
 
 runner = CliRunner()
 

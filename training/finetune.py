@@ -20,7 +20,8 @@ from mrq_agents.config import MRQConfig
 from mrq_agents.envs import EnvConfig, EnvSpec, make_env, resolve_env
 from mrq_agents.errors import ConfigError
 from mrq_agents.learner import MRQLearner, build_networks
-from mrq_agents.training.trainer import Trainer, default_run_config
+from mrq_agents.training.run_config import default_run_config
+from mrq_agents.training.trainer import Trainer
 
 FREEZE_CHOICES = ("none", "encoder")
 PIXEL_TRUNK = "encoder.pixel_trunk."

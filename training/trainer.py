@@ -1,4 +1,4 @@
-"""`mrq train`: the environment loop, evaluation cadence, run folder and resumable checkpoints.
+"""`mrq train`: the environment loop, its evaluation and checkpoint cadence, and the run folder it writes.
 
 Run folder (DIR):
     config.json              algorithm config, env id and preprocessing, spaces, run settings, package version
@@ -19,32 +19,32 @@ construction to the end of `train()`.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import signal
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
-from mrq_agents import __version__
-from mrq_agents.config import MRQConfig, preset_config, train_command
-from mrq_agents.envs import EnvConfig, EnvSpec, benchmark_defaults, make_env, resolve_env
-from mrq_agents.errors import CheckpointError, ConfigError, MRQError
+from mrq_agents.config import MRQConfig, preset_config
+from mrq_agents.envs import EnvSpec, make_env, resolve_env
 from mrq_agents.episodes import EVAL_STREAM, TRAIN_STREAM, episode_seed, run_episodes
+from mrq_agents.errors import CheckpointError, ConfigError, MRQError
 from mrq_agents.fast import accelerate
-from mrq_agents.files import CHECKPOINT_FILE, CONFIG_FILE, FORMAT_VERSION, MODEL_FILE
+from mrq_agents.files import CHECKPOINT_FILE, CONFIG_FILE
 from mrq_agents.learner import MRQLearner, resolve_device, resolve_fast
-from mrq_agents.precision import PRECISIONS, resolve_precision
+from mrq_agents.precision import resolve_precision
 from mrq_agents.replay import ReplayBuffer
-from mrq_agents.serialization import (atomic_write_json, flatten_state, load_tensors, read_json, read_metadata,
-                                      save_tensors, unflatten_state)
+from mrq_agents.serialization import atomic_write_json, read_json
 from mrq_agents.training import run_folder
+from mrq_agents.training.checkpoint import (checkpoint_step, read_checkpoint, to_device,  # noqa: F401
+                                            write_checkpoint, write_model)
 from mrq_agents.training.logger import RunLogger
+from mrq_agents.training.run_config import (RunConfig, check_resumable, default_run_config,
+                                            resumed_training_info, run_config_json)
 
 CHECKPOINT_COST_RATIO = 20  # default cadence: at least 20x the last checkpoint's write time between checkpoints
 LOSS_COLUMNS = ("encoder_loss", "dynamics_loss", "reward_loss", "termination_loss", "value_loss",
@@ -61,37 +61,6 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __init__(self, signum: int, step: int):
         super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}")
         self.signum, self.step = signum, step
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Settings of one training run (not part of the algorithm)."""
-
-    env_id: str
-    steps: int
-    seed: int = 0
-    eval_every: int = 5_000
-    eval_episodes: int = 10
-    checkpoint_every: int | None = None  # None: the eval cadence, bounded by the write cost (module docstring)
-    device: str = "auto"
-    fast: bool | None = None  # the fast update path (mrq_agents.fast); None: on for CUDA, off for the CPU
-    precision: str = "auto"  # fp32 or bf16 matrix products (mrq_agents.precision); config.json stores the resolved one
-    env_kwargs: dict[str, Any] | None = None  # keyword arguments for gymnasium.make (--env-kwargs)
-
-    def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
-        for name in ("steps", "eval_every", "eval_episodes", "checkpoint_every"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-
-
-def default_run_config(env_id: str, **overrides: Any) -> RunConfig:
-    """The paper's steps and eval cadence for the env's benchmark (others: 100k steps, eval every 5k)."""
-    steps, eval_every = benchmark_defaults(resolve_env(env_id, overrides.get("env_kwargs")))
-    values = {"steps": steps, "eval_every": eval_every}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return RunConfig(env_id=env_id, **values)
 
 
 def build_trainer(env_id: str, out: str | Path, preset: str = "paper", overrides: Sequence[str] = (),
@@ -113,94 +82,6 @@ def build_trainer(env_id: str, out: str | Path, preset: str = "paper", overrides
         base_algo = MRQConfig.from_dict(saved["algorithm"])
     run = default_run_config(env_id, **run_options)
     return Trainer(run, base_algo.with_overrides(list(overrides)), out, resume=resume, log=log, overwrite=overwrite)
-
-
-def checkpoint_step(out: str | Path) -> int | None:
-    """The env step of the run folder's checkpoint (None without one), read from its header only."""
-    path = Path(out) / CHECKPOINT_FILE
-    if not path.is_file():
-        return None
-    meta = read_metadata(path, "checkpoint")
-    if "step" in meta:
-        return int(meta["step"])
-    counters = dict(dict(meta["state"]["__dict__"])["counters"]["__dict__"])  # older checkpoints: the skeleton
-    return int(counters["step"])
-
-
-def run_config_json(run: RunConfig, algo: MRQConfig, env_config: EnvConfig, spec: EnvSpec,
-                    device: torch.device) -> dict:
-    """config.json of a run; its precision is the resolved one, so a resumed run keeps it on any machine."""
-    run_dict = {**dataclasses.asdict(run), "precision": resolve_precision(run.precision, device)}
-    return {
-        "format_version": FORMAT_VERSION,
-        "package": "mrq-agents",
-        "package_version": __version__,
-        "env": env_config.to_dict(),
-        "spaces": spec.to_dict(),
-        "algorithm": algo.to_dict(),
-        "run": run_dict,
-        "training": {"device": str(device), "torch": torch.__version__,
-                     "fast_path": resolve_fast(run.fast, device), "precision": run_dict["precision"],
-                     "command": train_command(run.env_id, run_dict, algo.to_dict())},
-    }
-
-
-HARDWARE_KEYS = ("device", "torch", "fast_path")  # where a run trained; a resume elsewhere starts a new segment
-
-
-def resumed_training_info(saved: dict[str, Any], current: dict[str, Any], step: int) -> dict[str, Any]:
-    """config.json's `training` for a run resumed at `step`: `current`, plus `segments` (where each part of the
-    run trained, from which step) once it has trained on more than one device, torch or update path."""
-    segments = saved.get("segments") or [{"from_step": 0, **{k: saved.get(k) for k in HARDWARE_KEYS}}]
-    if any(segments[-1].get(k) != current.get(k) for k in HARDWARE_KEYS):
-        segments = [*segments, {"from_step": int(step), **{k: current.get(k) for k in HARDWARE_KEYS}}]
-    return {**current, "segments": segments} if len(segments) > 1 else dict(current)
-
-
-def check_resumable(saved: dict, run: RunConfig, algo: MRQConfig, env_config: EnvConfig, out: Path) -> None:
-    """Refuse to resume a run with another env, algorithm config, seed or eval protocol."""
-    if saved.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{out / CONFIG_FILE} has format version {saved.get('format_version')}, this "
-                              f"package reads version {FORMAT_VERSION}: resume it with the version that wrote it")
-    saved_env = EnvConfig.from_dict(saved["env"])  # fills fields added since the run was written
-    if saved_env != env_config:
-        detail = (f"with env kwargs {saved_env.env_kwargs}, not {env_config.env_kwargs}"
-                  if saved_env.env_id == env_config.env_id else f"on {saved_env.env_id!r}, not {env_config.env_id!r}")
-        raise ConfigError(f"{out} was trained {detail}: resume with the same env or choose another --out")
-    saved_algo = saved["algorithm"]
-    changed = sorted(k for k, v in algo.to_dict().items() if saved_algo.get(k) != v)
-    if changed:
-        detail = ", ".join(f"{k}: {saved_algo.get(k)} -> {getattr(algo, k)}" for k in changed)
-        raise ConfigError(f"cannot resume {out} with a different algorithm config ({detail}): "
-                          "drop the --set overrides that differ or choose another --out")
-    for name in ("seed", "eval_every", "eval_episodes"):
-        if saved["run"][name] != getattr(run, name):
-            raise ConfigError(f"cannot resume {out} with --{name.replace('_', '-')} {getattr(run, name)}: "
-                              f"it was started with {saved['run'][name]}")
-
-
-def network_tensors(learner: MRQLearner) -> dict[str, torch.Tensor]:
-    """The online networks' weights, named by module (`encoder.*`, `value.*`, `policy.*`)."""
-    return {k: v.detach() for k, v in learner.nets.state_dict().items()}
-
-
-def write_model_folder(folder: str | Path, env_id: str, config: MRQConfig, seed: int = 0,
-                       device: str = "cpu") -> tuple[MRQLearner, Any]:
-    """A run-like folder (config.json + model.safetensors) of freshly initialised networks for `env_id`.
-
-    For benchmarks and tests that need a loadable model without training one; returns (learner, its env).
-    """
-    env_config = resolve_env(env_id)
-    env = make_env(env_config)
-    spec = EnvSpec.from_env(env, env_config.frame_stack)
-    torch.manual_seed(seed)
-    learner = MRQLearner(spec, config, device)
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    run = RunConfig(env_id=env_id, steps=1, seed=seed)
-    atomic_write_json(folder / CONFIG_FILE, run_config_json(run, config, env_config, spec, learner.device))
-    save_tensors(folder / MODEL_FILE, network_tensors(learner))
-    return learner, env
 
 
 class Trainer:
@@ -300,20 +181,14 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         start = time.perf_counter()
-        tensors, skeleton = flatten_state(self._checkpoint_state())
-        save_tensors(self.out / CHECKPOINT_FILE, tensors,
-                     {"format_version": FORMAT_VERSION, "env_id": self.run.env_id, "step": self.step,
-                      "state": skeleton})
+        write_checkpoint(self.out, self._checkpoint_state(), self.run.env_id, self.step)
         self._last_checkpoint = time.perf_counter()
         self._checkpoint_cost = self._last_checkpoint - start
 
     def _load_checkpoint(self, path: Path) -> None:
-        tensors, meta = load_tensors(path, device="cpu", what="checkpoint")
-        if meta.get("format_version") != FORMAT_VERSION or "state" not in meta:
-            raise CheckpointError(f"{path} is not a checkpoint of this package's format {FORMAT_VERSION}")
-        state = unflatten_state(meta["state"], tensors)
+        state = read_checkpoint(path)
         try:
-            self.learner.load_state_dict(_to_device(state["learner"], self.device))
+            self.learner.load_state_dict(to_device(state["learner"], self.device))
         except (RuntimeError, KeyError, ValueError) as err:
             raise CheckpointError(f"{path} does not fit this env/config ({str(err).splitlines()[0]}): "
                                   "resume with the settings it was trained with") from None
@@ -328,8 +203,7 @@ class Trainer:
         self.next_checkpoint, self.last_eval = counters["next_checkpoint"], tuple(counters["last_eval"])
 
     def save_model(self) -> None:
-        save_tensors(self.out / MODEL_FILE, network_tensors(self.learner),
-                     {"format_version": FORMAT_VERSION, "env_id": self.run.env_id, "step": self.step})
+        write_model(self.out, self.learner, self.run.env_id, self.step)
 
     # ---------------------------------------------------------------- loop
     def _session_time(self) -> float:
@@ -466,11 +340,3 @@ class _StopSignals:
             signal.signal(s, handler)
 
 
-def _to_device(tree: Any, device: torch.device) -> Any:
-    if isinstance(tree, torch.Tensor):
-        return tree.to(device)
-    if isinstance(tree, dict):
-        return {k: _to_device(v, device) for k, v in tree.items()}
-    if isinstance(tree, list):
-        return [_to_device(v, device) for v in tree]
-    return tree

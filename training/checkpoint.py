@@ -1,0 +1,89 @@
+"""Checkpoint and weight files of a run folder.
+
+checkpoint.safetensors holds everything to resume (learner with optimizers, replay, random generators, loop
+counters) as tensors plus a JSON skeleton in the header (`mrq_agents.serialization`); model.safetensors holds
+the online networks' weights, named by module. Both carry the format version, env id and step in their header.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mrq_agents.config import MRQConfig
+from mrq_agents.envs import EnvSpec, make_env, resolve_env
+from mrq_agents.errors import CheckpointError
+from mrq_agents.files import CHECKPOINT_FILE, CONFIG_FILE, FORMAT_VERSION, MODEL_FILE
+from mrq_agents.learner import MRQLearner
+from mrq_agents.serialization import (atomic_write_json, flatten_state, load_tensors, read_metadata, save_tensors,
+                                      unflatten_state)
+from mrq_agents.training.run_config import RunConfig, run_config_json
+
+
+def checkpoint_step(out: str | Path) -> int | None:
+    """The env step of the run folder's checkpoint (None without one), read from its header only."""
+    path = Path(out) / CHECKPOINT_FILE
+    if not path.is_file():
+        return None
+    meta = read_metadata(path, "checkpoint")
+    if "step" in meta:
+        return int(meta["step"])
+    counters = dict(dict(meta["state"]["__dict__"])["counters"]["__dict__"])  # older checkpoints: the skeleton
+    return int(counters["step"])
+
+
+def write_checkpoint(out: Path, state: dict, env_id: str, step: int) -> None:
+    """Write `state` (a tree of tensors and JSON values) to out/checkpoint.safetensors, atomically."""
+    tensors, skeleton = flatten_state(state)
+    save_tensors(out / CHECKPOINT_FILE, tensors,
+                 {"format_version": FORMAT_VERSION, "env_id": env_id, "step": step, "state": skeleton})
+
+
+def read_checkpoint(path: Path) -> dict:
+    """The state tree written by `write_checkpoint`, its tensors on the CPU."""
+    tensors, meta = load_tensors(path, device="cpu", what="checkpoint")
+    if meta.get("format_version") != FORMAT_VERSION or "state" not in meta:
+        raise CheckpointError(f"{path} is not a checkpoint of this package's format {FORMAT_VERSION}")
+    return unflatten_state(meta["state"], tensors)
+
+
+def write_model(out: Path, learner: MRQLearner, env_id: str, step: int) -> None:
+    """out/model.safetensors: the online networks' weights (what Policy.from_pretrained loads)."""
+    save_tensors(out / MODEL_FILE, network_tensors(learner), {"format_version": FORMAT_VERSION, "env_id": env_id,
+                                                               "step": step})
+
+
+def network_tensors(learner: MRQLearner) -> dict[str, torch.Tensor]:
+    """The online networks' weights, named by module (`encoder.*`, `value.*`, `policy.*`)."""
+    return {k: v.detach() for k, v in learner.nets.state_dict().items()}
+
+
+def write_model_folder(folder: str | Path, env_id: str, config: MRQConfig, seed: int = 0,
+                       device: str = "cpu") -> tuple[MRQLearner, Any]:
+    """A run-like folder (config.json + model.safetensors) of freshly initialised networks for `env_id`.
+
+    For benchmarks and tests that need a loadable model without training one; returns (learner, its env).
+    """
+    env_config = resolve_env(env_id)
+    env = make_env(env_config)
+    spec = EnvSpec.from_env(env, env_config.frame_stack)
+    torch.manual_seed(seed)
+    learner = MRQLearner(spec, config, device)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    run = RunConfig(env_id=env_id, steps=1, seed=seed)
+    atomic_write_json(folder / CONFIG_FILE, run_config_json(run, config, env_config, spec, learner.device))
+    save_tensors(folder / MODEL_FILE, network_tensors(learner))
+    return learner, env
+
+
+def to_device(tree: Any, device: torch.device) -> Any:
+    if isinstance(tree, torch.Tensor):
+        return tree.to(device)
+    if isinstance(tree, dict):
+        return {k: to_device(v, device) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [to_device(v, device) for v in tree]
+    return tree
