@@ -179,7 +179,7 @@ def _interrupted(stop, env: str, out: Path) -> None:
     """
     import signal
 
-    from mrq_agents.export import CHECKPOINT_FILE
+    from mrq_agents.files import CHECKPOINT_FILE
 
     signum = stop.signum if stop is not None else signal.SIGINT
     if stop is not None:
@@ -341,18 +341,14 @@ def push(
                                  "does (an export folder is uploaded as it is)."),
 ) -> None:
     """Upload an export folder, or a run folder (exported on the fly, scored by its last evaluation), to the Hub."""
-    import tempfile
-
-    from mrq_agents.hub import push_folder
+    from mrq_agents.hub import is_export_folder, push_folder
     from mrq_agents.policy import Policy
 
-    if (source / "README.md").exists() and (source / "results.json").exists():
+    if is_export_folder(source):
         url = push_folder(source, repo_id, private=private, commit_message=message)
     else:
-        policy = Policy.from_pretrained(source)
-        with tempfile.TemporaryDirectory() as tmp:
-            policy.save_pretrained(tmp, repo_id=repo_id, compact=compact)
-            url = push_folder(tmp, repo_id, private=private, commit_message=message)
+        url = Policy.from_pretrained(source).push_to_hub(repo_id, private=private, commit_message=message,
+                                                          compact=compact)
     typer.echo(f"pushed {source} to {url}")
 
 
@@ -374,11 +370,12 @@ def play(
     backend: str = typer.Option("auto", help=BACKEND_HELP),
 ) -> None:
     """Play an agent: `mrq play InvertedPendulum-v4 --record`, `mrq play org/repo`, `mrq play ENV --model DIR`."""
+    from mrq_agents import zoo
     from mrq_agents.policy import Policy
 
     _at_least_one("--episodes", episodes)
     _check_threads(threads)
-    source, env_id = _play_source(target, model)
+    source, env_id = zoo.play_source(target, model)
     policy = Policy.from_pretrained(source, revision=revision, device=device, backend=backend,
                                     threads=threads if threads is not None else _acting_threads())
     if env_id is not None and policy.env_config.gym_id != _gym_id(env_id):
@@ -399,35 +396,6 @@ def _gym_id(env_id: str) -> str:
     from mrq_agents.envs import resolve_env
 
     return resolve_env(env_id).gym_id
-
-
-def _play_source(target: str, model: Optional[str]) -> tuple[str, Optional[str]]:
-    """(model source, env id to check it against) for `mrq play TARGET [--model SOURCE]`."""
-    from mrq_agents import zoo
-    from mrq_agents.envs import resolve_env
-
-    if model is not None:
-        return model, target
-    if Path(target).exists() or zoo.find_by_repo(target):
-        return target, None
-    try:
-        resolve_env(target)
-    except MRQError:
-        if "/" not in target:
-            raise MRQError(f"{target!r} is not a supported env id, a model folder, or a Hub repo id (org/name); "
-                           "see `mrq train --help` for env ids and `mrq zoo list` for pretrained agents") from None
-        return target, None  # not an env id: a Hub repo id
-    entry = zoo.find_by_env(target)
-    if entry is None:
-        other = zoo.find_other_version(target)
-        if other is not None:
-            raise MRQError(f"the zoo has no agent for {target!r}; it has one for {zoo.play_id(other)!r}, another "
-                           f"version of the same env with the same observation and action spaces: play it with "
-                           f"`mrq play {zoo.play_id(other)}`, or train one for {target!r} with `mrq train {target}`")
-        have = ", ".join(zoo.play_id(e) for e in zoo.entries()) or "none"
-        raise MRQError(f"the zoo has no agent for {target!r} (zoo envs: {have}); pass one with --model SOURCE "
-                       "or train one with `mrq train`")
-    return entry["repo_id"], target
 
 
 zoo_app = typer.Typer(help="The zoo of pretrained agents bundled with mrq-agents.", no_args_is_help=True)

@@ -16,7 +16,7 @@ import numpy as np
 
 from mrq_agents.envs import EnvSpec
 from mrq_agents.errors import CheckpointError, MissingDependencyError, one_line
-from mrq_agents.export import ONNX_FILE
+from mrq_agents.files import ONNX_FILE
 
 INPUT = "obs"
 OUTPUTS = {False: ["action"], True: ["action", "logits"]}  # by spec.discrete

@@ -19,7 +19,7 @@ from mrq_agents.actor_onnx import INPUT, OUTPUTS
 from mrq_agents.config import MRQConfig
 from mrq_agents.envs import EnvSpec
 from mrq_agents.errors import CheckpointError, MissingDependencyError
-from mrq_agents.export import MODEL_FILE, ONNX_FILE
+from mrq_agents.files import MODEL_FILE, ONNX_FILE
 from mrq_agents.networks import Encoder, Policy as PolicyNet
 from mrq_agents.serialization import atomic_write_bytes
 

@@ -14,8 +14,8 @@ import re
 from pathlib import Path
 
 from mrq_agents.errors import CheckpointError, one_line
-from mrq_agents.export import (CARD_FILE, CONFIG_FILE, CURVE_FILE, METRICS_FILE, MODEL_FILE, ONNX_FILE,
-                               RESULTS_FILE, VIDEO_FILE)
+from mrq_agents.files import (CARD_FILE, CONFIG_FILE, CURVE_FILE, METRICS_FILE, MODEL_FILE, ONNX_FILE,
+                              RESULTS_FILE, VIDEO_FILE)
 
 # What `resolve_source` fetches: enough to load, evaluate and describe an agent (videos stay on the Hub).
 DOWNLOAD_PATTERNS = [CONFIG_FILE, MODEL_FILE, ONNX_FILE, CARD_FILE, RESULTS_FILE]
@@ -121,6 +121,11 @@ def _check_export(folder: Path) -> None:
     if not isinstance(config, dict) or not isinstance(config.get("format_version"), int):
         raise CheckpointError(f"{folder / CONFIG_FILE} is not an MR.Q model config (no format_version); "
                               "re-export the agent")
+
+
+def is_export_folder(folder: str | os.PathLike) -> bool:
+    """Whether `folder` is an export folder (it has a model card and results), as opposed to a run folder."""
+    return (Path(folder) / CARD_FILE).exists() and (Path(folder) / RESULTS_FILE).exists()
 
 
 def push_folder(folder: str | os.PathLike, repo_id: str, private: bool = False,

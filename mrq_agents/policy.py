@@ -26,11 +26,10 @@ from mrq_agents.deps import has_torch, require_torch
 from mrq_agents.envs import EnvConfig, EnvSpec, make_env, wrap_env
 from mrq_agents.episodes import EVAL_STREAM, episode_seed, run_episodes
 from mrq_agents.errors import CheckpointError, ConfigError, ObservationError, UnsupportedEnvError, one_line
+from mrq_agents.files import (CARD_FILE, CONFIG_FILE, CURVE_FILE, FORMAT_VERSION as SUPPORTED_FORMAT, MODEL_FILE,
+                              ONNX_FILE, RESULTS_FILE, VIDEO_FILE)
 from mrq_agents.machine import fingerprint
 from mrq_agents.serialization import atomic_write_json, read_json
-
-from mrq_agents.export import (CARD_FILE, CONFIG_FILE, CURVE_FILE, FORMAT_VERSION as SUPPORTED_FORMAT, MODEL_FILE,
-                               ONNX_FILE, RESULTS_FILE, VIDEO_FILE)
 
 if TYPE_CHECKING:
     import torch

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mrq_agents.errors import CheckpointError
+from mrq_agents.errors import CheckpointError, MRQError, UnsupportedEnvError
 
 ZOO_DIR = Path(__file__).parent
 MANIFEST = ZOO_DIR / "manifest.json"
@@ -90,7 +90,7 @@ def preset(entry: dict[str, Any]) -> str:
 
 def bundled_folder(entry: dict[str, Any]) -> Path:
     """The entry's bundled export folder, after checking its weights against the manifest's sha256."""
-    from mrq_agents.export import sha256_file
+    from mrq_agents.files import sha256_file
 
     folder = ZOO_DIR / entry["folder"]
     weights = folder / "model.safetensors"
@@ -101,3 +101,32 @@ def bundled_folder(entry: dict[str, Any]) -> Path:
         raise CheckpointError(f"{weights} does not match the zoo manifest's sha256: the install is corrupt, "
                               "reinstall mrq-agents")
     return folder
+
+
+def play_source(target: str, model: str | None = None) -> tuple[str, str | None]:
+    """(model source, env id to check it against) for `mrq play TARGET [--model SOURCE]`: TARGET is a model
+    source, or an env id whose zoo agent plays (an error names another version's agent or the zoo's envs)."""
+    from mrq_agents.envs import resolve_env
+
+    if model is not None:
+        return model, target
+    if Path(target).exists() or find_by_repo(target):
+        return target, None
+    try:
+        resolve_env(target)
+    except MRQError:
+        if "/" not in target:
+            raise UnsupportedEnvError(f"{target!r} is not a supported env id, a model folder, or a Hub repo id (org/name); "
+                           "see `mrq train --help` for env ids and `mrq zoo list` for pretrained agents") from None
+        return target, None  # not an env id: a Hub repo id
+    entry = find_by_env(target)
+    if entry is None:
+        other = find_other_version(target)
+        if other is not None:
+            raise UnsupportedEnvError(f"the zoo has no agent for {target!r}; it has one for {play_id(other)!r}, another "
+                           f"version of the same env with the same observation and action spaces: play it with "
+                           f"`mrq play {play_id(other)}`, or train one for {target!r} with `mrq train {target}`")
+        have = ", ".join(play_id(e) for e in entries()) or "none"
+        raise UnsupportedEnvError(f"the zoo has no agent for {target!r} (zoo envs: {have}); pass one with --model SOURCE "
+                       "or train one with `mrq train`")
+    return entry["repo_id"], target
