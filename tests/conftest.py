@@ -1,6 +1,34 @@
+"""Shared fixtures; helpers live in tests/helpers/. `pytest` runs everything; `pytest -m "not slow"` skips the
+tests marked slow (long physics episodes, real training, subprocesses with their own interpreters, Ray)."""
+
 import os
+
+import pytest
 
 # Small test networks run fastest on one thread, and 2-core CI machines thrash with OpenMP spin-waits
 # when parallel test processes each use every core. Set before torch is imported.
 # (No rendering set-up here: the package picks MuJoCo's headless backend itself, see test_headless.py.)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session")
+def pendulum_model(tmp_path_factory):
+    """(folder, learner, env): a run-like folder of fresh tiny networks for Pendulum-v1 (continuous actions).
+    Shared by the whole session: read it, copy it, never write into it."""
+    from helpers.model_folders import make_model_folder
+
+    return make_model_folder(tmp_path_factory.mktemp("pendulum") / "run", "Pendulum-v1")
+
+
+@pytest.fixture(scope="session")
+def cartpole_model(tmp_path_factory):
+    """(folder, learner, env) as `pendulum_model`, for CartPole-v1 (discrete actions)."""
+    from helpers.model_folders import make_model_folder
+
+    return make_model_folder(tmp_path_factory.mktemp("cartpole") / "run", "CartPole-v1")
+
+
+@pytest.fixture
+def offline_hub(monkeypatch):
+    """HF_HUB_OFFLINE=1: the zoo and the Hub cache only, as on a machine without network."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -4,7 +4,6 @@ package data a non-editable install ships, `mrq --version`, and choices listed i
 import glob
 import json
 import subprocess
-import sys
 import textwrap
 import tomllib
 from pathlib import Path
@@ -17,7 +16,7 @@ import mrq_agents
 from mrq_agents import Policy, zoo
 from mrq_agents.cli import app
 from mrq_agents.envs import make_env
-from user_env import MRQ, user_env
+from helpers.user_env import MRQ, user_env
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()

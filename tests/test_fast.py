@@ -7,41 +7,20 @@ import pytest
 import torch
 
 from mrq_agents.config import MRQConfig
-from mrq_agents.envs import EnvSpec
 from mrq_agents.fast import FastPath, accelerate, restore
 from mrq_agents.learner import MRQLearner
 from mrq_agents.replay import ReplayBuffer
 from mrq_agents.serialization import flatten_state, load_tensors, save_tensors, unflatten_state
+from helpers.replay import SPECS, fill_random
 
 CONFIG = MRQConfig(zs_dim=16, zsa_dim=16, za_dim=8, enc_hdim=32, value_hdim=32, policy_hdim=32, batch_size=16,
                    buffer_size=2_000, target_update_freq=50)
-SPECS = {
-    "continuous": EnvSpec(obs_shape=(5,), pixels=False, frame_stack=1, discrete=False, action_dim=2),
-    "discrete": EnvSpec(obs_shape=(5,), pixels=False, frame_stack=1, discrete=True, action_dim=4),
-    "pixels": EnvSpec(obs_shape=(2 * 3, 32, 32), pixels=True, frame_stack=2, discrete=False, action_dim=2),
-}
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def fill(buffer, spec, seed, steps=600, episode_length=40):
-    """Scripted random episodes; every third one terminates, the others are truncated."""
-    rng = np.random.default_rng(seed)
-
-    def obs():
-        if spec.pixels:
-            return rng.integers(0, 256, spec.obs_shape, dtype=np.uint8)
-        return rng.standard_normal(spec.obs_shape).astype(np.float32)
-
-    episode, t = 0, 0
-    buffer.start_episode(obs())
-    for _ in range(steps):
-        action = int(rng.integers(spec.action_dim)) if spec.discrete else rng.uniform(-1, 1, spec.action_dim)
-        t += 1
-        end = t == episode_length
-        buffer.add(action, float(rng.normal()), end and episode % 3 == 0, end and episode % 3 != 0, obs())
-        if end:
-            episode, t = episode + 1, 0
-            buffer.start_episode(obs())
+    """Random episodes; every third one terminates (the first too), the others are truncated."""
+    fill_random(buffer, spec, np.random.default_rng(seed), steps, episode_length)
 
 
 def make_learner(spec, device, fast):
@@ -68,6 +47,7 @@ def assert_close(a, b, atol, rtol):
         torch.testing.assert_close(x, y, atol=atol, rtol=rtol, msg=lambda m: f"{name}: {m}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("kind", list(SPECS))
 def test_fast_path_matches_the_plain_path(kind, device):

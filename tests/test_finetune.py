@@ -12,7 +12,7 @@ from mrq_agents.learner import MRQLearner, build_networks
 from mrq_agents.replay import ReplayBuffer
 from mrq_agents.cli import app
 from mrq_agents.training.finetune import plan_transfer
-from model_folders import TINY, make_model_folder
+from helpers.model_folders import TINY, make_model_folder
 
 runner = CliRunner()
 VECTOR_3 = EnvSpec(obs_shape=(3,), pixels=False, frame_stack=1, discrete=False, action_dim=1)
@@ -148,8 +148,7 @@ def test_finetune_errors_are_one_line(args, message, tmp_path):
     assert message in result.output and "Traceback" not in result.output
 
 
-def test_finetune_from_a_zoo_id(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # zoo ids resolve to the bundled files
+def test_finetune_from_a_zoo_id(tmp_path, offline_hub):
     out = tmp_path / "ft"
     result = runner.invoke(app, ["finetune", "mrq-agents/mrq-InvertedPendulum-v4", "--env", "Pendulum-v1",
                                  "--out", str(out), "--warmup-steps", "50", *SMALL])

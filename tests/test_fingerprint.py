@@ -21,39 +21,17 @@ import pytest
 import torch
 
 from mrq_agents.config import MRQConfig
-from mrq_agents.envs import EnvSpec
 from mrq_agents.fast import accelerate
 from mrq_agents.learner import MRQLearner
 from mrq_agents.machine import fingerprint
 from mrq_agents.replay import ReplayBuffer
+from helpers.replay import SPECS, fill_random
 
 RECORD = Path(__file__).parent / "data" / "fingerprints.json"
 CONFIG = MRQConfig(zs_dim=16, zsa_dim=16, za_dim=8, enc_hdim=32, value_hdim=32, policy_hdim=32, batch_size=8,
                    buffer_size=1_000, target_update_freq=5)
-SPECS = {
-    "continuous": EnvSpec(obs_shape=(5,), pixels=False, frame_stack=1, discrete=False, action_dim=2),
-    "discrete": EnvSpec(obs_shape=(5,), pixels=False, frame_stack=1, discrete=True, action_dim=4),
-    "pixels": EnvSpec(obs_shape=(2 * 3, 32, 32), pixels=True, frame_stack=2, discrete=False, action_dim=2),
-}
 CASES = [f"{kind}-{path}" for kind in SPECS for path in ("plain", "fast")]
 UPDATES = 12
-
-
-def _fill(buffer, spec, rng, steps, episode_length=30):
-    """Random episodes; every third one terminates, the others are truncated."""
-    def obs():
-        if spec.pixels:
-            return rng.integers(0, 256, spec.obs_shape, dtype=np.uint8)
-        return rng.standard_normal(spec.obs_shape).astype(np.float32)
-
-    buffer.start_episode(obs())
-    for t in range(1, steps + 1):
-        action = int(rng.integers(spec.action_dim)) if spec.discrete else rng.uniform(-1, 1, spec.action_dim)
-        end = t % episode_length == 0
-        episode = t // episode_length
-        buffer.add(action, float(rng.normal()), end and episode % 3 == 0, end and episode % 3 != 0, obs())
-        if end:
-            buffer.start_episode(obs())
 
 
 @functools.lru_cache(maxsize=None)
@@ -81,11 +59,11 @@ def _run_hash(case: str) -> str:
         accelerate(learner)
     buffer = ReplayBuffer(spec, CONFIG.buffer_size, (CONFIG.enc_horizon, CONFIG.q_horizon), device="cpu")
     rng = np.random.default_rng(0)
-    _fill(buffer, spec, rng, steps=300)
+    fill_random(buffer, spec, rng, steps=300, episode_length=30, offset=1)
     digest = hashlib.sha256()
     for i in range(UPDATES):
         if i == UPDATES // 2:
-            _fill(buffer, spec, rng, steps=20)
+            fill_random(buffer, spec, rng, steps=20, episode_length=30, offset=1)
         metrics = learner.update(buffer)
         for name in sorted(metrics):
             digest.update(name.encode() + metrics[name].detach().float().numpy().tobytes())

@@ -6,9 +6,9 @@ import subprocess
 import imageio.v2 as imageio
 import pytest
 
-from model_folders import make_model_folder
+from helpers.model_folders import make_model_folder
 from mrq_agents.rendering import choose_gl_backend
-from user_env import MRQ, user_env
+from helpers.user_env import MRQ, user_env
 
 HAS_HEADLESS_GL = bool(ctypes.util.find_library("EGL") or ctypes.util.find_library("OSMesa"))
 

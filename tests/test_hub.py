@@ -1,6 +1,6 @@
 """Hub layer (`mrq_agents.hub`) against the real `huggingface_hub` client, fully offline.
 
-The client talks to a loopback Hub (tests/hub_server.py) and keeps its cache in a temp dir. huggingface_hub reads
+The client talks to a loopback Hub (tests/helpers/hub_server.py) and keeps its cache in a temp dir. huggingface_hub reads
 HF_ENDPOINT, HF_HOME, HF_HUB_CACHE and HF_HUB_OFFLINE once, when it is imported, so every scenario runs the client
 in a fresh subprocess whose environment sets them: the same thing a user's shell does.
 """
@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from hub_server import HubServer
+from helpers.hub_server import HubServer
 from mrq_agents.errors import CheckpointError
 from mrq_agents.hub import push_folder, resolve_source
 

@@ -12,7 +12,7 @@ from mrq_agents import Policy, zoo
 from mrq_agents.cli import app
 from mrq_agents.errors import CheckpointError
 from mrq_agents.serialization import load_tensors, save_tensors
-from model_folders import make_model_folder
+from helpers.model_folders import make_model_folder
 
 
 def overwrite_tensor_bytes(path):

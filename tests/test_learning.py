@@ -5,6 +5,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow
+
 
 def test_pendulum_learns(tmp_path):
     out = tmp_path / "pendulum"

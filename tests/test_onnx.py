@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from mrq_agents import Policy, zoo
 from mrq_agents.cli import app
 from mrq_agents.errors import CheckpointError, ConfigError, MRQError, ObservationError
-from model_folders import make_model_folder
+from helpers.model_folders import make_model_folder
 
 # env id -> (kind, uses a pixel observation)
 CASES = {"Pendulum-v1": "vector", "CartPole-v1": "discrete", "ALE/Pong-v5": "pixel",

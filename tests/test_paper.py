@@ -105,7 +105,7 @@ def test_zoo_list_places_entries_against_the_paper():
 def test_model_card_and_eval_place_a_dmc_agent_against_the_paper(tmp_path):
     import csv
 
-    from model_folders import make_model_folder
+    from helpers.model_folders import make_model_folder
 
     from mrq_agents import Policy
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from mrq_agents import zoo
 from mrq_agents.cli import app
 from mrq_agents.paper import paper_env_name
-from model_folders import make_model_folder
+from helpers.model_folders import make_model_folder
 
 runner = CliRunner()
 
@@ -82,8 +82,7 @@ def test_play_without_record_prints_returns(tmp_path):
     (["play", "Nope-v9"], "'Nope-v9' is not a supported env id, a model folder, or a Hub repo id"),
     (["play", "org/not-there"], "not found on the Hub or in the local cache"),
 ])
-def test_play_errors_are_one_line(args, message, tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_play_errors_are_one_line(args, message, tmp_path, offline_hub):
     folder, _, _ = make_model_folder(tmp_path / "pendulum", "Pendulum-v1")
     result = runner.invoke(app, [str(folder) if a == "MODEL" else a for a in args])
     assert result.exit_code == 2

@@ -9,17 +9,17 @@ import torch
 
 from mrq_agents import Policy
 from mrq_agents.errors import CheckpointError, MRQError
-from model_folders import make_model_folder
+from helpers.model_folders import make_model_folder
 
 
-@pytest.fixture(scope="module")
-def pendulum(tmp_path_factory):
-    return make_model_folder(tmp_path_factory.mktemp("pendulum") / "run", "Pendulum-v1")
+@pytest.fixture
+def pendulum(pendulum_model):
+    return pendulum_model
 
 
-@pytest.fixture(scope="module")
-def cartpole(tmp_path_factory):
-    return make_model_folder(tmp_path_factory.mktemp("cartpole") / "run", "CartPole-v1")
+@pytest.fixture
+def cartpole(cartpole_model):
+    return cartpole_model
 
 
 def test_policy_acts_like_the_learner(pendulum):

@@ -14,39 +14,22 @@ from typer.testing import CliRunner
 from mrq_agents import precision as precision_module
 from mrq_agents.cli import app
 from mrq_agents.config import MRQConfig
-from mrq_agents.envs import EnvSpec
 from mrq_agents.errors import ConfigError
 from mrq_agents.learner import MRQLearner
 from mrq_agents.networks import PixelTrunk
 from mrq_agents.precision import compute_context, fast_bf16, resolve_precision
 from mrq_agents.replay import ReplayBuffer
+from helpers.replay import SPECS, fill_random
 
 CONFIG = MRQConfig(zs_dim=32, zsa_dim=32, za_dim=16, enc_hdim=32, value_hdim=32, policy_hdim=32, batch_size=16,
                    buffer_size=2_000, target_update_freq=3)
-SPECS = {
-    "continuous": EnvSpec(obs_shape=(5,), pixels=False, frame_stack=1, discrete=False, action_dim=2),
-    "discrete": EnvSpec(obs_shape=(5,), pixels=False, frame_stack=1, discrete=True, action_dim=4),
-    "pixels": EnvSpec(obs_shape=(2 * 3, 32, 32), pixels=True, frame_stack=2, discrete=False, action_dim=2),
-}
 CPU = torch.device("cpu")
 
 
 def filled(spec, seed=0, steps=300, episode_length=30):
+    """A buffer of random episodes; every second one terminates."""
     buffer = ReplayBuffer(spec, CONFIG.buffer_size, (CONFIG.enc_horizon, CONFIG.q_horizon), device="cpu")
-    rng = np.random.default_rng(seed)
-
-    def obs():
-        if spec.pixels:
-            return rng.integers(0, 256, spec.obs_shape, dtype=np.uint8)
-        return rng.standard_normal(spec.obs_shape).astype(np.float32)
-
-    buffer.start_episode(obs())
-    for t in range(1, steps + 1):
-        action = int(rng.integers(spec.action_dim)) if spec.discrete else rng.uniform(-1, 1, spec.action_dim)
-        end = t % episode_length == 0
-        buffer.add(action, float(rng.normal()), end and t % 60 == 0, end and t % 60 != 0, obs())
-        if end:
-            buffer.start_episode(obs())
+    fill_random(buffer, spec, np.random.default_rng(seed), steps, episode_length, terminal_every=2, offset=1)
     buffer.flush()
     return buffer
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from mrq_agents.cli import app
 from mrq_agents.serialization import load_tensors, unflatten_state
-from user_env import MRQ, user_env
+from helpers.user_env import MRQ, user_env
 
 TINY = ["zs_dim=32", "zsa_dim=32", "za_dim=16", "enc_hdim=32", "value_hdim=32", "policy_hdim=32", "batch_size=32",
         "target_update_freq=20", "buffer_size=5000", "warmup_steps=200"]

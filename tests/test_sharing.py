@@ -1,6 +1,6 @@
 """`mrq export` and `mrq push`, and `Policy.from_pretrained` by repo id, against the real huggingface_hub client.
 
-The Hub is tests/hub_server.py on 127.0.0.1; huggingface_hub reads HF_ENDPOINT / HF_HOME / HF_HUB_OFFLINE when
+The Hub is tests/helpers/hub_server.py on 127.0.0.1; huggingface_hub reads HF_ENDPOINT / HF_HOME / HF_HUB_OFFLINE when
 it is imported, so each client step runs as a fresh process with its own environment, as a user's shell would.
 """
 
@@ -14,10 +14,10 @@ import pytest
 from huggingface_hub import ModelCard
 from typer.testing import CliRunner
 
-from hub_server import HubServer
+from helpers.hub_server import HubServer
 from mrq_agents import Policy
 from mrq_agents.cli import app
-from model_folders import make_model_folder
+from helpers.model_folders import make_model_folder
 
 TOKEN = "hf_dummy_test_token"
 

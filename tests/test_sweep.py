@@ -17,6 +17,8 @@ from mrq_agents.cli import app
 from mrq_agents.sweep import RunSpec, SweepSpecError, load_spec, parse_spec
 from mrq_agents.training.checkpoint import checkpoint_step
 
+pytestmark = pytest.mark.slow
+
 runner = CliRunner()
 
 ISSUE_SPEC = """

@@ -8,7 +8,7 @@ from mrq_agents import threads
 from mrq_agents.cli import app
 from mrq_agents.config import MRQConfig, preset_config
 from mrq_agents.envs import EnvSpec
-from model_folders import make_model_folder
+from helpers.model_folders import make_model_folder
 
 VECTOR = EnvSpec(obs_shape=(17,), pixels=False, frame_stack=1, discrete=False, action_dim=6)
 PIXELS = EnvSpec(obs_shape=(9, 84, 84), pixels=True, frame_stack=3, discrete=False, action_dim=6)

@@ -12,16 +12,17 @@ without it; in CI (CI=true) a missing environment fails. To run them locally:
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mrq_agents import Policy, zoo
-from model_folders import make_model_folder
+from helpers.model_folders import make_model_folder
 
-CHILD = Path(__file__).with_name("torch_free_child.py")
+pytestmark = pytest.mark.slow
+
+CHILD = Path(__file__).parent / "helpers" / "torch_free_child.py"
 EXPORTS = {"Pendulum-v1": "vector", "CartPole-v1": "discrete", "ALE/Pong-v5": "pixel"}
 
 

@@ -51,11 +51,11 @@ def _mrq_eval(args):
     return json.loads(result.output)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e["env_id"] for e in ENTRIES])
-def test_entry_reproduces_its_score_from_the_shipped_files(entry, monkeypatch):
+def test_entry_reproduces_its_score_from_the_shipped_files(entry, offline_hub):
     """The exact files (sha256), then the score: to 6 significant digits on the kind of machine that recorded it,
     elsewhere within what another CPU's float32 rounding explains (mrq_agents.machine)."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # bundled: no Hub needed
     folder = zoo.bundled_folder(entry)
     assert sha256_file(folder / "model.safetensors") == entry["sha256"]
     assert zoo.find_by_env(entry["env_id"])["repo_id"] == entry["repo_id"]
@@ -66,9 +66,8 @@ def test_entry_reproduces_its_score_from_the_shipped_files(entry, monkeypatch):
     assert f"{entry['score']['mean']:.2f} +/- {entry['score']['std']:.2f}" in card
 
 
-def test_the_same_machine_gives_the_same_score_twice(monkeypatch):
+def test_the_same_machine_gives_the_same_score_twice(offline_hub):
     """What holds bit for bit on any machine: two evaluations of the same files here (a 1,000-step physics episode)."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     args = ["eval", zoo.find_by_env("HalfCheetah-v4")["repo_id"], "--episodes", "2", "--seed", "3"]
     first, again = _mrq_eval(args), _mrq_eval(args)
     assert first["returns"] == again["returns"] and first["machine"] == again["machine"] == fingerprint("torch")
@@ -80,14 +79,12 @@ def test_tampered_weights_are_refused(tmp_path, monkeypatch):
         zoo.bundled_folder(entry)
 
 
-def test_policy_from_zoo_repo_id_is_offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_policy_from_zoo_repo_id_is_offline(offline_hub):
     policy = Policy.from_pretrained(ENTRIES[0]["repo_id"])
     assert policy.env_config.env_id == ENTRIES[0]["env_id"]
 
 
-def test_walker_is_reachable_by_its_dm_control_id_and_short_repo_id(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_walker_is_reachable_by_its_dm_control_id_and_short_repo_id(offline_hub):
     entry = zoo.find_by_env("dm_control/walker-walk-v0")
     assert entry is not None and entry["repo_id"] == "mrq-agents/mrq-walker"
     policy = Policy.from_pretrained("mrq-agents/mrq-walker")
