@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mrq_agents.config import changed_fields, train_command  # noqa: F401 (train_command: export's API)
-from mrq_agents.envs import EnvConfig
+from mrq_agents.envs import EnvConfig, describe as describe_env
 from mrq_agents.files import (CARD_FILE, CHECKPOINT_FILE, CONFIG_FILE, COPIED_FILES, CURVE_FILE,  # noqa: F401
                               FORMAT_VERSION, METRICS_FILE, MODEL_FILE, ONNX_FILE, RESULTS_FILE, VIDEO_FILE,
                               sha256_file)
@@ -70,18 +70,6 @@ def today() -> str:
     return dt.datetime.now(dt.timezone.utc).date().isoformat()
 
 
-def _preprocessing_text(env: EnvConfig) -> str:
-    if env.family == "dmc":
-        text = f"dm_control `{env.gym_id}` via shimmy, action repeat {env.action_repeat}, 500 agent steps per episode"
-        return text + (f", 84x84 RGB from camera {env.camera_id}, stack of {env.frame_stack}" if env.pixels
-                       else ", flattened observations")
-    if env.family == "atari":
-        return (f"`{env.gym_id}` with frame skip {env.frame_skip} (max-pool), grayscale 84x84, stack of "
-                f"{env.frame_stack}, sticky actions {env.sticky_actions}, no no-op starts, no life-loss "
-                "terminal, no reward clipping")
-    return f"`{env.gym_id}` with actions rescaled to [-1, 1]"
-
-
 def render_card(meta: dict[str, Any], results: dict[str, Any] | None, repo_id: str | None,
                 has_video: bool, has_curve: bool) -> str:
     """The model card: Hub metadata (YAML front matter) + MODEL_CARD.md filled in."""
@@ -123,7 +111,7 @@ def render_card(meta: dict[str, Any], results: dict[str, Any] | None, repo_id: s
                   "evaluation of the run.") if has_curve else "",
         "train_command": training.get("command", "unknown"),
         "config_note": _config_note(meta["algorithm"]),
-        "preprocessing": _preprocessing_text(env),
+        "preprocessing": describe_env(env),
         "storage_note": (" `model.safetensors` stores the state encoder and the policy (all that acting reads) in "
                          "float32 and the rest (the critics, the encoder's state-action and model layers, which "
                          "only fine-tuning reads) in float16, to keep the file small. Acting is exactly the float32 "

@@ -8,20 +8,9 @@ from typing import Callable
 import gymnasium as gym
 import numpy as np
 
-from mrq_agents.envs import EnvConfig
+from mrq_agents.envs import EnvConfig, video_fps
 from mrq_agents.errors import MRQError
 
-ATARI_NATIVE_FPS = 60
-DEFAULT_FPS = 30
-
-
-def video_fps(env: gym.Env, config: EnvConfig) -> float:
-    """Real-time playback rate of one frame per agent step."""
-    if config.family == "dmc":
-        return 1.0 / (env.unwrapped._env.control_timestep() * config.action_repeat)
-    if config.family == "atari":
-        return ATARI_NATIVE_FPS / config.frame_skip
-    return float(env.metadata.get("render_fps") or DEFAULT_FPS)
 
 
 def _render(env: gym.Env) -> np.ndarray:

@@ -38,14 +38,16 @@ def module_files() -> dict[str, Path]:
 
 
 def imports_of(path: Path) -> set[str]:
-    """The package modules `path` imports (names without `mrq_agents.`)."""
+    """The package modules `path` imports (names without `mrq_agents.`); `from package import module` counts as
+    importing the module."""
+    modules = set(module_files())
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = ([f"{node.module}.{a.name}" for a in node.names] if node.module == "mrq_agents"
-                     else [node.module])
+            names = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}".removeprefix("mrq_agents.") in modules
+                     else node.module for a in node.names]
         else:
             continue
         found |= {n.removeprefix("mrq_agents.") for n in names if n.startswith("mrq_agents.")}

@@ -134,3 +134,14 @@ def test_readme_says_how_the_reward_scale_differs_from_the_authors():
     readme = (ROOT / "README.md").read_text()
     assert "instead of dividing by zero" not in readme
     assert "clamps the scale to 1e-8" in readme and "1/1e-8 = 1e8" in readme
+
+
+def test_every_subpackage_is_installed():
+    """A non-editable install ships only the packages pyproject.toml lists: every folder of modules is one."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(setuptools["packages"])
+    folders = {package: ROOT / folder for package, folder in setuptools["package-dir"].items()}
+    found = {package + "".join("." + part for part in init.parent.relative_to(folder).parts)
+             for package, folder in folders.items() for init in folder.rglob("__init__.py")
+             if "__pycache__" not in init.parts}
+    assert found == listed

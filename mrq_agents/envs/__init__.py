@@ -1,0 +1,103 @@
+"""Environments with the paper's preprocessing (docs/algorithm.md, "The four benchmarks"), and the spec the networks
+are built from.
+
+One module per env family (`gym_family`: any Gymnasium env and the Gym MuJoCo locomotion tasks; `dmc`: DeepMind
+Control, proprioceptive and from pixels; `atari`), each a `Family` record with its id prefixes, registration,
+`gymnasium.make` arguments, wrappers, the paper's budget, its model-card text and its recording set-up. Adding a
+family is adding such a module and its line in `FAMILIES`. dm_control and ale_py are imported only when an env of
+their family is resolved or built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import gymnasium as gym
+
+from mrq_agents.envs import atari, dmc, gym_family
+from mrq_agents.envs.base import (SUPPORTED_ACTIONS, SUPPORTED_IDS, SUPPORTED_OBS, ActionRepeat, EnvConfig,  # noqa: F401
+                                  EnvSpec, Family, _error, check_actions, unit_actions)
+from mrq_agents.envs.dmc import DmcPixels, dmc_camera  # noqa: F401
+from mrq_agents.envs.gym_family import LOCOMOTION, follow_agent  # noqa: F401
+
+FAMILIES: dict[str, Family] = {"gym": gym_family.FAMILY, "dmc": dmc.FAMILY, "atari": atari.FAMILY}
+
+
+def resolve_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> EnvConfig:
+    """Map an id or paper alias to its preprocessing; `env_kwargs` go to gymnasium.make whenever it is built.
+
+    'Gym-HalfCheetah-v4' -> gym 'HalfCheetah-v4'; 'Dmc-walker-walk' and 'dm_control/walker-walk-v0' -> dmc
+    proprioceptive; 'Dmc-visual-walker-walk' -> the same task from pixels; 'Atari-Pong-v5' and 'ALE/Pong-v5'
+    -> atari; 'module:EnvId' imports the module, then -> gym; any other registered Gymnasium id -> gym.
+    Unknown ids raise UnsupportedEnvError.
+    """
+    if not isinstance(env_id, str) or not env_id.strip():
+        raise _error(f"invalid env id {env_id!r}: expected {SUPPORTED_IDS}")
+    if env_kwargs is not None and not isinstance(env_kwargs, dict):
+        raise _error(f"env kwargs must be a dict of keyword arguments for gymnasium.make, got {env_kwargs!r}")
+    prefixes = {prefix: resolve for family in FAMILIES.values() for prefix, resolve in family.prefixes.items()}
+    for prefix, resolve in prefixes.items():
+        if env_id.startswith(prefix) and len(env_id) > len(prefix):
+            config = resolve(env_id, env_id[len(prefix):])
+            break
+    else:
+        config = gym_family.resolve(env_id, env_id)
+    return dataclasses.replace(config, env_kwargs=dict(env_kwargs)) if env_kwargs else config
+
+
+def benchmark_defaults(config: EnvConfig) -> tuple[int, int]:
+    """(total env steps, evaluate every) per the paper's protocol.
+
+    Gym MuJoCo locomotion (HalfCheetah, Hopper, Walker2d, Ant, Humanoid; any version): 1M / 5k;
+    DMC, proprioceptive or visual: 500k / 5k; Atari: 2.5M / 100k; any other env: 100k / 5k.
+    """
+    return FAMILIES[config.family].budget(config)
+
+
+def describe(config: EnvConfig) -> str:
+    """The preprocessing of `config`, as a model card says it."""
+    return FAMILIES[config.family].describe(config)
+
+
+def video_fps(env: gym.Env, config: EnvConfig) -> float:
+    """Real-time playback rate of a recording of `env`: one frame per agent step."""
+    return FAMILIES[config.family].video_fps(env, config)
+
+
+def wrap_env(env: gym.Env, config: EnvConfig) -> gym.Env:
+    """Apply the preprocessing of `config` to an env the user built (make_env = gymnasium.make + wrap_env).
+
+    Result: observations (D,) float32, or (C * frame_stack, H, W) uint8 with the newest frame last;
+    Box actions in float32 [-1, 1]. Unsupported spaces raise UnsupportedEnvError.
+    """
+    check_actions(env, config.env_id)
+    return unit_actions(FAMILIES[config.family].wrap(env, config))
+
+
+def make_env(env: str | EnvConfig, seed: int | None = None, render_mode: str | None = None,
+             **make_kwargs: Any) -> gym.Env:
+    """Build the env with the paper's preprocessing; `seed` seeds the action space (reset with a seed yourself).
+
+    `render_mode='rgb_array'` gives the env's normal full-resolution render(), independent of pixel observations,
+    from a view that keeps the agent in the picture (the family's recording set-up) unless the arguments name one.
+    `make_kwargs` go to `gymnasium.make` (e.g. `width=640, height=480` for MuJoCo renders).
+    """
+    if not isinstance(env, (str, EnvConfig)):
+        raise _error(f"invalid env {env!r}: expected an env id string or an EnvConfig")
+    config = env if isinstance(env, EnvConfig) else resolve_env(env)
+    family = FAMILIES[config.family]
+    family.register()
+    try:
+        kwargs = {**family.make_kwargs(config), **(config.env_kwargs or {}), **make_kwargs}
+        if render_mode is not None:  # envs without rendering need not accept the argument
+            kwargs = {**family.render_kwargs(config), **kwargs, "render_mode": render_mode}
+        made = gym.make(config.gym_id, **kwargs)
+    except (gym.error.Error, ImportError, TypeError) as e:
+        raise _error(f"cannot build env {config.env_id!r} ({config.gym_id}): {e}") from None
+    if render_mode is not None and not {"camera_id", "camera_name"} & kwargs.keys():
+        family.set_up_recording(made)
+    wrapped = wrap_env(made, config)
+    if seed is not None:
+        wrapped.action_space.seed(seed)
+    return wrapped

@@ -1,0 +1,109 @@
+"""Any Gymnasium env (`Pendulum-v1`, `CartPole-v1`, `module:EnvId`), and the Gym MuJoCo locomotion tasks of the
+paper (`HalfCheetah-v4`, alias `Gym-HalfCheetah-v4`): no preprocessing beyond float32 vectors or channel-first
+images and actions scaled to [-1, 1]."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import gymnasium as gym
+from gymnasium import spaces
+
+from mrq_agents.envs.base import (SUPPORTED_IDS, SUPPORTED_OBS, ActionRepeat, EnvConfig, Family, _check_registered,
+                                  _error, channel_first, float32_obs, is_image, no_kwargs)
+
+LOCOMOTION = ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid")
+DEFAULT_FPS = 30
+
+
+def resolve(env_id: str, gym_id: str) -> EnvConfig:
+    """A registered Gymnasium id, or gymnasium's "module:EnvId" (importing the module registers the env)."""
+    module, _, name = gym_id.rpartition(":")
+    if module:  # gym.make does the same
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise _error(f"cannot import {module!r} for env {env_id!r} ({e}): put the module that registers "
+                         f"{name!r} on PYTHONPATH or install it") from None
+    _check_registered(name, env_id, SUPPORTED_IDS)
+    return EnvConfig(env_id=env_id, family="gym", gym_id=gym_id)
+
+
+def wrap(env: gym.Env, config: EnvConfig) -> gym.Env:
+    space = env.observation_space
+    if not (isinstance(space, spaces.Box) and len(space.shape) == 1) and not is_image(space):
+        raise _error(f"unsupported observation space {space} for {config.env_id!r}: expected {SUPPORTED_OBS}")
+    if config.action_repeat > 1:
+        env = ActionRepeat(env, config.action_repeat)
+    return channel_first(env) if is_image(space) else float32_obs(env)
+
+
+def budget(config: EnvConfig) -> tuple[int, int]:
+    """Gym MuJoCo locomotion (any version): 1M steps, evaluate every 5k; any other env: 100k / 5k."""
+    namespace, name, _ = gym.envs.registration.parse_env_id(config.gym_id.rpartition(":")[2])
+    if namespace is None and name in LOCOMOTION:
+        return 1_000_000, 5_000
+    return 100_000, 5_000
+
+
+def describe(config: EnvConfig) -> str:
+    return f"`{config.gym_id}` with actions rescaled to [-1, 1]"
+
+
+def video_fps(env: gym.Env, config: EnvConfig) -> float:
+    return float(env.metadata.get("render_fps") or DEFAULT_FPS)
+
+
+def follow_agent(env: gym.Env) -> None:
+    """Set up a Gymnasium MuJoCo env's renders to keep the agent in view on a floor that reaches the horizon.
+
+    Camera: Gymnasium renders from a free camera placed by the env's default camera config, which never moves
+    (HalfCheetah-v4, Ant-v4), or which names a `trackbodyid` that a free camera ignores (Hopper-v4, Walker2d-v4,
+    Humanoid-v4): either way the agent leaves the picture within seconds. Their models have a "track" camera
+    that follows the body; renders use it.
+    Floor: the models' floor planes are drawn 20-40 m wide, which a good runner leaves (MuJoCo collides with a
+    plane everywhere, so the agent then runs on grey). `RENDERED_FLOOR` half-widths are drawn instead, with the
+    texture repeated as often per metre as before. Only drawing changes: a plane's size plays no part in
+    collisions, so observations and rewards stay bit-identical (tests/test_envs.py checks both).
+    Envs without such a camera, and any env that is not a Gymnasium MuJoCo env, are left as they are.
+    """
+    renderer = getattr(env.unwrapped, "mujoco_renderer", None)
+    model = getattr(env.unwrapped, "model", None)
+    if renderer is None or model is None or getattr(renderer, "camera_id", None) != -1:
+        return
+    import mujoco
+
+    track = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, "track")
+    if track < 0:
+        return
+    renderer.camera_id = track
+    _draw_floor_to_horizon(model)
+
+
+RENDERED_FLOOR = 5_000.0  # metres: half-width of the floor drawn in recordings, beyond any agent's run
+
+
+def _draw_floor_to_horizon(model: Any) -> None:
+    """Widen every plane of `model` as drawn (its size) to RENDERED_FLOOR, with its checker kept at the same scale."""
+    import mujoco
+
+    rescaled: set[int] = set()
+    for geom in range(model.ngeom):
+        if model.geom_type[geom] != mujoco.mjtGeom.mjGEOM_PLANE:
+            continue
+        half_width = model.geom_size[geom, :2]
+        if half_width.min() <= 0 or half_width.min() >= RENDERED_FLOOR:  # 0: MuJoCo draws it infinite already
+            continue
+        scale = RENDERED_FLOOR / half_width.min()
+        model.geom_size[geom, :2] = half_width * scale
+        material = int(model.geom_matid[geom])
+        # A texture repeated per plane (not per metre) is repeated `scale` times as often, once per material.
+        if material >= 0 and not model.mat_texuniform[material] and material not in rescaled:
+            model.mat_texrepeat[material] *= scale
+            rescaled.add(material)
+
+
+FAMILY = Family(name="gym", prefixes={"Gym-": lambda env_id, rest: resolve(env_id, rest)}, register=lambda: None,
+                make_kwargs=no_kwargs, wrap=wrap, budget=budget, describe=describe, render_kwargs=no_kwargs,
+                set_up_recording=follow_agent, video_fps=video_fps)
