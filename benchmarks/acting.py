@@ -81,8 +81,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.envs:
         threads = f"{args.threads} threads each" if args.threads else "each backend's default threads"
-        print(f"# torch {torch.__version__} | onnxruntime {onnxruntime.__version__} | CPU, {threads} | "
-              f"{args.rounds} rounds of {args.seconds:g} s, median")
+        print(
+            f"# torch {torch.__version__} | onnxruntime {onnxruntime.__version__} | CPU, {threads} | "
+            f"{args.rounds} rounds of {args.seconds:g} s, median"
+        )
         print("| actor | batch | torch actions/s | onnx actions/s | onnx / torch |")
         print("|---|---:|---:|---:|---:|")
     for env_id in args.envs:
@@ -93,8 +95,10 @@ def main() -> None:
             obs, _ = env.reset(seed=0)
             env.close()
             actor = f"{env_id} {spec.obs_shape} {'uint8' if spec.pixels else 'float32'}"
-            rows = [(str(b), lambda p, b=b: actions_per_second(p, obs if b == 1 else np.stack([obs] * b), args.seconds))
-                    for b in args.batches]
+            rows = [
+                (str(b), lambda p, b=b: actions_per_second(p, obs if b == 1 else np.stack([obs] * b), args.seconds))
+                for b in args.batches
+            ]
             rows.append(("1 + env.step", lambda p: with_env_per_second(p, args.seconds)))
             for label, measure in rows:
                 rates: dict[str, list[float]] = {b: [] for b in BACKENDS}

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 import torch
-
 from components import ATARI, HALFCHEETAH, filled_buffer
+
 from mrq_agents.config import MRQConfig
 from mrq_agents.learner import MRQLearner
 from mrq_agents.serialization import flatten_state, load_tensors, save_tensors
@@ -55,8 +55,11 @@ def main() -> None:
     for steps in args.steps:
         with tempfile.TemporaryDirectory(dir=args.out) as tmp:
             r = measure(SHAPES[args.env_shape], steps, Path(tmp))
-        print(f"| {steps:,} | {r['size_GiB']:.2f} GiB | {r['write_s']:.1f} | {r['read_s']:.1f} | "
-              f"{r['size_GiB'] * 1024 / r['write_s']:,.0f} |", flush=True)
+        print(
+            f"| {steps:,} | {r['size_GiB']:.2f} GiB | {r['write_s']:.1f} | {r['read_s']:.1f} | "
+            f"{r['size_GiB'] * 1024 / r['write_s']:,.0f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

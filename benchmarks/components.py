@@ -17,13 +17,11 @@ from torch.profiler import profile
 
 from mrq_agents.config import MRQConfig
 from mrq_agents.envs import EnvSpec
-from mrq_agents.functional import sample_proportional
 from mrq_agents.fast import accelerate
 from mrq_agents.learner import MRQLearner, resolve_device
 from mrq_agents.networks import PixelTrunk
 from mrq_agents.precision import fast_bf16
 from mrq_agents.replay import ReplayBuffer
-
 
 HALFCHEETAH = EnvSpec(obs_shape=(17,), pixels=False, frame_stack=1, discrete=False, action_dim=6)
 ATARI = EnvSpec(obs_shape=(4, 84, 84), pixels=True, frame_stack=4, discrete=True, action_dim=6)
@@ -95,24 +93,31 @@ def sampler_table(device: torch.device) -> None:
         return torch.multinomial(weights, 256, replacement=True)
 
     print("\n| sampler (256 draws, 1,250 of 1M slots filled) | ms |\n|---|---|")
-    for name, fn in (("torch.multinomial over the ring", multinomial), ("inverse CDF over the ring", whole_ring),
-                     ("inverse CDF over the written prefix", prefix)):
+    for name, fn in (
+        ("torch.multinomial over the ring", multinomial),
+        ("inverse CDF over the ring", whole_ring),
+        ("inverse CDF over the written prefix", prefix),
+    ):
         print(f"| {name} | {timed(fn, 20, device):.3f} |")
 
 
 def encoder_step(buffer, starts):
     """One encoder update of a learner on the windows at `starts`, as `MRQLearner.update` runs it."""
+
     def step(learner):
         config = learner.config
         return learner.encoder_step(buffer, starts, learner.draw_encoder_noise(config.batch_size, config.enc_horizon))
+
     return step
 
 
 def rl_step(buffer):
     """One value and one policy update of a learner, as `MRQLearner.update` runs it."""
+
     def step(learner):
         batch_size = learner.config.batch_size
         return learner.rl_step(buffer, buffer.draw_uniforms(batch_size), learner.draw_value_noise(batch_size))
+
     return step
 
 
@@ -129,7 +134,7 @@ def pixel_encoder_table(device: torch.device, top: int = 6) -> None:
         learner.encoder_update(batch, noise)
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
-    print(f"\n| op in one Atari-shape encoder update (self CPU time) | share |\n|---|---|")
+    print("\n| op in one Atari-shape encoder update (self CPU time) | share |\n|---|---|")
     for e in sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]:
         print(f"| {e.key} | {e.self_cpu_time_total / total:.0%} |")
 
@@ -185,17 +190,21 @@ def layout_table(device: torch.device, repeats: int = 7) -> None:
         def run():
             with torch.no_grad():
                 fn(frames[1280])
+
         return run
 
     def train(fn):
         def run():
             trunk.zero_grad(set_to_none=True)
             fn(frames[256]).square().mean().backward()
+
         return run
 
     print("\n| Atari pixel trunk (median of taking turns) | NCHW ms | channels-last ms | speed-up |\n|---|---|---|---|")
-    for name, make in (("target forward, 1,280 stacks, no gradient", forward),
-                       ("online forward+backward, 256 stacks", train)):
+    for name, make in (
+        ("target forward, 1,280 stacks, no gradient", forward),
+        ("online forward+backward, 256 stacks", train),
+    ):
         ms = _turns({"nchw": make(nchw), "channels_last": make(trunk)}, repeats, device)
         print(f"| {name} | {ms['nchw']:.1f} | {ms['channels_last']:.1f} | {ms['nchw'] / ms['channels_last']:.2f}x |")
 
@@ -204,7 +213,9 @@ def precision_table(device: torch.device, repeats: int = 7) -> None:
     """One encoder update and one value+policy step at the paper's size in fp32 and bf16 (plain path), taking
     turns. Only where the device multiplies bf16 natively: elsewhere bf16 is emulated, and refused by training."""
     fast, hardware = fast_bf16(device)
-    print(f"\n| update at the paper's size, plain path ({hardware}) | fp32 ms | bf16 ms | speed-up |\n|---|---|---|---|")
+    print(
+        f"\n| update at the paper's size, plain path ({hardware}) | fp32 ms | bf16 ms | speed-up |\n|---|---|---|---|"
+    )
     if not fast:
         print("| not measured: no native bf16 units (bf16 would be emulated) | - | - | - |")
         return
@@ -216,8 +227,12 @@ def precision_table(device: torch.device, repeats: int = 7) -> None:
             torch.manual_seed(0)
             learners[precision] = MRQLearner(spec, config, device, precision=precision)
         starts = buffer.sample_indices(config.enc_horizon, config.batch_size)
-        for step_name, step in (("encoder update", encoder_step(buffer, starts)), ("value+policy step", rl_step(buffer))):
-            ms = _turns({p: (lambda l=l: step(l)) for p, l in learners.items()}, repeats, device)
+        for step_name, step in (
+            ("encoder update", encoder_step(buffer, starts)),
+            ("value+policy step", rl_step(buffer)),
+        ):
+            calls = {p: (lambda learner=learner: step(learner)) for p, learner in learners.items()}
+            ms = _turns(calls, repeats, device)
             print(f"| {name}: {step_name} | {ms['fp32']:.1f} | {ms['bf16']:.1f} | {ms['fp32'] / ms['bf16']:.2f}x |")
 
 
@@ -250,16 +265,25 @@ def compile_table(device: torch.device, repeats: int = 9) -> None:
     encoder_step(buffer, starts)(learners["compiled"])
     rl_step(buffer)(learners["compiled"])
     compile_s = time.perf_counter() - start
-    print(f"\n| torch.compile, HalfCheetah shapes, fp32 (compile + first calls {compile_s:.0f} s) | eager ms | "
-          "compiled ms | speed-up |\n|---|---|---|---|")
+    print(
+        f"\n| torch.compile, HalfCheetah shapes, fp32 (compile + first calls {compile_s:.0f} s) | eager ms | "
+        "compiled ms | speed-up |\n|---|---|---|---|"
+    )
     for step_name, step in (("encoder update", encoder_step(buffer, starts)), ("value+policy step", rl_step(buffer))):
-        ms = _turns({n: (lambda l=l: step(l)) for n, l in learners.items()}, repeats, device)
+        ms = _turns({n: (lambda learner=learner: step(learner)) for n, learner in learners.items()}, repeats, device)
         print(f"| {step_name} | {ms['eager']:.1f} | {ms['compiled']:.1f} | {ms['eager'] / ms['compiled']:.2f}x |")
 
 
-TABLES = {"optimizer": optimizer_table, "sampler": sampler_table, "pixel-ops": pixel_encoder_table,
-          "paths": path_table, "layout": layout_table, "precision": precision_table, "matmul": matmul_table,
-          "compile": compile_table}
+TABLES = {
+    "optimizer": optimizer_table,
+    "sampler": sampler_table,
+    "pixel-ops": pixel_encoder_table,
+    "paths": path_table,
+    "layout": layout_table,
+    "precision": precision_table,
+    "matmul": matmul_table,
+    "compile": compile_table,
+}
 DEFAULT_TABLES = ["optimizer", "sampler", "pixel-ops", "paths", "layout", "precision", "matmul"]  # compile: minutes
 
 
@@ -272,8 +296,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    print(f"# torch {torch.__version__} | {torch.get_num_threads()} threads | device {device} | "
-          f"{fast_bf16(device)[1]}\n")
+    print(
+        f"# torch {torch.__version__} | {torch.get_num_threads()} threads | device {device} | {fast_bf16(device)[1]}\n"
+    )
     for name in args.tables:
         TABLES[name](device)
 

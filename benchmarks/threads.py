@@ -13,13 +13,12 @@ import time
 
 import numpy as np
 import torch
+from components import filled_buffer
 
 from mrq_agents.config import MRQConfig, preset_config
 from mrq_agents.envs import EnvSpec
 from mrq_agents.learner import MRQLearner
 from mrq_agents.threads import choose_threads
-
-from components import filled_buffer
 
 VECTOR = EnvSpec(obs_shape=(17,), pixels=False, frame_stack=1, discrete=False, action_dim=6)
 PIXELS = EnvSpec(obs_shape=(9, 84, 84), pixels=True, frame_stack=3, discrete=False, action_dim=6)

@@ -36,8 +36,16 @@ from mrq_agents.precision import fast_bf16, resolve_precision
 from mrq_agents.replay import ReplayBuffer
 
 
-def measure(env_id: str, device: torch.device, fast: bool, precision: str, fill_steps: int, warmup_updates: int,
-            measure_steps: int, seed: int = 0) -> dict:
+def measure(
+    env_id: str,
+    device: torch.device,
+    fast: bool,
+    precision: str,
+    fill_steps: int,
+    warmup_updates: int,
+    measure_steps: int,
+    seed: int = 0,
+) -> dict:
     precision = resolve_precision(precision, device)  # bf16 without native units: a one-line error
     config = MRQConfig()
     env_config = resolve_env(env_id)
@@ -48,8 +56,7 @@ def measure(env_id: str, device: torch.device, fast: bool, precision: str, fill_
     learner = MRQLearner(spec, config, device, precision=precision)
     if resolve_fast(fast, learner.device):
         accelerate(learner)
-    buffer = ReplayBuffer(spec, config.buffer_size, (config.enc_horizon, config.q_horizon), config.prioritized,
-                          device)
+    buffer = ReplayBuffer(spec, config.buffer_size, (config.enc_horizon, config.q_horizon), config.prioritized, device)
     obs, _ = env.reset(seed=seed)
     buffer.start_episode(obs)
 
@@ -85,9 +92,17 @@ def measure(env_id: str, device: torch.device, fast: bool, precision: str, fill_
     peak_host = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB (Linux)
     peak_gpu = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     params = sum(p.numel() for p in learner.nets.parameters())
-    return {"env": env_id, "device": str(device), "path": "fast" if fast else "plain",
-            "precision": precision, "params_M": params / 1e6, "steps_per_s": measure_steps / elapsed,
-            "seconds": elapsed, "peak_host_GiB": peak_host, "peak_gpu_GiB": peak_gpu}
+    return {
+        "env": env_id,
+        "device": str(device),
+        "path": "fast" if fast else "plain",
+        "precision": precision,
+        "params_M": params / 1e6,
+        "steps_per_s": measure_steps / elapsed,
+        "seconds": elapsed,
+        "peak_host_GiB": peak_host,
+        "peak_gpu_GiB": peak_gpu,
+    }
 
 
 def main() -> None:
@@ -110,17 +125,37 @@ def main() -> None:
     device = resolve_device(args.device)
     if args.one:
         env_id, path, precision = args.one
-        print(json.dumps(measure(env_id, device, path == "fast", precision, args.fill_steps, args.warmup_updates,
-                                 args.measure_steps)))
+        print(
+            json.dumps(
+                measure(
+                    env_id, device, path == "fast", precision, args.fill_steps, args.warmup_updates, args.measure_steps
+                )
+            )
+        )
         return
-    print(f"# {cpu_model()} | {fast_bf16(device)[1]} | {torch.get_num_threads()} torch threads | "
-          f"torch {torch.__version__} | device {device}", flush=True)
-    header = (f"| {'env':<16} | {'device':<7} | {'path':<5} | {'precision':<9} | {'params':>7} | {'env-steps/s':>11} | "
-              f"{'range':>13} | {'vs first':>8} | {'peak host RSS':>13} | {'peak GPU':>8} |")
+    print(
+        f"# {cpu_model()} | {fast_bf16(device)[1]} | {torch.get_num_threads()} torch threads | "
+        f"torch {torch.__version__} | device {device}",
+        flush=True,
+    )
+    header = (
+        f"| {'env':<16} | {'device':<7} | {'path':<5} | {'precision':<9} | {'params':>7} | {'env-steps/s':>11} | "
+        f"{'range':>13} | {'vs first':>8} | {'peak host RSS':>13} | {'peak GPU':>8} |"
+    )
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|", flush=True)
-    worker = [sys.executable, __file__, "--device", str(device), "--fill-steps", str(args.fill_steps),
-              "--warmup-updates", str(args.warmup_updates), "--measure-steps", str(args.measure_steps)]
+    worker = [
+        sys.executable,
+        __file__,
+        "--device",
+        str(device),
+        "--fill-steps",
+        str(args.fill_steps),
+        "--warmup-updates",
+        str(args.warmup_updates),
+        "--measure-steps",
+        str(args.measure_steps),
+    ]
     worker += ["--threads", str(args.threads)] if args.threads else []
     variants = [(precision, path) for precision in args.precisions for path in args.paths]
     for env_id in args.envs:
@@ -140,17 +175,23 @@ def main() -> None:
         first = medians.get(variants[0])
         for (precision, path), rs in runs.items():
             if not rs:
-                print(f"| {env_id:<16} | {str(device):<7} | {path:<5} | {precision:<9} | not measured: "
-                      f"{failed.get((precision, path), 'no run')} |", flush=True)
+                print(
+                    f"| {env_id:<16} | {str(device):<7} | {path:<5} | {precision:<9} | not measured: "
+                    f"{failed.get((precision, path), 'no run')} |",
+                    flush=True,
+                )
                 continue
             rates = [r["steps_per_s"] for r in rs]
             spread = f"{min(rates):.2f}-{max(rates):.2f}" if len(rates) > 1 else "-"
             ratio = f"{medians[precision, path] / first:.2f}x" if first else "-"
             peak_gpu = [r["peak_gpu_GiB"] for r in rs if r["peak_gpu_GiB"] is not None]
             gpu = f"{max(peak_gpu):.2f} GiB" if peak_gpu else "-"
-            print(f"| {env_id:<16} | {rs[0]['device']:<7} | {path:<5} | {precision:<9} | {rs[0]['params_M']:>6.2f}M | "
-                  f"{medians[precision, path]:>11.2f} | {spread:>13} | {ratio:>8} | "
-                  f"{max(r['peak_host_GiB'] for r in rs):>9.2f} GiB | {gpu:>8} |", flush=True)
+            print(
+                f"| {env_id:<16} | {rs[0]['device']:<7} | {path:<5} | {precision:<9} | {rs[0]['params_M']:>6.2f}M | "
+                f"{medians[precision, path]:>11.2f} | {spread:>13} | {ratio:>8} | "
+                f"{max(r['peak_host_GiB'] for r in rs):>9.2f} GiB | {gpu:>8} |",
+                flush=True,
+            )
 
 
 def cpu_model() -> str:

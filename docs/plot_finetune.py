@@ -2,9 +2,9 @@
 
     python docs/plot_finetune.py OUT_ROOT pendulum "InvertedPendulum-v4 -> InvertedDoublePendulum-v4"
 
-Reads OUT_ROOT/<pair>-{scratch,finetune,finetune1000}-s<seed>/metrics.csv, writes docs/finetune-<pair>.png (mean over seeds,
-band = min..max) and prints a markdown table of the mean ± std over seeds at a few steps and the area under
-the curve (mean eval return over all evaluations).
+Reads OUT_ROOT/<pair>-{scratch,finetune,finetune1000}-s<seed>/metrics.csv, writes docs/finetune-<pair>.png
+(mean over seeds, band = min..max) and prints a markdown table of the mean ± std over seeds at a few steps and the
+area under the curve (mean eval return over all evaluations).
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-
-LABELS = {"scratch": "from scratch (warm-up 1,000)", "finetune": "fine-tune, warm-up 100",
-          "finetune1000": "fine-tune, warm-up 1,000 (default)"}
+LABELS = {
+    "scratch": "from scratch (warm-up 1,000)",
+    "finetune": "fine-tune, warm-up 100",
+    "finetune1000": "fine-tune, warm-up 1,000 (default)",
+}
 
 
 def load(root: Path, pair: str, condition: str) -> tuple[np.ndarray, np.ndarray]:
@@ -55,7 +57,7 @@ def main() -> None:
     fig.savefig(out, dpi=120)
     steps = table[LABELS["scratch"]][0]
     marks = sorted({steps[len(steps) // 5], steps[len(steps) // 2], steps[-1]})
-    print(f"| condition | " + " | ".join(f"{m:,} steps" for m in marks) + " | mean over all evals |")
+    print("| condition | " + " | ".join(f"{m:,} steps" for m in marks) + " | mean over all evals |")
     print("|---|" + "---:|" * (len(marks) + 1))
     for condition, (s, r) in table.items():
         cells = [f"{r[:, list(s).index(m)].mean():.0f} ± {r[:, list(s).index(m)].std():.0f}" for m in marks]

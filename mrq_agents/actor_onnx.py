@@ -32,13 +32,17 @@ class OnnxActor:
         path = folder / ONNX_FILE
         fix = REEXPORT.format(folder=folder)
         if not path.is_file():
-            raise CheckpointError(f"{folder} has no {ONNX_FILE} (exported before mrq-agents could act without "
-                                  f"torch, or a run folder): {fix}")
+            raise CheckpointError(
+                f"{folder} has no {ONNX_FILE} (exported before mrq-agents could act without "
+                f"torch, or a run folder): {fix}"
+            )
         try:
             import onnxruntime as ort
         except ImportError:
-            raise MissingDependencyError("backend='onnx' needs onnxruntime, which is not installed: "
-                                         "pip install onnxruntime (or reinstall mrq-agents)") from None
+            raise MissingDependencyError(
+                "backend='onnx' needs onnxruntime, which is not installed: "
+                "pip install onnxruntime (or reinstall mrq-agents)"
+            ) from None
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: no warnings on stderr when a graph loads
         if threads is not None:
@@ -54,16 +58,22 @@ class OnnxActor:
         inputs, outputs = self.session.get_inputs(), [o.name for o in self.session.get_outputs()]
         dtype = "tensor(uint8)" if spec.pixels else "tensor(float)"
         if len(inputs) != 1 or inputs[0].name != INPUT or outputs != OUTPUTS[spec.discrete]:
-            raise CheckpointError(f"{path} is not an MR.Q actor for this config (inputs "
-                                  f"{[i.name for i in inputs]}, outputs {outputs}); {fix}")
+            raise CheckpointError(
+                f"{path} is not an MR.Q actor for this config (inputs "
+                f"{[i.name for i in inputs]}, outputs {outputs}); {fix}"
+            )
         shape = tuple(inputs[0].shape[1:])
         if shape != spec.obs_shape or inputs[0].type != dtype:
-            raise CheckpointError(f"{path} takes {inputs[0].type} observations of shape {shape}, but config.json "
-                                  f"says {dtype} {spec.obs_shape}: the files belong to different models; {fix}")
+            raise CheckpointError(
+                f"{path} takes {inputs[0].type} observations of shape {shape}, but config.json "
+                f"says {dtype} {spec.obs_shape}: the files belong to different models; {fix}"
+            )
         exported_from = self.session.get_modelmeta().custom_metadata_map.get("weights_sha256")
         if weights_sha256 and exported_from and exported_from != weights_sha256:
-            raise CheckpointError(f"{path} was exported from other weights than the model.safetensors beside it "
-                                  f"(sha256 {exported_from[:12]}... vs {weights_sha256[:12]}...); {fix}")
+            raise CheckpointError(
+                f"{path} was exported from other weights than the model.safetensors beside it "
+                f"(sha256 {exported_from[:12]}... vs {weights_sha256[:12]}...); {fix}"
+            )
 
     def compute(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """obs (N, *obs_shape) in the graph's dtype -> (action (N, action_dim) or (N,), logits (N, n) or None)."""

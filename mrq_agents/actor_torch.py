@@ -20,7 +20,8 @@ from mrq_agents.config import MRQConfig
 from mrq_agents.envs import EnvSpec
 from mrq_agents.errors import CheckpointError, MissingDependencyError
 from mrq_agents.files import MODEL_FILE, ONNX_FILE
-from mrq_agents.networks import Encoder, Policy as PolicyNet
+from mrq_agents.networks import Encoder
+from mrq_agents.networks import Policy as PolicyNet
 from mrq_agents.serialization import atomic_write_bytes
 
 OPSET = 17  # LayerNormalization's first opset; onnxruntime >= 1.14 and onnxruntime-web run it
@@ -41,8 +42,12 @@ def compact_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     whose values float16 cannot hold (beyond +-65504) stays float32.
     """
     f16 = torch.finfo(torch.float16).max
-    return {k: v.half() if (v.dtype == torch.float32 and not is_acting_tensor(k) and (v.numel() == 0
-                            or float(v.abs().max()) <= f16)) else v for k, v in tensors.items()}
+    return {
+        k: v.half()
+        if (v.dtype == torch.float32 and not is_acting_tensor(k) and (v.numel() == 0 or float(v.abs().max()) <= f16))
+        else v
+        for k, v in tensors.items()
+    }
 
 
 class TorchActor(torch.nn.Module):
@@ -73,8 +78,9 @@ class TorchActor(torch.nn.Module):
         return out.cpu().numpy(), None
 
 
-def load_torch_actor(folder: Path, spec: EnvSpec, config: MRQConfig, tensors: dict[str, torch.Tensor],
-                     device: torch.device) -> TorchActor:
+def load_torch_actor(
+    folder: Path, spec: EnvSpec, config: MRQConfig, tensors: dict[str, torch.Tensor], device: torch.device
+) -> TorchActor:
     """A TorchActor with the encoder and policy weights of `tensors`, loaded strictly, in eval mode on `device`."""
     actor = TorchActor(spec, config)
     wanted = actor.state_dict()
@@ -83,10 +89,17 @@ def load_torch_actor(folder: Path, spec: EnvSpec, config: MRQConfig, tensors: di
     unexpected = sorted(set(acting) - set(wanted))
     wrong = sorted(k for k in set(acting) & set(wanted) if acting[k].shape != wanted[k].shape)
     if missing or unexpected or wrong:
-        problem = (f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected
-                   else f"wrong shapes for {wrong[:3]}")
-        raise CheckpointError(f"{folder / MODEL_FILE} does not fit its config.json ({problem}): the weights "
-                              "belong to another env or config")
+        problem = (
+            f"missing {missing[:3]}"
+            if missing
+            else f"unexpected {unexpected[:3]}"
+            if unexpected
+            else f"wrong shapes for {wrong[:3]}"
+        )
+        raise CheckpointError(
+            f"{folder / MODEL_FILE} does not fit its config.json ({problem}): the weights "
+            "belong to another env or config"
+        )
     actor.load_state_dict(acting, strict=True)
     return actor.to(device).eval()
 
@@ -99,8 +112,9 @@ def export_onnx(actor: TorchActor, path: str | Path, metadata: dict[str, Any] | 
     try:
         import onnx
     except ImportError:
-        raise MissingDependencyError('writing actor.onnx needs the onnx package: pip install "mrq-agents[train]"') \
-            from None
+        raise MissingDependencyError(
+            'writing actor.onnx needs the onnx package: pip install "mrq-agents[train]"'
+        ) from None
     spec = actor.spec
     cpu = copy.deepcopy(actor).cpu().eval()
     example = torch.zeros(2, *spec.obs_shape, dtype=torch.uint8 if spec.pixels else torch.float32)
@@ -110,14 +124,30 @@ def export_onnx(actor: TorchActor, path: str | Path, metadata: dict[str, Any] | 
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice (see benchmarks/README.md)
         # The TorchScript-based exporter: 0.5 s and one self-contained file, where the dynamo exporter takes
         # 5-11 s per actor and needs onnxscript; both give the same actions (tests/test_onnx.py checks parity).
-        torch.onnx.export(cpu, (example,), buffer, input_names=[INPUT], output_names=outputs, opset_version=OPSET,
-                          dynamic_axes={name: {0: "batch"} for name in [INPUT, *outputs]}, dynamo=False)
+        torch.onnx.export(
+            cpu,
+            (example,),
+            buffer,
+            input_names=[INPUT],
+            output_names=outputs,
+            opset_version=OPSET,
+            dynamic_axes={name: {0: "batch"} for name in [INPUT, *outputs]},
+            dynamo=False,
+        )
     model = onnx.load_from_string(buffer.getvalue())
-    props = {"producer": "mrq-agents", "obs_shape": str(list(spec.obs_shape)), "pixels": str(spec.pixels),
-             "discrete": str(spec.discrete), "action_dim": str(spec.action_dim),
-             "action": ("argmax(logits), int64" if spec.discrete else
-                        "tanh(pre) in [-1, 1]; the env's preprocessing rescales it to the env's bounds"),
-             **{k: str(v) for k, v in (metadata or {}).items()}}
+    props = {
+        "producer": "mrq-agents",
+        "obs_shape": str(list(spec.obs_shape)),
+        "pixels": str(spec.pixels),
+        "discrete": str(spec.discrete),
+        "action_dim": str(spec.action_dim),
+        "action": (
+            "argmax(logits), int64"
+            if spec.discrete
+            else "tanh(pre) in [-1, 1]; the env's preprocessing rescales it to the env's bounds"
+        ),
+        **{k: str(v) for k, v in (metadata or {}).items()},
+    }
     for key, value in props.items():
         model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
     onnx.checker.check_model(model, full_check=True)

@@ -63,8 +63,20 @@ class MRQConfig:
     pre_activ_weight: float = _f(1e-5, "weight of the policy's pre-activation penalty")
 
     def __post_init__(self) -> None:
-        positive = ["batch_size", "buffer_size", "enc_horizon", "q_horizon", "target_update_freq",
-                    "num_bins", "zs_dim", "zsa_dim", "za_dim", "enc_hdim", "value_hdim", "policy_hdim"]
+        positive = [
+            "batch_size",
+            "buffer_size",
+            "enc_horizon",
+            "q_horizon",
+            "target_update_freq",
+            "num_bins",
+            "zs_dim",
+            "zsa_dim",
+            "za_dim",
+            "enc_hdim",
+            "value_hdim",
+            "policy_hdim",
+        ]
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -77,8 +89,19 @@ class MRQConfig:
         for name in ("enc_lr", "value_lr", "policy_lr", "value_grad_clip", "gumbel_tau", "min_priority"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
-        non_negative = ["alpha", "exploration_noise", "target_policy_noise", "noise_clip", "dyn_weight",
-                        "reward_weight", "done_weight", "enc_wd", "value_wd", "policy_wd", "pre_activ_weight"]
+        non_negative = [
+            "alpha",
+            "exploration_noise",
+            "target_policy_noise",
+            "noise_clip",
+            "dyn_weight",
+            "reward_weight",
+            "done_weight",
+            "enc_wd",
+            "value_wd",
+            "policy_wd",
+            "pre_activ_weight",
+        ]
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -145,8 +168,16 @@ def _coerce(cls: type, name: str, value: Any) -> Any:
 # networks and the warm-up so that small envs (Pendulum-v1, CartPole-v1) learn on a laptop CPU in minutes.
 PRESETS: dict[str, dict[str, object]] = {
     "paper": {},
-    "small": {"zs_dim": 128, "zsa_dim": 128, "za_dim": 64, "enc_hdim": 128, "value_hdim": 128,
-              "policy_hdim": 128, "batch_size": 128, "warmup_steps": 1_000},
+    "small": {
+        "zs_dim": 128,
+        "zsa_dim": 128,
+        "za_dim": 64,
+        "enc_hdim": 128,
+        "value_hdim": 128,
+        "policy_hdim": 128,
+        "batch_size": 128,
+        "warmup_steps": 1_000,
+    },
 }
 
 
@@ -173,8 +204,13 @@ def changed_fields(algorithm: dict[str, Any]) -> dict[str, Any]:
 
 def train_command(env_id: str, run: dict[str, Any], algorithm: dict[str, Any]) -> str:
     """The `mrq train` command line that reproduces a run's config (overrides of the paper's defaults as --set)."""
-    parts = [f"mrq train {env_id}", f"--steps {run['steps']}", f"--seed {run['seed']}",
-             f"--eval-every {run['eval_every']}", f"--eval-episodes {run['eval_episodes']}"]
+    parts = [
+        f"mrq train {env_id}",
+        f"--steps {run['steps']}",
+        f"--seed {run['seed']}",
+        f"--eval-every {run['eval_every']}",
+        f"--eval-episodes {run['eval_episodes']}",
+    ]
     if run.get("precision", "fp32") != "fp32":
         parts.append(f"--precision {run['precision']}")
     if run.get("env_kwargs"):

@@ -17,5 +17,6 @@ def has_torch() -> bool:
 def require_torch(what: str) -> None:
     """Raise a one-line MissingDependencyError naming `what` when torch is not installed."""
     if not has_torch():
-        raise MissingDependencyError(f"{what} needs torch, which is not installed: {TRAIN_EXTRA} "
-                                     "(acting and playing need only the base install)")
+        raise MissingDependencyError(
+            f"{what} needs torch, which is not installed: {TRAIN_EXTRA} (acting and playing need only the base install)"
+        )

@@ -11,7 +11,6 @@ from typing import Callable
 import gymnasium as gym
 import numpy as np
 
-
 TRAIN_STREAM, EVAL_STREAM = 0, 1  # independent episode-seed streams: training episodes, evaluation episodes
 
 

@@ -1,12 +1,12 @@
 """The export format (one folder = one Hub repo) and its model card.
 
-    config.json        format version, algorithm config, env and preprocessing, spaces, training info, package version
-    model.safetensors  encoder, value and policy weights named by module (no optimizer or replay state); float32,
-                       or in a compact export float16 for what acting does not read (`save_pretrained(compact=True)`)
-    README.md          model card rendered from MODEL_CARD.md, with Hub metadata (model-index, tags)
-    actor.onnx         the state encoder and the policy as one ONNX graph, observation -> action (torch-free acting)
-    results.json       mean, std, per-episode returns, episodes, seed, deterministic or not, date
-    replay.mp4         a recorded episode, when recorded; learning_curve.png and metrics.csv from the run
+config.json        format version, algorithm config, env and preprocessing, spaces, training info, package version
+model.safetensors  encoder, value and policy weights named by module (no optimizer or replay state); float32,
+                   or in a compact export float16 for what acting does not read (`save_pretrained(compact=True)`)
+README.md          model card rendered from MODEL_CARD.md, with Hub metadata (model-index, tags)
+actor.onnx         the state encoder and the policy as one ONNX graph, observation -> action (torch-free acting)
+results.json       mean, std, per-episode returns, episodes, seed, deterministic or not, date
+replay.mp4         a recorded episode, when recorded; learning_curve.png and metrics.csv from the run
 """
 
 from __future__ import annotations
@@ -20,14 +20,27 @@ from pathlib import Path
 from typing import Any
 
 from mrq_agents.config import changed_fields, train_command  # noqa: F401 (train_command: export's API)
-from mrq_agents.envs import EnvConfig, describe as describe_env
-from mrq_agents.files import (CARD_FILE, CHECKPOINT_FILE, CONFIG_FILE, COPIED_FILES, CURVE_FILE,  # noqa: F401
-                              FORMAT_VERSION, METRICS_FILE, MODEL_FILE, ONNX_FILE, RESULTS_FILE, VIDEO_FILE,
-                              sha256_file)
+from mrq_agents.envs import EnvConfig
+from mrq_agents.envs import describe as describe_env
+from mrq_agents.files import (  # noqa: F401
+    CARD_FILE,
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    COPIED_FILES,
+    CURVE_FILE,
+    FORMAT_VERSION,
+    METRICS_FILE,
+    MODEL_FILE,
+    ONNX_FILE,
+    RESULTS_FILE,
+    VIDEO_FILE,
+    sha256_file,
+)
 from mrq_agents.machine import describe
 from mrq_agents.paper import placement, protocol_note
 
 CARD_TEMPLATE = Path(__file__).with_name("MODEL_CARD.md")
+
 
 def metrics_rows(folder: Path) -> list[dict[str, str]]:
     path = folder / METRICS_FILE
@@ -56,10 +69,16 @@ def results_from_metrics(folder: Path, meta: dict[str, Any]) -> dict[str, Any] |
     if not rows or "run" not in meta:
         return None
     last = rows[-1]
-    return {"mean": float(last["eval_return_mean"]), "std": float(last["eval_return_std"]),
-            "episodes": int(meta["run"]["eval_episodes"]), "seed": int(meta["run"]["seed"]),
-            "deterministic": not meta["spaces"]["discrete"], "step": int(float(last["step"])),
-            "source": "evaluation during training", "date": _mtime_date(folder / METRICS_FILE)}
+    return {
+        "mean": float(last["eval_return_mean"]),
+        "std": float(last["eval_return_std"]),
+        "episodes": int(meta["run"]["eval_episodes"]),
+        "seed": int(meta["run"]["seed"]),
+        "deterministic": not meta["spaces"]["discrete"],
+        "step": int(float(last["step"])),
+        "source": "evaluation during training",
+        "date": _mtime_date(folder / METRICS_FILE),
+    }
 
 
 def _mtime_date(path: Path) -> str:
@@ -70,8 +89,9 @@ def today() -> str:
     return dt.datetime.now(dt.timezone.utc).date().isoformat()
 
 
-def render_card(meta: dict[str, Any], results: dict[str, Any] | None, repo_id: str | None,
-                has_video: bool, has_curve: bool) -> str:
+def render_card(
+    meta: dict[str, Any], results: dict[str, Any] | None, repo_id: str | None, has_video: bool, has_curve: bool
+) -> str:
     """The model card: Hub metadata (YAML front matter) + MODEL_CARD.md filled in."""
     from huggingface_hub import EvalResult, ModelCardData
 
@@ -83,17 +103,30 @@ def render_card(meta: dict[str, Any], results: dict[str, Any] | None, repo_id: s
     repo = repo_id or meta.get("repo_id") or "<org>/<name>"
     eval_results = None
     if results:
-        eval_results = [EvalResult(task_type="reinforcement-learning", task_name="Reinforcement Learning",
-                                   dataset_type=env.env_id, dataset_name=env.env_id, metric_type="mean_reward",
-                                   metric_name="mean_reward", metric_value=score)]
+        eval_results = [
+            EvalResult(
+                task_type="reinforcement-learning",
+                task_name="Reinforcement Learning",
+                dataset_type=env.env_id,
+                dataset_name=env.env_id,
+                metric_type="mean_reward",
+                metric_name="mean_reward",
+                metric_value=score,
+            )
+        ]
     data = ModelCardData(
-        library_name="mrq-agents", license="mit", model_name=f"MR.Q-{env.env_id}", eval_results=eval_results,
+        library_name="mrq-agents",
+        license="mit",
+        model_name=f"MR.Q-{env.env_id}",
+        eval_results=eval_results,
         tags=[env.env_id, "reinforcement-learning", "deep-reinforcement-learning", "mrq", env.family],
     )
     deterministic = results.get("deterministic", True) if results else True
     wall = training.get("wall_time_s")
     values = {
-        "env_id": env.env_id, "repo_id": repo, "score": score,
+        "env_id": env.env_id,
+        "repo_id": repo,
+        "score": score,
         "episodes": results["episodes"] if results else 0,
         "eval_seed": results["seed"] if results else "-",
         "policy_mode": "deterministic" if deterministic else "stochastic (the paper's sampled argmax)",
@@ -104,20 +137,27 @@ def render_card(meta: dict[str, Any], results: dict[str, Any] | None, repo_id: s
         "device": f"{_where_trained(training)}, {training.get('precision', 'fp32')} precision",
         "training_note": f" ({training['note']})" if training.get("note") else "",
         "paper_score": place.reference_text() if steps else "no reference: unknown step count",
-        "placement": (f"**{place.where}** the paper's interquartile range at this step" if place.where
-                      else "-") + protocol_note(place, meta["spaces"]["discrete"], deterministic),
+        "placement": (f"**{place.where}** the paper's interquartile range at this step" if place.where else "-")
+        + protocol_note(place, meta["spaces"]["discrete"], deterministic),
         "video": "![replay](replay.mp4)" if has_video else "",
-        "curve": ("## Learning curve\n\n![learning curve](learning_curve.png)\n\n`metrics.csv` holds every "
-                  "evaluation of the run.") if has_curve else "",
+        "curve": (
+            "## Learning curve\n\n![learning curve](learning_curve.png)\n\n`metrics.csv` holds every "
+            "evaluation of the run."
+        )
+        if has_curve
+        else "",
         "train_command": training.get("command", "unknown"),
         "config_note": _config_note(meta["algorithm"]),
         "preprocessing": describe_env(env),
-        "storage_note": (" `model.safetensors` stores the state encoder and the policy (all that acting reads) in "
-                         "float32 and the rest (the critics, the encoder's state-action and model layers, which "
-                         "only fine-tuning reads) in float16, to keep the file small. Acting is exactly the float32 "
-                         "agent's. Loading makes the rest float32 again, but their values stay rounded to float16: "
-                         "fine-tuning starts from rounded critics."
-                         if meta.get("weights_storage") == "compact" else ""),
+        "storage_note": (
+            " `model.safetensors` stores the state encoder and the policy (all that acting reads) in "
+            "float32 and the rest (the critics, the encoder's state-action and model layers, which "
+            "only fine-tuning reads) in float16, to keep the file small. Acting is exactly the float32 "
+            "agent's. Loading makes the rest float32 again, but their values stay rounded to float16: "
+            "fine-tuning starts from rounded critics."
+            if meta.get("weights_storage") == "compact"
+            else ""
+        ),
         "eval_command": eval_command(repo, results),
     }
     body = string.Template(CARD_TEMPLATE.read_text()).safe_substitute(values)

@@ -46,8 +46,15 @@ class CapturedStep:
     puts that generator back too, so capturing does not shift the random stream.
     """
 
-    def __init__(self, name: str, body: Callable[..., dict[str, torch.Tensor]], mutated: Callable[[], list],
-                 optimizers: list[torch.optim.Optimizer], device: torch.device, capture: bool):
+    def __init__(
+        self,
+        name: str,
+        body: Callable[..., dict[str, torch.Tensor]],
+        mutated: Callable[[], list],
+        optimizers: list[torch.optim.Optimizer],
+        device: torch.device,
+        capture: bool,
+    ):
         self.name = name
         self.device = device
         self.body = body
@@ -69,8 +76,11 @@ class CapturedStep:
             except RuntimeError as error:  # e.g. an op without graph support in this torch build
                 self.graph = None
                 self.failed = True
-                warnings.warn(f"CUDA graph capture of the {self.name} failed ({str(error).splitlines()[0]}); "
-                              "that step runs eagerly from now on (same math, slower)", RuntimeWarning)
+                warnings.warn(
+                    f"CUDA graph capture of the {self.name} failed ({str(error).splitlines()[0]}); "
+                    "that step runs eagerly from now on (same math, slower)",
+                    RuntimeWarning,
+                )
                 return self.body(**inputs)
         else:
             for key, value in inputs.items():
@@ -156,8 +166,13 @@ def accelerate(learner: MRQLearner) -> MRQLearner:
 def fused(optimizer: torch.optim.AdamW, capturable: bool) -> torch.optim.AdamW:
     """The same AdamW (parameters, learning rate, weight decay) with the fused kernel; no state yet."""
     defaults = optimizer.defaults
-    return torch.optim.AdamW(optimizer.param_groups[0]["params"], lr=defaults["lr"],
-                             weight_decay=defaults["weight_decay"], fused=True, capturable=capturable)
+    return torch.optim.AdamW(
+        optimizer.param_groups[0]["params"],
+        lr=defaults["lr"],
+        weight_decay=defaults["weight_decay"],
+        fused=True,
+        capturable=capturable,
+    )
 
 
 class FastPath:
@@ -194,17 +209,31 @@ class FastPath:
         self.buffer = buffer
         buffer.static_shapes = buffer.static_shapes or self.capture
         self.encoder = CapturedStep(
-            "encoder update", self._encoder_body,
+            "encoder update",
+            self._encoder_body,
             mutated=lambda: list(learner.nets.encoder.parameters()),
-            optimizers=[learner.encoder_opt], device=learner.device, capture=self.capture)
+            optimizers=[learner.encoder_opt],
+            device=learner.device,
+            capture=self.capture,
+        )
         self.rl = CapturedStep(
-            "value and policy update", self._rl_body,
-            mutated=lambda: [*learner.nets.value.parameters(), *learner.nets.policy.parameters(),
-                             buffer.priority, buffer.max_priority],
-            optimizers=[learner.value_opt, learner.policy_opt], device=learner.device, capture=self.capture)
+            "value and policy update",
+            self._rl_body,
+            mutated=lambda: [
+                *learner.nets.value.parameters(),
+                *learner.nets.policy.parameters(),
+                buffer.priority,
+                buffer.max_priority,
+            ],
+            optimizers=[learner.value_opt, learner.policy_opt],
+            device=learner.device,
+            capture=self.capture,
+        )
         self._bound_to = key
 
-    def encoder_step(self, buffer: "ReplayBuffer", starts: torch.Tensor, noise: EncoderNoise) -> dict[str, torch.Tensor]:
+    def encoder_step(
+        self, buffer: "ReplayBuffer", starts: torch.Tensor, noise: EncoderNoise
+    ) -> dict[str, torch.Tensor]:
         self._bind(buffer)
         return self.encoder(starts=starts, **_present(noise))
 

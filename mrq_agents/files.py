@@ -15,7 +15,12 @@ from pathlib import Path
 FORMAT_VERSION = 1  # of config.json, model.safetensors and checkpoint.safetensors
 CONFIG_FILE, MODEL_FILE, CHECKPOINT_FILE = "config.json", "model.safetensors", "checkpoint.safetensors"
 CARD_FILE, RESULTS_FILE, VIDEO_FILE, CURVE_FILE, METRICS_FILE = (
-    "README.md", "results.json", "replay.mp4", "learning_curve.png", "metrics.csv")
+    "README.md",
+    "results.json",
+    "replay.mp4",
+    "learning_curve.png",
+    "metrics.csv",
+)
 ONNX_FILE = "actor.onnx"  # written by mrq_agents.actor_torch.export_onnx, run by mrq_agents.actor_onnx
 LOCK_FILE = "run.lock"  # held by the process that trains in a run folder
 RUN_FILES = (CONFIG_FILE, METRICS_FILE, CURVE_FILE, MODEL_FILE, CHECKPOINT_FILE)  # what a run folder's run writes

@@ -87,17 +87,20 @@ def encoder_loss(
     batch, horizon = rewards.shape
     mask = prefix_mask(not_done)
     dyn = (pred_zs - target_zs).pow(2).mean(-1)  # (B, H)
-    reward = twohot_cross_entropy(
-        reward_logits.reshape(batch * horizon, -1), rewards.reshape(-1), bins
-    ).reshape(batch, horizon)
+    reward = twohot_cross_entropy(reward_logits.reshape(batch * horizon, -1), rewards.reshape(-1), bins).reshape(
+        batch, horizon
+    )
     done = (done_pred - (1.0 - not_done)).pow(2)  # (B, H)
     parts = {
         "dynamics_loss": (dyn * mask).mean(0).sum(),
         "reward_loss": (reward * mask).mean(0).sum(),
         "termination_loss": (done * mask).mean(0).sum(),
     }
-    total = (dyn_weight * parts["dynamics_loss"] + reward_weight * parts["reward_loss"]
-             + done_weight * parts["termination_loss"] * use_done)
+    total = (
+        dyn_weight * parts["dynamics_loss"]
+        + reward_weight * parts["reward_loss"]
+        + done_weight * parts["termination_loss"] * use_done
+    )
     return total, parts
 
 

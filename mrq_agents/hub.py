@@ -14,8 +14,16 @@ import re
 from pathlib import Path
 
 from mrq_agents.errors import CheckpointError, one_line
-from mrq_agents.files import (CARD_FILE, CONFIG_FILE, CURVE_FILE, METRICS_FILE, MODEL_FILE, ONNX_FILE,
-                              RESULTS_FILE, VIDEO_FILE)
+from mrq_agents.files import (
+    CARD_FILE,
+    CONFIG_FILE,
+    CURVE_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    ONNX_FILE,
+    RESULTS_FILE,
+    VIDEO_FILE,
+)
 
 # What `resolve_source` fetches: enough to load, evaluate and describe an agent (videos stay on the Hub).
 DOWNLOAD_PATTERNS = [CONFIG_FILE, MODEL_FILE, ONNX_FILE, CARD_FILE, RESULTS_FILE]
@@ -51,8 +59,12 @@ def _offline(local_files_only: bool | None) -> bool:
     return constants.is_offline_mode() or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
 
 
-def resolve_source(source: str | os.PathLike, revision: str | None = None, local_files_only: bool | None = None,
-                   cache_dir: str | None = None) -> Path:
+def resolve_source(
+    source: str | os.PathLike,
+    revision: str | None = None,
+    local_files_only: bool | None = None,
+    cache_dir: str | None = None,
+) -> Path:
     """A local folder, or the local snapshot folder of Hub repo `source` ("org/name") at `revision`.
 
     A local folder is returned as is. A repo id is downloaded into the HF cache (config.json, model.safetensors,
@@ -65,8 +77,9 @@ def resolve_source(source: str | os.PathLike, revision: str | None = None, local
     if path.is_dir():
         return path
     if path.exists():
-        raise CheckpointError(f"{path} is a file, not a model folder; pass the folder that holds {CONFIG_FILE} "
-                              f"and {MODEL_FILE}")
+        raise CheckpointError(
+            f"{path} is a file, not a model folder; pass the folder that holds {CONFIG_FILE} and {MODEL_FILE}"
+        )
     if isinstance(source, os.PathLike) or not _REPO_ID.fullmatch(str(source)):
         raise CheckpointError(f"no folder at {source}; pass a run or export folder, or a Hub repo id like org/name")
     return _download(str(source), revision, local_files_only, cache_dir)
@@ -74,35 +87,57 @@ def resolve_source(source: str | os.PathLike, revision: str | None = None, local
 
 def _download(repo_id: str, revision: str | None, local_files_only: bool | None, cache_dir: str | None) -> Path:
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError, HFValidationError,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        HfHubHTTPError,
+        HFValidationError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     offline = _offline(local_files_only)
     at = f"{repo_id}@{revision}" if revision else repo_id
-    not_found = (f"{at} not found on the Hub or in the local cache"
-                 f"{' (offline: HF_HUB_OFFLINE=1 or local_files_only)' if offline else ''}; "
-                 "check the id and revision (or the path, if you meant a local folder), or download it once online")
+    not_found = (
+        f"{at} not found on the Hub or in the local cache"
+        f"{' (offline: HF_HUB_OFFLINE=1 or local_files_only)' if offline else ''}; "
+        "check the id and revision (or the path, if you meant a local folder), or download it once online"
+    )
     try:
-        folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=DOWNLOAD_PATTERNS,
-                                        local_files_only=offline, cache_dir=cache_dir))
+        folder = Path(
+            snapshot_download(
+                repo_id,
+                revision=revision,
+                allow_patterns=DOWNLOAD_PATTERNS,
+                local_files_only=offline,
+                cache_dir=cache_dir,
+            )
+        )
     except RevisionNotFoundError:
-        raise CheckpointError(f"revision {revision!r} not found in Hub repo {repo_id}; check the branch, tag or "
-                              "commit sha") from None
+        raise CheckpointError(
+            f"revision {revision!r} not found in Hub repo {repo_id}; check the branch, tag or commit sha"
+        ) from None
     except (RepositoryNotFoundError, EntryNotFoundError):  # incl. gated/private repos and cache misses offline
         raise CheckpointError(not_found) from None
     except HFValidationError as e:
-        raise CheckpointError(f"{at} is not a valid Hub repo id or revision ({one_line(e)}); "
-                              "use org/name and an existing branch, tag or commit sha") from None
+        raise CheckpointError(
+            f"{at} is not a valid Hub repo id or revision ({one_line(e)}); "
+            "use org/name and an existing branch, tag or commit sha"
+        ) from None
     except HfHubHTTPError as e:
-        raise CheckpointError(f"could not download {at} from the Hub ({_http_problem(e)}); check your token "
-                              "(HF_TOKEN) and connection, or retry with HF_HUB_OFFLINE=1 if it is cached") from None
+        raise CheckpointError(
+            f"could not download {at} from the Hub ({_http_problem(e)}); check your token "
+            "(HF_TOKEN) and connection, or retry with HF_HUB_OFFLINE=1 if it is cached"
+        ) from None
     except _transport_errors() as e:  # the connection dropped mid-download
-        raise CheckpointError(f"could not download {at} from the Hub ({one_line(e)}); check your connection "
-                              "and retry") from None
+        raise CheckpointError(
+            f"could not download {at} from the Hub ({one_line(e)}); check your connection and retry"
+        ) from None
     for name in (CONFIG_FILE, MODEL_FILE):
         if not (folder / name).is_file():
-            raise CheckpointError(f"{at} is not an MR.Q export: no {name}; check the repo id, or push an export "
-                                  "folder to it with push_folder")
+            raise CheckpointError(
+                f"{at} is not an MR.Q export: no {name}; check the repo id, or push an export "
+                "folder to it with push_folder"
+            )
     return folder
 
 
@@ -111,16 +146,20 @@ def _check_export(folder: Path) -> None:
         raise CheckpointError(f"no folder at {folder}; pass an export (or run) folder to push")
     missing = [name for name in (CONFIG_FILE, MODEL_FILE) if not (folder / name).is_file()]
     if missing:
-        raise CheckpointError(f"{folder} is not an MR.Q export: no {' or '.join(missing)}; push a folder written "
-                              "by an MR.Q export or `mrq train` run")
+        raise CheckpointError(
+            f"{folder} is not an MR.Q export: no {' or '.join(missing)}; push a folder written "
+            "by an MR.Q export or `mrq train` run"
+        )
     try:
         config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise CheckpointError(f"{folder / CONFIG_FILE} is not valid JSON ({one_line(e)}); re-export the agent") \
-            from None
+        raise CheckpointError(
+            f"{folder / CONFIG_FILE} is not valid JSON ({one_line(e)}); re-export the agent"
+        ) from None
     if not isinstance(config, dict) or not isinstance(config.get("format_version"), int):
-        raise CheckpointError(f"{folder / CONFIG_FILE} is not an MR.Q model config (no format_version); "
-                              "re-export the agent")
+        raise CheckpointError(
+            f"{folder / CONFIG_FILE} is not an MR.Q model config (no format_version); re-export the agent"
+        )
 
 
 def is_export_folder(folder: str | os.PathLike) -> bool:
@@ -128,13 +167,18 @@ def is_export_folder(folder: str | os.PathLike) -> bool:
     return (Path(folder) / CARD_FILE).exists() and (Path(folder) / RESULTS_FILE).exists()
 
 
-def push_folder(folder: str | os.PathLike, repo_id: str, private: bool = False,
-                commit_message: str = "Upload MR.Q agent", token: str | None = None) -> str:
+def push_folder(
+    folder: str | os.PathLike,
+    repo_id: str,
+    private: bool = False,
+    commit_message: str = "Upload MR.Q agent",
+    token: str | None = None,
+) -> str:
     """Create Hub repo `repo_id` if needed and upload the export files of `folder` to it; returns the commit URL.
 
     Only config.json, model.safetensors, actor.onnx, README.md, results.json, replay.mp4, learning_curve.png and
-    metrics.csv are uploaded (never checkpoint.safetensors or TensorBoard files). `token` defaults to HF_TOKEN / the saved
-    login. Raises a one-line CheckpointError for a folder that is not an export, a bad repo id, or a Hub error
+    metrics.csv are uploaded (never checkpoint.safetensors or TensorBoard files). `token` defaults to HF_TOKEN / the
+    saved login. Raises a one-line CheckpointError for a folder that is not an export, a bad repo id, or a Hub error
     (authentication, permissions, network).
     """
     folder = Path(folder).expanduser()
@@ -145,22 +189,31 @@ def push_folder(folder: str | os.PathLike, repo_id: str, private: bool = False,
     api = HfApi(token=token)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
-        info = api.upload_folder(repo_id=repo_id, folder_path=folder, allow_patterns=UPLOAD_PATTERNS,
-                                 commit_message=commit_message)
+        info = api.upload_folder(
+            repo_id=repo_id, folder_path=folder, allow_patterns=UPLOAD_PATTERNS, commit_message=commit_message
+        )
     except HFValidationError as e:
         raise CheckpointError(f"{repo_id!r} is not a valid Hub repo id ({one_line(e)}); use org/name") from None
     except HfHubHTTPError as e:
         status = getattr(e.response, "status_code", None)
-        fix = ("check your token (HF_TOKEN or `hf auth login`) and that it may write to this namespace"
-               if status in (401, 403) else "check the repo id and retry")
+        fix = (
+            "check your token (HF_TOKEN or `hf auth login`) and that it may write to this namespace"
+            if status in (401, 403)
+            else "check the repo id and retry"
+        )
         raise CheckpointError(f"push of {folder} to {repo_id} failed ({_http_problem(e)}); {fix}") from None
     except OfflineModeIsEnabled:
-        raise CheckpointError(f"push of {folder} to {repo_id} needs the network but HF_HUB_OFFLINE=1 is set; "
-                              "unset HF_HUB_OFFLINE and retry") from None
+        raise CheckpointError(
+            f"push of {folder} to {repo_id} needs the network but HF_HUB_OFFLINE=1 is set; "
+            "unset HF_HUB_OFFLINE and retry"
+        ) from None
     except _transport_errors() as e:
-        raise CheckpointError(f"push of {folder} to {repo_id} could not reach the Hub at {api.endpoint} "
-                              f"({one_line(e)}); check your connection and HF_ENDPOINT, then retry") from None
+        raise CheckpointError(
+            f"push of {folder} to {repo_id} could not reach the Hub at {api.endpoint} "
+            f"({one_line(e)}); check your connection and HF_ENDPOINT, then retry"
+        ) from None
     except ValueError as e:  # invalid README.md metadata, rejected by the Hub before the upload
-        raise CheckpointError(f"push of {folder} to {repo_id} refused: {one_line(e)}; fix the model card "
-                              "(README.md front matter)") from None
+        raise CheckpointError(
+            f"push of {folder} to {repo_id} refused: {one_line(e)}; fix the model card (README.md front matter)"
+        ) from None
     return info.commit_url

@@ -23,8 +23,15 @@ import torch.nn.functional as F
 from mrq_agents.config import MRQConfig
 from mrq_agents.envs import EnvSpec
 from mrq_agents.errors import ConfigError
-from mrq_agents.functional import (draw_shifts, encoder_loss, lap_priority, masked_multistep_return, random_shift,
-                                   sample_proportional, twohot_bins)
+from mrq_agents.functional import (
+    draw_shifts,
+    encoder_loss,
+    lap_priority,
+    masked_multistep_return,
+    random_shift,
+    sample_proportional,
+    twohot_bins,
+)
 from mrq_agents.networks import MRQNetworks
 from mrq_agents.precision import compute_context
 from mrq_agents.replay import Batch, ReplayBuffer
@@ -40,8 +47,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise ConfigError(f"unknown device {str(device)!r}: use auto, cpu, cuda or cuda:N") from None
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"device {str(device)!r} requested but this torch has no usable CUDA "
-                              f"(torch {torch.__version__}): use --device cpu or install a CUDA build of torch")
+            raise ConfigError(
+                f"device {str(device)!r} requested but this torch has no usable CUDA "
+                f"(torch {torch.__version__}): use --device cpu or install a CUDA build of torch"
+            )
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
             raise ConfigError(f"device {str(device)!r} does not exist: {torch.cuda.device_count()} CUDA device(s)")
     elif resolved.type != "cpu":
@@ -76,8 +85,14 @@ class ValueNoise(NamedTuple):
 class MRQLearner:
     """Networks, target copies, optimizers, reward scales and the update counter of one MR.Q agent."""
 
-    def __init__(self, spec: EnvSpec, config: MRQConfig, device: str | torch.device = "cpu",
-                 frozen: tuple[str, ...] = (), precision: str = "fp32"):
+    def __init__(
+        self,
+        spec: EnvSpec,
+        config: MRQConfig,
+        device: str | torch.device = "cpu",
+        frozen: tuple[str, ...] = (),
+        precision: str = "fp32",
+    ):
         """`frozen`: encoder parameter names (e.g. "encoder.zsa.net.0.weight") kept fixed, for fine-tuning.
         `precision`: "fp32" or "bf16" matrix products in the updates (`mrq_agents.precision`; resolve "auto" with
         `resolve_precision` first). Acting always runs in fp32."""
@@ -97,8 +112,9 @@ class MRQLearner:
             named[name].requires_grad_(False)
         trainable = [p for p in self.nets.encoder.parameters() if p.requires_grad]
         self.train_encoder = bool(trainable)
-        self.encoder_opt = torch.optim.AdamW(trainable or [torch.zeros(1, device=self.device)], lr=c.enc_lr,
-                                             weight_decay=c.enc_wd)
+        self.encoder_opt = torch.optim.AdamW(
+            trainable or [torch.zeros(1, device=self.device)], lr=c.enc_lr, weight_decay=c.enc_wd
+        )
         self.value_opt = torch.optim.AdamW(self.nets.value.parameters(), lr=c.value_lr, weight_decay=c.value_wd)
         self.policy_opt = torch.optim.AdamW(self.nets.policy.parameters(), lr=c.policy_lr, weight_decay=c.policy_wd)
         self.bins = twohot_bins(c.num_bins, c.lower, c.upper, self.device)
@@ -224,8 +240,9 @@ class MRQLearner:
         with self._compute():
             with torch.no_grad():  # targets: zbar_{t+1} = f_target(s_{t+1})
                 next_obs = batch.next_state.flatten(0, 1)  # (B*H, *obs_shape)
-                target_zs = self.target.encoder.state(
-                    self._augmented(next_obs, noise.target_shifts)).view(batch_size, horizon, -1)
+                target_zs = self.target.encoder.state(self._augmented(next_obs, noise.target_shifts)).view(
+                    batch_size, horizon, -1
+                )
             zs = encoder.state(self._augmented(batch.state, noise.state_shifts))
             pred_zs, reward_logits, done_pred = [], [], []
             for t in range(horizon):  # (d_hat, z, r_hat) = m(g(z, a_t))
@@ -234,16 +251,26 @@ class MRQLearner:
                 reward_logits.append(reward_t)
                 done_pred.append(done_t)
         loss, parts = encoder_loss(  # float32 losses (no-op casts on fp32)
-            torch.stack(pred_zs, 1).float(), target_zs.float(), torch.stack(reward_logits, 1).float(), batch.reward,
-            torch.stack(done_pred, 1).float(), batch.not_done, self.bins,
-            c.dyn_weight, c.reward_weight, c.done_weight, self.use_termination,
+            torch.stack(pred_zs, 1).float(),
+            target_zs.float(),
+            torch.stack(reward_logits, 1).float(),
+            batch.reward,
+            torch.stack(done_pred, 1).float(),
+            batch.not_done,
+            self.bins,
+            c.dyn_weight,
+            c.reward_weight,
+            c.done_weight,
+            self.use_termination,
         )
         self.encoder_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.encoder_opt.step()
         return {"encoder_loss": loss.detach(), **{k: v.detach() for k, v in parts.items()}}
 
-    def value_update(self, batch: Batch, noise: ValueNoise) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    def value_update(
+        self, batch: Batch, noise: ValueNoise
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         """Huber loss of both critics against the scaled multi-step target; returns metrics, the batch's z_s (no
         gradient, for the policy update) and its new LAP priorities (B,)."""
         c = self.config

@@ -63,10 +63,15 @@ def fingerprint(backend: str, device: str = "cpu") -> dict[str, str]:
     """What decides an evaluation's float32 rounding here: CPU architecture and vector unit, the device and backend
     that act ('torch' or 'onnx') and the versions of it and of the simulators; plus the CPU's name, for people."""
     return {
-        "arch": platform.machine(), "vendor": _cpuinfo("vendor_id", "CPU implementer") or "unknown",
-        "vector_unit": _vector_unit(), "device": _device_name(device),
+        "arch": platform.machine(),
+        "vendor": _cpuinfo("vendor_id", "CPU implementer") or "unknown",
+        "vector_unit": _vector_unit(),
+        "device": _device_name(device),
         "backend": f"torch {_version('torch')}" if backend == "torch" else f"onnxruntime {_version('onnxruntime')}",
-        "gymnasium": _version("gymnasium"), "mujoco": _version("mujoco"), "dm_control": _version("dm_control"), "ale_py": _version("ale-py"),
+        "gymnasium": _version("gymnasium"),
+        "mujoco": _version("mujoco"),
+        "dm_control": _version("dm_control"),
+        "ale_py": _version("ale-py"),
         "numpy": _version("numpy"),
         "cpu": _cpuinfo("model name", "Model", "Hardware") or platform.processor() or "unknown",
     }
@@ -92,13 +97,17 @@ def describe(print_: dict[str, str] | None) -> str:
     """'x86_64 with AVX2 (AMD EPYC 7B13), torch 2.13.0, MuJoCo 3.3.0' for a card; 'an unrecorded machine' if None."""
     if not print_:
         return "an unrecorded machine"
-    return (f"{print_['arch']} with {print_['vector_unit'].upper()} ({print_['cpu']}), {print_['backend']}, "
-            f"MuJoCo {print_['mujoco']}")
+    return (
+        f"{print_['arch']} with {print_['vector_unit'].upper()} ({print_['cpu']}), {print_['backend']}, "
+        f"MuJoCo {print_['mujoco']}"
+    )
 
 
 def cross_machine_tolerance(recorded: dict[str, Any], measured: dict[str, Any]) -> float:
     """The largest |difference of means| expected between machines (see the module docstring)."""
-    standard_error = math.sqrt(recorded["std"] ** 2 / recorded["episodes"] + measured["std"] ** 2 / measured["episodes"])
+    standard_error = math.sqrt(
+        recorded["std"] ** 2 / recorded["episodes"] + measured["std"] ** 2 / measured["episodes"]
+    )
     return CROSS_MACHINE_Z * standard_error + SAME_MACHINE_REL * abs(recorded["mean"])
 
 
@@ -114,12 +123,16 @@ def score_disagreement(recorded: dict[str, Any], measured: dict[str, Any]) -> st
     if same_machine(recorded.get("machine"), measured.get("machine")):
         for key in ("mean", "std"):
             if not math.isclose(measured[key], recorded[key], rel_tol=SAME_MACHINE_REL, abs_tol=SAME_MACHINE_REL):
-                return (f"{key} {measured[key]!r} differs from the recorded {recorded[key]!r} beyond 6 significant "
-                        f"digits on the machine kind that recorded it ({describe(recorded.get('machine'))})")
+                return (
+                    f"{key} {measured[key]!r} differs from the recorded {recorded[key]!r} beyond 6 significant "
+                    f"digits on the machine kind that recorded it ({describe(recorded.get('machine'))})"
+                )
         return None
     tolerance = cross_machine_tolerance(recorded, measured)
     if abs(measured["mean"] - recorded["mean"]) > tolerance:
-        return (f"mean {measured['mean']:.4f} is {abs(measured['mean'] - recorded['mean']):.4f} from the recorded "
-                f"{recorded['mean']:.4f}, beyond the {tolerance:.4f} that another machine's rounding explains "
-                f"({CROSS_MACHINE_Z:g} standard errors)")
+        return (
+            f"mean {measured['mean']:.4f} is {abs(measured['mean'] - recorded['mean']):.4f} from the recorded "
+            f"{recorded['mean']:.4f}, beyond the {tolerance:.4f} that another machine's rounding explains "
+            f"({CROSS_MACHINE_Z:g} standard errors)"
+        )
     return None

@@ -1,4 +1,5 @@
-"""MR.Q's networks (docs/algorithm.md, "Networks"): state and state-action encoders with the linear MDP head, value, policy."""
+"""MR.Q's networks (docs/algorithm.md, "Networks"): state and state-action encoders with the linear MDP head,
+value, policy."""
 
 from __future__ import annotations
 
@@ -19,8 +20,12 @@ class MLP(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, hdim: int, activation: type[nn.Module]):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(in_dim, hdim), _layer_norm(hdim), activation(),
-            nn.Linear(hdim, hdim), _layer_norm(hdim), activation(),
+            nn.Linear(in_dim, hdim),
+            _layer_norm(hdim),
+            activation(),
+            nn.Linear(hdim, hdim),
+            _layer_norm(hdim),
+            activation(),
             nn.Linear(hdim, out_dim),
         )
 
@@ -144,8 +149,7 @@ class Policy(nn.Module):
 class MRQNetworks(nn.Module):
     """The three networks acting and learning need, named by module: `encoder.*`, `value.*`, `policy.*`."""
 
-    def __init__(self, obs_shape: tuple[int, ...], pixels: bool, action_dim: int, discrete: bool,
-                 config: MRQConfig):
+    def __init__(self, obs_shape: tuple[int, ...], pixels: bool, action_dim: int, discrete: bool, config: MRQConfig):
         super().__init__()
         self.encoder = Encoder(obs_shape, pixels, action_dim, config)
         self.value = Value(config)

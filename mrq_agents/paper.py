@@ -95,8 +95,9 @@ def curve(env: Any) -> PaperCurve | None:
         return None
     points = sorted((int(s), v) for s, v in _data("paper_scores.json")["envs"][name].items())
     table = np.array([v for _, v in points], dtype=np.float64)  # (T, 6): mean, p25, p75, min, max, seeds
-    return PaperCurve(name, np.array([s for s, _ in points], dtype=np.int64), *table[:, :5].T,
-                      table[:, 5].astype(np.int64))
+    return PaperCurve(
+        name, np.array([s for s, _ in points], dtype=np.int64), *table[:, :5].T, table[:, 5].astype(np.int64)
+    )
 
 
 @dataclass(frozen=True)
@@ -125,14 +126,16 @@ class Placement:
             return f"no paper evaluation at or before step {self.step:,}"
         text = f"{self.mean:g} (IQR {self.p25:g} to {self.p75:g}) at {self.paper_step:,} steps"
         if self.next_paper_step is not None:
-            text += (f" (the untrained agents; the paper's next evaluation is at {self.next_paper_step:,}, so "
-                     f"a score at {self.step:,} is not placed)")
+            text += (
+                f" (the untrained agents; the paper's next evaluation is at {self.next_paper_step:,}, so "
+                f"a score at {self.step:,} is not placed)"
+            )
         elif self.paper_step != self.step:
             text += f" (the paper's nearest evaluation at or below {self.step:,})"
         return text
 
     def text(self) -> str:
-        """One line: where the score falls and the reference, e.g. "inside the paper's interquartile range: paper ..."."""
+        """One line: where the score falls and the reference (e.g. "inside the paper's interquartile range: ...")."""
         if not self.has_reference:
             return self.reference_text()
         if self.where is None:
@@ -177,6 +180,7 @@ def protocol_note(place: Placement, discrete: bool, deterministic: bool) -> str:
 
 
 # --------------------------------------------------------------------------------------------- normalisation
+
 
 def benchmark(env: Any) -> str | None:
     """'gym', 'dmc', 'dmc-visual' or 'atari' for an env the paper has; None otherwise."""

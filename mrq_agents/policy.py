@@ -26,8 +26,8 @@ from mrq_agents.deps import has_torch, require_torch
 from mrq_agents.envs import EnvConfig, EnvSpec, make_env, wrap_env
 from mrq_agents.episodes import EVAL_STREAM, episode_seed, run_episodes
 from mrq_agents.errors import CheckpointError, ConfigError, ObservationError, UnsupportedEnvError, one_line
-from mrq_agents.files import (CARD_FILE, CONFIG_FILE, CURVE_FILE, FORMAT_VERSION as SUPPORTED_FORMAT, MODEL_FILE,
-                              ONNX_FILE, RESULTS_FILE, VIDEO_FILE)
+from mrq_agents.files import CARD_FILE, CONFIG_FILE, CURVE_FILE, MODEL_FILE, ONNX_FILE, RESULTS_FILE, VIDEO_FILE
+from mrq_agents.files import FORMAT_VERSION as SUPPORTED_FORMAT
 from mrq_agents.machine import fingerprint
 from mrq_agents.serialization import atomic_write_json, read_json
 
@@ -61,11 +61,15 @@ def read_model_config(folder: Path) -> tuple[dict[str, Any], MRQConfig, EnvSpec,
     meta = read_json(folder / CONFIG_FILE, "model config")
     version = meta.get("format_version")
     if not isinstance(version, int) or not {"algorithm", "env", "spaces"} <= set(meta):
-        raise CheckpointError(f"{folder / CONFIG_FILE} is not an MR.Q model config (needs format_version, env, "
-                              "spaces, algorithm): pass an export folder or a run folder of `mrq train`")
+        raise CheckpointError(
+            f"{folder / CONFIG_FILE} is not an MR.Q model config (needs format_version, env, "
+            "spaces, algorithm): pass an export folder or a run folder of `mrq train`"
+        )
     if version > SUPPORTED_FORMAT:
-        raise CheckpointError(f"{folder} uses format version {version}; this mrq-agents reads up to "
-                              f"{SUPPORTED_FORMAT}: upgrade mrq-agents (pip install -U mrq-agents)")
+        raise CheckpointError(
+            f"{folder} uses format version {version}; this mrq-agents reads up to "
+            f"{SUPPORTED_FORMAT}: upgrade mrq-agents (pip install -U mrq-agents)"
+        )
     try:
         config = MRQConfig.from_dict(meta["algorithm"])
         spec = EnvSpec.from_dict(meta["spaces"])
@@ -75,8 +79,10 @@ def read_model_config(folder: Path) -> tuple[dict[str, Any], MRQConfig, EnvSpec,
     expected = meta.get("weights_sha256")
     weights = folder / MODEL_FILE
     if expected is not None and weights.is_file() and export.sha256_file(weights) != expected:
-        raise CheckpointError(f"{folder / MODEL_FILE} does not match the weights_sha256 in its config.json: the "
-                              "file is damaged or was replaced; download or export the model again")
+        raise CheckpointError(
+            f"{folder / MODEL_FILE} does not match the weights_sha256 in its config.json: the "
+            "file is damaged or was replaced; download or export the model again"
+        )
     return meta, config, spec, env_config
 
 
@@ -92,8 +98,10 @@ def load_model_folder(folder: Path) -> tuple[dict[str, Any], MRQConfig, EnvSpec,
     tensors = {k: v.float() if v.dtype == torch.float16 else v for k, v in tensors.items()}
     bad = sorted(k for k, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all())
     if bad:
-        raise CheckpointError(f"{folder / MODEL_FILE} holds NaN or infinite weights ({', '.join(bad[:3])}): the "
-                              "run diverged or the file is damaged; use another checkpoint or train again")
+        raise CheckpointError(
+            f"{folder / MODEL_FILE} holds NaN or infinite weights ({', '.join(bad[:3])}): the "
+            "run diverged or the file is damaged; use another checkpoint or train again"
+        )
     return meta, config, spec, env_config, tensors
 
 
@@ -111,9 +119,18 @@ def resolve_backend(backend: str, folder: Path) -> str:
 class Policy:
     """An MR.Q agent ready to act. Build it with `Policy.from_pretrained(source)`."""
 
-    def __init__(self, actor: TorchActor | OnnxActor, spec: EnvSpec, env_config: EnvConfig, config: MRQConfig,
-                 metadata: dict[str, Any], folder: Path, device: torch.device | str = "cpu",
-                 source: str | Path | None = None, revision: str | None = None):
+    def __init__(
+        self,
+        actor: TorchActor | OnnxActor,
+        spec: EnvSpec,
+        env_config: EnvConfig,
+        config: MRQConfig,
+        metadata: dict[str, Any],
+        folder: Path,
+        device: torch.device | str = "cpu",
+        source: str | Path | None = None,
+        revision: str | None = None,
+    ):
         self.actor, self.spec, self.env_config, self.config = actor, spec, env_config, config
         self.metadata, self.folder, self.device = metadata, folder, device
         self.source, self.revision = source if source is not None else folder, revision
@@ -126,9 +143,16 @@ class Policy:
 
     # ---------------------------------------------------------------- loading
     @classmethod
-    def from_pretrained(cls, source: str | Path, revision: str | None = None, device: str | torch.device = "cpu",
-                        local_files_only: bool | None = None, cache_dir: str | None = None,
-                        backend: str = "auto", threads: int | None = None) -> "Policy":
+    def from_pretrained(
+        cls,
+        source: str | Path,
+        revision: str | None = None,
+        device: str | torch.device = "cpu",
+        local_files_only: bool | None = None,
+        cache_dir: str | None = None,
+        backend: str = "auto",
+        threads: int | None = None,
+    ) -> "Policy":
         """Load from a local export folder, a run folder of `mrq train`, a zoo id, or a Hub repo id.
 
         Hub ids resolve through `huggingface_hub` (its cache, `revision`, `HF_HUB_OFFLINE`, `local_files_only`);
@@ -146,8 +170,10 @@ class Policy:
             from mrq_agents.actor_onnx import OnnxActor
 
             if str(device) not in ("cpu", "auto"):
-                raise ConfigError(f"backend='onnx' runs on the CPU, not device {str(device)!r}: use device='cpu', "
-                                  "or backend='torch' for a GPU")
+                raise ConfigError(
+                    f"backend='onnx' runs on the CPU, not device {str(device)!r}: use device='cpu', "
+                    "or backend='torch' for a GPU"
+                )
             meta, config, spec, env_config = read_model_config(folder)
             actor = OnnxActor(folder, spec, meta.get("weights_sha256"), threads=threads)
             return cls(actor, spec, env_config, config, meta, folder, "cpu", source=source, revision=revision)
@@ -173,26 +199,34 @@ class Policy:
         obs = np.asarray(obs)
         single = obs.shape == self.spec.obs_shape
         if not single and obs.shape[1:] != self.spec.obs_shape:
-            raise ObservationError(f"observation shape {obs.shape} does not match this policy's "
-                                   f"{self.spec.obs_shape} (or a batch of them): build the env with "
-                                   "policy.make_env() or policy.wrap(env)")
+            raise ObservationError(
+                f"observation shape {obs.shape} does not match this policy's "
+                f"{self.spec.obs_shape} (or a batch of them): build the env with "
+                "policy.make_env() or policy.wrap(env)"
+            )
         if not self.spec.pixels and not np.isfinite(obs).all():
-            raise ObservationError("the observation holds NaN or infinite values: check the env (the policy's "
-                                   "actions would be NaN)")
+            raise ObservationError(
+                "the observation holds NaN or infinite values: check the env (the policy's actions would be NaN)"
+            )
         batch = obs[None] if single else obs
         # (N, *obs_shape): uint8 stacked frames or float32 vectors, what both backends' actors take
         batch = np.ascontiguousarray(batch, dtype=np.uint8 if self.spec.pixels else np.float32)
         action, logits = self.actor.compute(batch)
         if self.spec.discrete:
             # argmax(gumbel_softmax(pre, tau)) = argmax(pre + Gumbel noise): a sample from softmax(pre)
-            out = (action if deterministic else (logits + self._rng.gumbel(size=logits.shape)).argmax(1))
+            out = action if deterministic else (logits + self._rng.gumbel(size=logits.shape)).argmax(1)
             out = out.astype(np.int64)
         else:
             out = action.astype(np.float32)
         return out[0] if single else out
 
-    def predict(self, observation: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
-                deterministic: bool = True) -> tuple[np.ndarray, Any]:
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+    ) -> tuple[np.ndarray, Any]:
         """Stable-Baselines3's signature: `(actions, state)`; MR.Q is feed-forward, so state is passed through."""
         return self.act(observation, deterministic=deterministic), state
 
@@ -218,8 +252,9 @@ class Policy:
             raise UnsupportedEnvError(f"{where}: {'; '.join(differences)}; build it with policy.make_env()")
         return wrapped
 
-    def rollout(self, episodes: int = 10, seed: int | None = None, env: gym.Env | None = None,
-                deterministic: bool = False) -> Rollout:
+    def rollout(
+        self, episodes: int = 10, seed: int | None = None, env: gym.Env | None = None, deterministic: bool = False
+    ) -> Rollout:
         """Play whole episodes as the paper evaluates them; returns per-episode returns and lengths (`.mean`, `.std`).
 
         Discrete actions are sampled from `softmax(pre)` as the paper does (seeded by `seed`); `deterministic=True`
@@ -231,20 +266,31 @@ class Policy:
         env = env or self.make_env(seed=seed)
         seed = 0 if seed is None else seed
         with self._seeded_sampling(seed):
-            returns, lengths = run_episodes(env, lambda o: self.act(o, deterministic), episodes, seed,
-                                            stream=EVAL_STREAM)
+            returns, lengths = run_episodes(
+                env, lambda o: self.act(o, deterministic), episodes, seed, stream=EVAL_STREAM
+            )
         return Rollout(returns, lengths)
 
-    def evaluate(self, episodes: int = 10, seed: int = 0, deterministic: bool = False,
-                 source: str = "Policy.evaluate") -> dict[str, Any]:
+    def evaluate(
+        self, episodes: int = 10, seed: int = 0, deterministic: bool = False, source: str = "Policy.evaluate"
+    ) -> dict[str, Any]:
         """The paper's protocol (no exploration noise; discrete actions sampled from `softmax(pre)`, unless
         `deterministic`) as a results.json record: mean, std, per-episode returns and lengths, episodes, seed,
         whether the policy was deterministic, date, and what produced it."""
         rollout = self.rollout(episodes=episodes, seed=seed, deterministic=deterministic)
-        return {"env_id": self.env_config.env_id, "mean": rollout.mean, "std": rollout.std, "episodes": episodes,
-                "seed": seed, "deterministic": deterministic or not self.spec.discrete,
-                "returns": rollout.returns.tolist(), "lengths": rollout.lengths.tolist(), "date": export.today(),
-                "source": source, "machine": fingerprint(self.backend, str(self.device))}
+        return {
+            "env_id": self.env_config.env_id,
+            "mean": rollout.mean,
+            "std": rollout.std,
+            "episodes": episodes,
+            "seed": seed,
+            "deterministic": deterministic or not self.spec.discrete,
+            "returns": rollout.returns.tolist(),
+            "lengths": rollout.lengths.tolist(),
+            "date": export.today(),
+            "source": source,
+            "machine": fingerprint(self.backend, str(self.device)),
+        }
 
     @contextlib.contextmanager
     def _seeded_sampling(self, seed: int) -> Iterator[None]:
@@ -255,8 +301,9 @@ class Policy:
         finally:
             self._rng = unseeded
 
-    def record(self, path: str | Path, episodes: int = 1, seed: int | None = None,
-               deterministic: bool = False) -> Rollout:
+    def record(
+        self, path: str | Path, episodes: int = 1, seed: int | None = None, deterministic: bool = False
+    ) -> Rollout:
         """Write an mp4 of `episodes` episodes rendered at the env's full resolution; returns their returns.
 
         Actions as in `rollout` (the paper's sampled discrete action unless `deterministic`)."""
@@ -268,15 +315,21 @@ class Policy:
         seeds = [episode_seed(seed, EVAL_STREAM, k) for k in range(episodes)]
         try:
             with self._seeded_sampling(seed):
-                returns, lengths = record_episodes(env, self.env_config, lambda o: self.act(o, deterministic),
-                                                   path, episodes, seeds)
+                returns, lengths = record_episodes(
+                    env, self.env_config, lambda o: self.act(o, deterministic), path, episodes, seeds
+                )
         finally:
             env.close()
         return Rollout(returns, lengths)
 
     # ---------------------------------------------------------------- sharing
-    def save_pretrained(self, folder: str | Path, results: dict[str, Any] | None = None,
-                        repo_id: str | None = None, compact: bool = False) -> Path:
+    def save_pretrained(
+        self,
+        folder: str | Path,
+        results: dict[str, Any] | None = None,
+        repo_id: str | None = None,
+        compact: bool = False,
+    ) -> Path:
         """Write the export format (weights, actor.onnx, config, model card, results, video/curve when present).
 
         `results` (from an evaluation) default to the source's results.json, else the run's last evaluation.
@@ -293,11 +346,15 @@ class Policy:
             meta["repo_id"] = repo_id
         if results is None:
             source_results = self.folder / RESULTS_FILE
-            results = (read_json(source_results, "results") if source_results.exists()
-                       else export.results_from_metrics(self.folder, self.metadata))
+            results = (
+                read_json(source_results, "results")
+                if source_results.exists()
+                else export.results_from_metrics(self.folder, self.metadata)
+            )
         if compact and self.backend != "torch":
-            raise ConfigError("compact=True rewrites the weights, which needs the torch backend: load the policy with "
-                              "backend='torch'")
+            raise ConfigError(
+                "compact=True rewrites the weights, which needs the torch backend: load the policy with backend='torch'"
+            )
         if self.backend == "torch":
             import torch
 
@@ -311,8 +368,9 @@ class Policy:
             meta.pop("weights_storage", None)
             if any(v.dtype == torch.float16 for v in networks.values()):
                 meta["weights_storage"] = "compact"  # float32 for acting, float16 for the rest
-            save_tensors(folder / MODEL_FILE, networks, {"format_version": SUPPORTED_FORMAT,
-                                                         "env_id": self.env_config.env_id})
+            save_tensors(
+                folder / MODEL_FILE, networks, {"format_version": SUPPORTED_FORMAT, "env_id": self.env_config.env_id}
+            )
             meta["weights_sha256"] = export.sha256_file(folder / MODEL_FILE)
             write_actor_onnx(folder, self.actor, meta["weights_sha256"], self.env_config.env_id)
         else:
@@ -324,9 +382,13 @@ class Policy:
         if results is not None:
             atomic_write_json(folder / RESULTS_FILE, results)
         export.copy_run_files(self.folder, folder)
-        card = export.render_card(meta, results, repo_id or self.metadata.get("repo_id"),
-                                  has_video=(folder / VIDEO_FILE).exists(),
-                                  has_curve=(folder / CURVE_FILE).exists())
+        card = export.render_card(
+            meta,
+            results,
+            repo_id or self.metadata.get("repo_id"),
+            has_video=(folder / VIDEO_FILE).exists(),
+            has_curve=(folder / CURVE_FILE).exists(),
+        )
         (folder / CARD_FILE).write_text(card)
         return folder
 
@@ -337,8 +399,14 @@ class Policy:
 
         return finetune(load_pretrained(self.source, self.revision), env_id, steps, out, **kwargs).train()
 
-    def push_to_hub(self, repo_id: str, private: bool = False, commit_message: str = "Upload MR.Q agent",
-                    token: str | None = None, compact: bool = False) -> str:
+    def push_to_hub(
+        self,
+        repo_id: str,
+        private: bool = False,
+        commit_message: str = "Upload MR.Q agent",
+        token: str | None = None,
+        compact: bool = False,
+    ) -> str:
         """Upload the export format to the Hub repo `repo_id`; returns the URL of the commit or repo.
 
         `compact`: as in `save_pretrained`."""
@@ -356,12 +424,15 @@ def _env_name(env: gym.Env) -> str:
 
 def _spec_differences(got: EnvSpec, want: EnvSpec) -> list[tuple[str, Any, Any]]:
     """(what, got, wanted) for each way a preprocessed env's spec differs from the training env's."""
+
     def actions(spec: EnvSpec) -> str:
         return f"Discrete({spec.action_dim})" if spec.discrete else f"Box({spec.action_dim},)"
 
-    checks = [("observation shape", got.obs_shape, want.obs_shape),
-              ("observations", "pixels" if got.pixels else "vectors", "pixels" if want.pixels else "vectors"),
-              ("actions", actions(got), actions(want))]
+    checks = [
+        ("observation shape", got.obs_shape, want.obs_shape),
+        ("observations", "pixels" if got.pixels else "vectors", "pixels" if want.pixels else "vectors"),
+        ("actions", actions(got), actions(want)),
+    ]
     return [(name, g, w) for name, g, w in checks if g != w]
 
 
@@ -377,13 +448,22 @@ def load_pretrained(source: str | Path, revision: str | None = None) -> "Pretrai
 
     folder = resolve_model_folder(source, revision)
     _, config, _, env, tensors = load_model_folder(folder)
-    return Pretrained(config, env, tensors, {"source": str(source), "revision": revision,
-                                             "sha256": export.sha256_file(folder / MODEL_FILE),
-                                             "source_env_id": env.env_id})
+    return Pretrained(
+        config,
+        env,
+        tensors,
+        {
+            "source": str(source),
+            "revision": revision,
+            "sha256": export.sha256_file(folder / MODEL_FILE),
+            "source_env_id": env.env_id,
+        },
+    )
 
 
-def resolve_model_folder(source: str | Path, revision: str | None = None, local_files_only: bool | None = None,
-                         cache_dir: str | None = None) -> Path:
+def resolve_model_folder(
+    source: str | Path, revision: str | None = None, local_files_only: bool | None = None, cache_dir: str | None = None
+) -> Path:
     """The local folder behind a model source: a local folder, a bundled zoo entry, or a Hub repo."""
     from mrq_agents import zoo
     from mrq_agents.hub import resolve_source

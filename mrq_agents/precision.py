@@ -63,8 +63,10 @@ def resolve_precision(requested: str, device: torch.device) -> str:
     if requested == "auto":
         return "bf16" if fast and AUTO_BF16.get(device.type, False) else "fp32"
     if requested == "bf16" and not fast:
-        raise ConfigError(f"--precision bf16 needs native bf16 units, and this is a {hardware}: bf16 would be "
-                          "emulated and run many times slower than fp32; use --precision fp32 (or auto)")
+        raise ConfigError(
+            f"--precision bf16 needs native bf16 units, and this is a {hardware}: bf16 would be "
+            "emulated and run many times slower than fp32; use --precision fp32 (or auto)"
+        )
     return requested
 
 

@@ -16,8 +16,11 @@ from typing import Callable, MutableMapping
 HEADLESS_BACKENDS: dict[str, str] = {"egl": "EGL", "osmesa": "OSMesa"}
 
 
-def choose_gl_backend(environ: MutableMapping[str, str] | None = None, platform: str = sys.platform,
-                      find_library: Callable[[str], str | None] = ctypes.util.find_library) -> str | None:
+def choose_gl_backend(
+    environ: MutableMapping[str, str] | None = None,
+    platform: str = sys.platform,
+    find_library: Callable[[str], str | None] = ctypes.util.find_library,
+) -> str | None:
     """Set MUJOCO_GL (and PYOPENGL_PLATFORM to match) in `environ` where nothing else would render.
 
     Returns the backend in force afterwards (None: MuJoCo's own default, GLFW, with a display).

@@ -48,8 +48,14 @@ class Batch(NamedTuple):
 class ReplayBuffer:
     """Prioritised (LAP) replay of frames and transitions on `device`; see the module docstring."""
 
-    def __init__(self, spec: EnvSpec, capacity: int, horizons: tuple[int, ...], prioritized: bool = True,
-                 device: torch.device | str = "cpu"):
+    def __init__(
+        self,
+        spec: EnvSpec,
+        capacity: int,
+        horizons: tuple[int, ...],
+        prioritized: bool = True,
+        device: torch.device | str = "cpu",
+    ):
         self.spec = spec
         self.capacity = capacity
         self.horizons = tuple(sorted(set(horizons)))
@@ -96,14 +102,14 @@ class ReplayBuffer:
         self.episode_start = self.cursor
         self.in_episode = True
 
-    def add(self, action: np.ndarray, reward: float, terminated: bool, truncated: bool,
-            next_obs: np.ndarray) -> None:
+    def add(self, action: np.ndarray, reward: float, terminated: bool, truncated: bool, next_obs: np.ndarray) -> None:
         """Store one step taken in the current state. `action` is in [-1, 1] (or a one-hot / int for discrete)."""
         if not self.in_episode:
             raise RuntimeError("call start_episode(obs) before add()")
         slot = self.cursor % self.capacity
         self._pending_steps[slot] = np.concatenate(
-            [self._action_vector(action), [float(reward), 0.0 if terminated else 1.0]]).astype(np.float32)
+            [self._action_vector(action), [float(reward), 0.0 if terminated else 1.0]]
+        ).astype(np.float32)
         self.abs_reward[slot] = abs(float(reward))
         self.abs_reward_sum += abs(float(reward))
         self.has_transition[slot] = True
@@ -259,13 +265,23 @@ class ReplayBuffer:
         self.flush()
         n = min(self.written, self.capacity)
         return {
-            "frames": self.frames[:n], "action": self.action[:n], "reward": self.reward[:n],
-            "not_done": self.not_done[:n], "priority": self.priority[:n], "max_priority": self.max_priority,
+            "frames": self.frames[:n],
+            "action": self.action[:n],
+            "reward": self.reward[:n],
+            "not_done": self.not_done[:n],
+            "priority": self.priority[:n],
+            "max_priority": self.max_priority,
             "eligible": {str(h): self.eligible[h][:n] for h in self.horizons},
-            "abs_reward": self.abs_reward[:n], "has_transition": self.has_transition[:n],
-            "abs_reward_sum": self.abs_reward_sum, "num_transitions": self.num_transitions,
-            "any_termination": self.any_termination, "written": self.written, "cursor": self.cursor,
-            "episode_start": self.episode_start, "in_episode": self.in_episode, "capacity": self.capacity,
+            "abs_reward": self.abs_reward[:n],
+            "has_transition": self.has_transition[:n],
+            "abs_reward_sum": self.abs_reward_sum,
+            "num_transitions": self.num_transitions,
+            "any_termination": self.any_termination,
+            "written": self.written,
+            "cursor": self.cursor,
+            "episode_start": self.episode_start,
+            "in_episode": self.in_episode,
+            "capacity": self.capacity,
             "horizons": list(self.horizons),
         }
 
@@ -288,6 +304,13 @@ class ReplayBuffer:
             self.num_eligible[h] = int(self.host_eligible[h].sum())
         self.abs_reward[:n] = state["abs_reward"]
         self.has_transition[:n] = state["has_transition"]
-        for name in ("abs_reward_sum", "num_transitions", "any_termination", "written", "cursor",
-                     "episode_start", "in_episode"):
+        for name in (
+            "abs_reward_sum",
+            "num_transitions",
+            "any_termination",
+            "written",
+            "cursor",
+            "episode_start",
+            "in_episode",
+        ):
             setattr(self, name, state[name])

@@ -52,15 +52,21 @@ class RunData:
 
 # --------------------------------------------------------------------------------------------- statistics
 
+
 def iqm(scores: np.ndarray) -> float:
     """Interquartile mean: the mean of the middle 50% of all scores (25% cut from each end, as scipy's trim_mean)."""
     flat = np.sort(np.asarray(scores, dtype=np.float64).ravel())
     cut = int(0.25 * flat.size)
-    return float(flat[cut:flat.size - cut].mean())
+    return float(flat[cut : flat.size - cut].mean())
 
 
-def stratified_bootstrap_ci(per_task: Sequence[np.ndarray], statistic: Any = iqm, reps: int = BOOTSTRAP_REPS,
-                            confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+def stratified_bootstrap_ci(
+    per_task: Sequence[np.ndarray],
+    statistic: Any = iqm,
+    reps: int = BOOTSTRAP_REPS,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
     """(point estimate, low, high): percentile CI of `statistic` over all scores, resampling runs within each task."""
     tasks = [np.asarray(t, dtype=np.float64).ravel() for t in per_task if len(t)]
     if not tasks:
@@ -77,6 +83,7 @@ def stratified_bootstrap_ci(per_task: Sequence[np.ndarray], statistic: Any = iqm
 
 # --------------------------------------------------------------------------------------------- reading runs
 
+
 def find_runs(paths: Sequence[str | Path]) -> list[RunData]:
     """Every run folder in `paths` (each a run folder or a folder of them, searched recursively)."""
     folders: list[Path] = []
@@ -90,7 +97,9 @@ def find_runs(paths: Sequence[str | Path]) -> list[RunData]:
         folders += [c for c in candidates if c not in folders]
     runs = [r for r in (read_run(f) for f in folders) if r is not None]
     if not runs:
-        raise ReportError(f"no run folders with evaluations (config.json + metrics.csv) in {', '.join(map(str, paths))}")
+        raise ReportError(
+            f"no run folders with evaluations (config.json + metrics.csv) in {', '.join(map(str, paths))}"
+        )
     return runs
 
 
@@ -109,15 +118,25 @@ def read_run(folder: Path) -> RunData | None:
         config = json.loads((folder / "config.json").read_text())
         env, seed = config["env"], int(config["run"]["seed"])
         with open(folder / "metrics.csv", newline="") as f:
-            rows = [(int(float(r["step"])), float(r["eval_return_mean"])) for r in csv.DictReader(f)
-                    if r.get("step") and r.get("eval_return_mean")]
+            rows = [
+                (int(float(r["step"])), float(r["eval_return_mean"]))
+                for r in csv.DictReader(f)
+                if r.get("step") and r.get("eval_return_mean")
+            ]
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ReportError(f"{folder} is not a readable run folder ({type(err).__name__}: {err})") from None
     if not rows:
         return None
     rows.sort()
-    return RunData(folder, env["env_id"], env, seed, np.array([s for s, _ in rows]), np.array([v for _, v in rows]),
-                   config.get("algorithm", {}))
+    return RunData(
+        folder,
+        env["env_id"],
+        env,
+        seed,
+        np.array([s for s, _ in rows]),
+        np.array([v for _, v in rows]),
+        config.get("algorithm", {}),
+    )
 
 
 def group_by_env(runs: list[RunData]) -> dict[str, list[RunData]]:
@@ -140,6 +159,7 @@ def group_by_env(runs: list[RunData]) -> dict[str, list[RunData]]:
 
 
 # --------------------------------------------------------------------------------------------- curves
+
 
 @dataclass
 class EnvCurve:
@@ -182,48 +202,104 @@ def _table_steps(steps: np.ndarray) -> np.ndarray:
 
 def env_table(curve: EnvCurve) -> tuple[list[str], list[dict[str, Any]]]:
     """Markdown lines and JSON rows: per matching step, our mean ± std over seeds and the paper's mean (IQR)."""
-    rows, lines = [], ["| step | this project: mean ± std (seeds) | paper: mean (IQR) | ours vs paper |",
-                       "|---:|---|---|---|"]
+    rows, lines = (
+        [],
+        ["| step | this project: mean ± std (seeds) | paper: mean (IQR) | ours vs paper |", "|---:|---|---|---|"],
+    )
     for step in _table_steps(curve.steps):
         values = curve.returns[:, int(np.searchsorted(curve.steps, step))]
         place = paper.placement(curve.runs[0].env, int(step), float(values.mean()))
-        ref = "-" if not place.has_reference else (f"{place.mean:g} ({place.p25:g} to {place.p75:g})"
-                                                    + ("" if place.paper_step == step else f" at {place.paper_step:,}"))
-        lines.append(f"| {int(step):,} | {values.mean():.1f} ± {values.std():.1f} ({values.size}) | {ref} | "
-                     f"{place.where or '-'} |")
-        rows.append({"step": int(step), "mean": float(values.mean()), "std": float(values.std()),
-                     "seeds": int(values.size), "paper_step": place.paper_step, "paper_mean": place.mean,
-                     "paper_p25": place.p25, "paper_p75": place.p75, "where": place.where})
+        ref = (
+            "-"
+            if not place.has_reference
+            else (
+                f"{place.mean:g} ({place.p25:g} to {place.p75:g})"
+                + ("" if place.paper_step == step else f" at {place.paper_step:,}")
+            )
+        )
+        lines.append(
+            f"| {int(step):,} | {values.mean():.1f} ± {values.std():.1f} ({values.size}) | {ref} | "
+            f"{place.where or '-'} |"
+        )
+        rows.append(
+            {
+                "step": int(step),
+                "mean": float(values.mean()),
+                "std": float(values.std()),
+                "seeds": int(values.size),
+                "paper_step": place.paper_step,
+                "paper_mean": place.mean,
+                "paper_p25": place.p25,
+                "paper_p75": place.p75,
+                "where": place.where,
+            }
+        )
     return lines, rows
 
 
 def seed_placements(curve: EnvCurve) -> list[dict[str, Any]]:
     """Each run at the last shared step, placed against the paper."""
     step = int(curve.steps[-1])
-    return [{"seed": run.seed, "folder": str(run.folder), "step": step, "return": float(score),
-             "where": paper.placement(run.env, step, float(score)).where}
-            for run, score in zip(curve.runs, curve.final)]
+    return [
+        {
+            "seed": run.seed,
+            "folder": str(run.folder),
+            "step": step,
+            "return": float(score),
+            "where": paper.placement(run.env, step, float(score)).where,
+        }
+        for run, score in zip(curve.runs, curve.final)
+    ]
 
 
 # --------------------------------------------------------------------------------------------- figures
+
 
 def _draw_env(ax: Any, curve: EnvCurve, legend: bool = True) -> None:
     ref = paper.curve(curve.runs[0].env)
     last = max(int(r.steps[-1]) for r in curve.runs)
     if ref is not None:
         keep = np.arange(ref.steps.size) <= max(1, int(np.searchsorted(ref.steps, last)))  # through the first >= last
-        ax.fill_between(ref.steps[keep], ref.p25[keep], ref.p75[keep], color="tab:gray", alpha=0.3,
-                        label="paper: 25-75th percentile (10 seeds)")
+        ax.fill_between(
+            ref.steps[keep],
+            ref.p25[keep],
+            ref.p75[keep],
+            color="tab:gray",
+            alpha=0.3,
+            label="paper: 25-75th percentile (10 seeds)",
+        )
         ax.plot(ref.steps[keep], ref.mean[keep], color="tab:gray", ls="--", label="paper: mean")
     for k, run in enumerate(curve.runs):
-        ax.plot(run.steps, run.returns, color="tab:blue", alpha=0.3, lw=0.8, label="this project: each seed" if k == 0 else None)
+        ax.plot(
+            run.steps,
+            run.returns,
+            color="tab:blue",
+            alpha=0.3,
+            lw=0.8,
+            label="this project: each seed" if k == 0 else None,
+        )
     if len(curve.runs) > 1:
-        ax.fill_between(curve.steps, curve.returns.min(0), curve.returns.max(0), color="tab:blue", alpha=0.15,
-                        label="this project: min-max over seeds")
-    ax.plot(curve.steps, curve.mean, color="tab:blue", lw=2, marker="." if curve.steps.size < 30 else None,
-            label=f"this project: mean of {len(curve.runs)} seed{'s' if len(curve.runs) > 1 else ''}")
-    ax.set(xlabel="environment steps (agent decisions)", ylabel="evaluation return",
-           title=curve.label + ("" if ref is not None else " (no paper reference)"))
+        ax.fill_between(
+            curve.steps,
+            curve.returns.min(0),
+            curve.returns.max(0),
+            color="tab:blue",
+            alpha=0.15,
+            label="this project: min-max over seeds",
+        )
+    ax.plot(
+        curve.steps,
+        curve.mean,
+        color="tab:blue",
+        lw=2,
+        marker="." if curve.steps.size < 30 else None,
+        label=f"this project: mean of {len(curve.runs)} seed{'s' if len(curve.runs) > 1 else ''}",
+    )
+    ax.set(
+        xlabel="environment steps (agent decisions)",
+        ylabel="evaluation return",
+        title=curve.label + ("" if ref is not None else " (no paper reference)"),
+    )
     ax.grid(alpha=0.3)
     if legend:
         ax.legend(fontsize=7, loc="best")
@@ -264,6 +340,7 @@ def file_name(label: str) -> str:
 
 # --------------------------------------------------------------------------------------------- aggregate
 
+
 def aggregate(curves: list[EnvCurve]) -> dict[str, Any]:
     """Normalised final scores per benchmark: IQM and mean with 95% stratified-bootstrap CIs."""
     by_benchmark: dict[str, list[tuple[EnvCurve, np.ndarray]]] = {}
@@ -272,8 +349,14 @@ def aggregate(curves: list[EnvCurve]) -> dict[str, Any]:
         env = curve.runs[0].env
         normalised = paper.normalise(env, curve.final)
         if normalised is None:
-            missing.append({"env": curve.label, "why": "no paper reference" if paper.benchmark(env) is None else
-                            "Gym MuJoCo: the paper normalises by TD3's scores, which are not bundled"})
+            missing.append(
+                {
+                    "env": curve.label,
+                    "why": "no paper reference"
+                    if paper.benchmark(env) is None
+                    else "Gym MuJoCo: the paper normalises by TD3's scores, which are not bundled",
+                }
+            )
             continue
         by_benchmark.setdefault(paper.benchmark(env), []).append((curve, normalised))
     result: dict[str, Any] = {"benchmarks": {}, "missing": missing}
@@ -285,7 +368,8 @@ def aggregate(curves: list[EnvCurve]) -> dict[str, Any]:
             if place.has_reference:
                 paper_means.append(float(paper.normalise(curve.runs[0].env, [place.mean])[0]))
         result["benchmarks"][bench] = {
-            "envs": [c.label for c, _ in items], "runs": int(sum(s.size for s in per_task)),
+            "envs": [c.label for c, _ in items],
+            "runs": int(sum(s.size for s in per_task)),
             "steps": {c.label: int(c.steps[-1]) for c, _ in items},
             "iqm": stratified_bootstrap_ci(per_task, iqm),
             "mean": stratified_bootstrap_ci(per_task, lambda x: float(np.mean(x))),
@@ -296,6 +380,7 @@ def aggregate(curves: list[EnvCurve]) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------------------------- the report
 
+
 def write_report(paths: Sequence[str | Path], out: str | Path, title: str = "MR.Q runs against the paper") -> Path:
     """Write report.md, report.json, one PNG per env and overview.png into `out`; returns report.md's path."""
     from mrq_agents.serialization import atomic_write_bytes, atomic_write_json
@@ -303,13 +388,18 @@ def write_report(paths: Sequence[str | Path], out: str | Path, title: str = "MR.
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     curves = [env_curve(label, runs) for label, runs in group_by_env(find_runs(paths)).items()]
-    md = [f"# {title}", "",
-          f"Reference: {paper.PAPER}, the authors' published results: 10 seeds per env, each evaluation the mean "
-          "of 10 episodes. Shaded grey: the paper's 25th-75th percentile over its seeds, dashed: its mean. Steps "
-          "are agent decisions as `mrq train` counts them. Where the paper did not evaluate at one of our steps, "
-          "the paper's nearest evaluation at or below it is used (marked 'at N'). 'ours vs paper' places the mean "
-          "over our seeds below, inside or above the paper's interquartile range.", "",
-          "![overview](overview.png)", ""]
+    md = [
+        f"# {title}",
+        "",
+        f"Reference: {paper.PAPER}, the authors' published results: 10 seeds per env, each evaluation the mean "
+        "of 10 episodes. Shaded grey: the paper's 25th-75th percentile over its seeds, dashed: its mean. Steps "
+        "are agent decisions as `mrq train` counts them. Where the paper did not evaluate at one of our steps, "
+        "the paper's nearest evaluation at or below it is used (marked 'at N'). 'ours vs paper' places the mean "
+        "over our seeds below, inside or above the paper's interquartile range.",
+        "",
+        "![overview](overview.png)",
+        "",
+    ]
     data: dict[str, Any] = {"envs": {}}
     for curve in curves:
         png = file_name(curve.label)
@@ -317,29 +407,46 @@ def write_report(paths: Sequence[str | Path], out: str | Path, title: str = "MR.
         lines, rows = env_table(curve)
         seeds = seed_placements(curve)
         algo = curve.runs[0].algorithm
-        md += [f"## {curve.label}", "",
-               f"{len(curve.runs)} run(s): " + ", ".join(f"seed {r.seed} (`{r.folder}`)" for r in curve.runs)
-               + f". Config: {_config_text(algo)}.", "", f"![{curve.label}]({png})", "", *lines, "",
-               f"At step {int(curve.steps[-1]):,}, each seed against the paper: "
-               + ", ".join(f"seed {s['seed']} {s['return']:.1f} ({s['where'] or 'no reference'})" for s in seeds)
-               + ".", ""]
+        md += [
+            f"## {curve.label}",
+            "",
+            f"{len(curve.runs)} run(s): "
+            + ", ".join(f"seed {r.seed} (`{r.folder}`)" for r in curve.runs)
+            + f". Config: {_config_text(algo)}.",
+            "",
+            f"![{curve.label}]({png})",
+            "",
+            *lines,
+            "",
+            f"At step {int(curve.steps[-1]):,}, each seed against the paper: "
+            + ", ".join(f"seed {s['seed']} {s['return']:.1f} ({s['where'] or 'no reference'})" for s in seeds)
+            + ".",
+            "",
+        ]
         data["envs"][curve.label] = {"rows": rows, "seeds": seeds, "png": png}
     overview_figure(curves, out / "overview.png")
     agg = aggregate(curves)
     data["aggregate"] = agg
-    md += ["## Aggregate", "",
-           "Each run's return at the last evaluation step all runs of its env share, normalised per benchmark (DMC: return / 1000; Atari: "
-           "human-normalised, (return - random) / (human - random)); interquartile mean (IQM) and mean over all "
-           "runs of the benchmark's envs, with 95% stratified-bootstrap confidence intervals "
-           f"({BOOTSTRAP_REPS} resamples of the runs within each env). 'paper mean' is the paper's mean over its "
-           "seeds at the same steps, normalised alike (the paper's per-seed scores are not published, so its IQM "
-           "cannot be computed).", ""]
+    md += [
+        "## Aggregate",
+        "",
+        "Each run's return at the last evaluation step all runs of its env share, normalised per benchmark "
+        "(DMC: return / 1000; Atari: "
+        "human-normalised, (return - random) / (human - random)); interquartile mean (IQM) and mean over all "
+        "runs of the benchmark's envs, with 95% stratified-bootstrap confidence intervals "
+        f"({BOOTSTRAP_REPS} resamples of the runs within each env). 'paper mean' is the paper's mean over its "
+        "seeds at the same steps, normalised alike (the paper's per-seed scores are not published, so its IQM "
+        "cannot be computed).",
+        "",
+    ]
     if agg["benchmarks"]:
         md += ["| benchmark | envs | runs | IQM [95% CI] | mean [95% CI] | paper mean |", "|---|---|---:|---|---|---|"]
         for bench, b in agg["benchmarks"].items():
             paper_mean = "-" if b["paper_mean"] is None else f"{b['paper_mean']:.3f}"
-            md.append(f"| {bench} | {', '.join(b['envs'])} | {b['runs']} | {_ci(b['iqm'])} | {_ci(b['mean'])} | "
-                      f"{paper_mean} |")
+            md.append(
+                f"| {bench} | {', '.join(b['envs'])} | {b['runs']} | {_ci(b['iqm'])} | {_ci(b['mean'])} | "
+                f"{paper_mean} |"
+            )
     else:
         md.append("No env with known normalisation constants.")
     if agg["missing"]:

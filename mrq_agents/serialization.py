@@ -73,13 +73,17 @@ def read_json(path: str | os.PathLike, what: str) -> dict:
     except json.JSONDecodeError as e:
         raise CheckpointError(
             f"{what} at {path} is not valid JSON ({e.msg} at line {e.lineno} column {e.colno}); "
-            "restore it from a good copy or re-create it") from None
+            "restore it from a good copy or re-create it"
+        ) from None
     except (UnicodeDecodeError, OSError) as e:
-        raise CheckpointError(f"{what} at {path} is not valid JSON ({one_line(e)}); "
-                              "restore it from a good copy or re-create it") from None
+        raise CheckpointError(
+            f"{what} at {path} is not valid JSON ({one_line(e)}); restore it from a good copy or re-create it"
+        ) from None
     if not isinstance(obj, dict):
-        raise CheckpointError(f"{what} at {path} is not valid JSON for this file (expected an object, got "
-                              f"{type(obj).__name__}); restore it from a good copy or re-create it")
+        raise CheckpointError(
+            f"{what} at {path} is not valid JSON for this file (expected an object, got "
+            f"{type(obj).__name__}); restore it from a good copy or re-create it"
+        )
     return obj
 
 
@@ -91,8 +95,12 @@ def _storable(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     for name, t in tensors.items():
         t = t.detach().cpu()
         storage = t.untyped_storage()
-        if (not t.is_contiguous() or t.storage_offset() != 0 or storage.data_ptr() in seen
-                or storage.nbytes() != t.numel() * t.element_size()):
+        if (
+            not t.is_contiguous()
+            or t.storage_offset() != 0
+            or storage.data_ptr() in seen
+            or storage.nbytes() != t.numel() * t.element_size()
+        ):
             t = t.clone(memory_format=torch.contiguous_format)
         if t.numel():
             seen.add(t.untyped_storage().data_ptr())
@@ -130,8 +138,9 @@ def _parse_header(header: dict[str, str]) -> tuple[dict, str | None]:
     return metadata, metadata.pop(_DIGEST_FIELD, None) or header.get(_DIGEST_KEY)
 
 
-def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu",
-                 what: str = "weights file") -> tuple[dict[str, torch.Tensor], dict]:
+def load_tensors(
+    path: str | os.PathLike, device: str | torch.device = "cpu", what: str = "weights file"
+) -> tuple[dict[str, torch.Tensor], dict]:
     """Read a safetensors file -> (tensors on `device`, metadata dict or {}); bad files raise CheckpointError.
 
     Files written by save_tensors carry their tensors' sha256: changed tensor bytes are an error too.
@@ -147,13 +156,15 @@ def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu",
             tensors = {name: f.get_tensor(name) for name in f.keys()}
         metadata, digest = _parse_header(header)
     except Exception as e:  # safetensors raises its own error types (and OSError/ValueError) for bad files
-        raise CheckpointError(f"{what} at {path} is corrupt or truncated ({one_line(e)}); "
-                              "restore it from a good copy or re-create it") from None
+        raise CheckpointError(
+            f"{what} at {path} is corrupt or truncated ({one_line(e)}); restore it from a good copy or re-create it"
+        ) from None
     if digest is not None and tensor_digest(tensors) != digest:
-        raise CheckpointError(f"{what} at {path} is corrupt: its tensors do not match the sha256 in its header; "
-                              "restore it from a good copy or re-create it")
+        raise CheckpointError(
+            f"{what} at {path} is corrupt: its tensors do not match the sha256 in its header; "
+            "restore it from a good copy or re-create it"
+        )
     return tensors, metadata
-
 
 
 def read_metadata(path: str | os.PathLike, what: str = "weights file") -> dict:
@@ -167,6 +178,7 @@ def read_metadata(path: str | os.PathLike, what: str = "weights file") -> dict:
         return _parse_header(header)[0]
     except Exception as e:  # safetensors raises its own error types for bad files
         raise CheckpointError(f"{what} at {path} is corrupt or truncated ({one_line(e)})") from None
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # Nested state <-> (flat tensors, JSON skeleton)
@@ -200,8 +212,12 @@ def flatten_state(tree: Any, prefix: str = "") -> tuple[dict[str, torch.Tensor],
             if arr.dtype.hasobject:
                 raise TypeError(f"cannot store a numpy object array at {path!r}; convert it to a numeric array")
             raw = torch.from_numpy(np.frombuffer(np.ascontiguousarray(arr).tobytes(), dtype=np.uint8).copy())
-            return {"__ndarray__": store(path or "array", raw), "dtype": arr.dtype.str,
-                    "shape": list(arr.shape), "scalar": isinstance(x, np.generic)}
+            return {
+                "__ndarray__": store(path or "array", raw),
+                "dtype": arr.dtype.str,
+                "shape": list(arr.shape),
+                "scalar": isinstance(x, np.generic),
+            }
         if x is None or isinstance(x, (bool, str)):
             return x
         if isinstance(x, int):
@@ -221,8 +237,10 @@ def flatten_state(tree: Any, prefix: str = "") -> tuple[dict[str, torch.Tensor],
             return {"__tuple__": [walk(v, join(i)) for i, v in enumerate(x)]}
         if isinstance(x, list):
             return [walk(v, join(i)) for i, v in enumerate(x)]
-        raise TypeError(f"cannot store a {type(x).__name__} at {path!r}; use tensors, arrays, numbers, "
-                        "str, None, dicts, lists or tuples")
+        raise TypeError(
+            f"cannot store a {type(x).__name__} at {path!r}; use tensors, arrays, numbers, "
+            "str, None, dicts, lists or tuples"
+        )
 
     return tensors, walk(tree, prefix)
 
@@ -232,8 +250,10 @@ def unflatten_state(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
     def get(name: str) -> torch.Tensor:
         if name not in tensors:
-            raise CheckpointError(f"checkpoint is missing tensor {name!r} named by its state layout; "
-                                  "the file is incomplete or from another version: re-create it")
+            raise CheckpointError(
+                f"checkpoint is missing tensor {name!r} named by its state layout; "
+                "the file is incomplete or from another version: re-create it"
+            )
         return tensors[name]
 
     def walk(x: Any) -> Any:
@@ -253,7 +273,9 @@ def unflatten_state(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
             raw = get(x["__ndarray__"]).cpu().numpy().tobytes()
             arr = np.frombuffer(raw, dtype=np.dtype(x["dtype"])).reshape(x["shape"]).copy()
             return arr[()] if x["scalar"] else arr
-        raise CheckpointError(f"unknown entry {sorted(x)} in a checkpoint's state layout; "
-                              "the file is from another version or was edited: re-create it")
+        raise CheckpointError(
+            f"unknown entry {sorted(x)} in a checkpoint's state layout; "
+            "the file is from another version or was edited: re-create it"
+        )
 
     return walk(skeleton)

@@ -12,7 +12,6 @@ from mrq_agents.envs import EnvConfig, video_fps
 from mrq_agents.errors import MRQError
 
 
-
 def _render(env: gym.Env) -> np.ndarray:
     try:
         frame = env.render()
@@ -23,8 +22,14 @@ def _render(env: gym.Env) -> np.ndarray:
     return frame
 
 
-def record_episodes(env: gym.Env, config: EnvConfig, act: Callable[[np.ndarray], np.ndarray | int],
-                    path: str | Path, episodes: int, seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
+def record_episodes(
+    env: gym.Env,
+    config: EnvConfig,
+    act: Callable[[np.ndarray], np.ndarray | int],
+    path: str | Path,
+    episodes: int,
+    seeds: list[int],
+) -> tuple[np.ndarray, np.ndarray]:
     """Play `episodes` episodes on `env` (made with render_mode='rgb_array') and write them to one mp4 at `path`.
 
     Returns per-episode returns and lengths.
@@ -34,8 +39,15 @@ def record_episodes(env: gym.Env, config: EnvConfig, act: Callable[[np.ndarray],
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     returns, lengths = np.zeros(episodes), np.zeros(episodes, dtype=np.int64)
-    writer = imageio.get_writer(path, fps=video_fps(env, config), codec="libx264", macro_block_size=1,
-                                quality=7, pixelformat="yuv420p", ffmpeg_log_level="error")
+    writer = imageio.get_writer(
+        path,
+        fps=video_fps(env, config),
+        codec="libx264",
+        macro_block_size=1,
+        quality=7,
+        pixelformat="yuv420p",
+        ffmpeg_log_level="error",
+    )
     try:
         for k in range(episodes):
             obs, _ = env.reset(seed=seeds[k])

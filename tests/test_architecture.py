@@ -13,8 +13,29 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = [  # lowest first; a module may import its own layer and the ones below
-    ("core", {"config", "functional", "networks", "replay", "learner", "fast", "envs", "episodes", "errors",
-              "precision", "threads", "serialization", "machine", "paper", "deps", "rendering", "files", "video"}),
+    (
+        "core",
+        {
+            "config",
+            "functional",
+            "networks",
+            "replay",
+            "learner",
+            "fast",
+            "envs",
+            "episodes",
+            "errors",
+            "precision",
+            "threads",
+            "serialization",
+            "machine",
+            "paper",
+            "deps",
+            "rendering",
+            "files",
+            "video",
+        },
+    ),
     ("training", {"training"}),
     ("inference and sharing", {"policy", "export", "hub", "actor_torch", "actor_onnx", "zoo"}),
     ("many runs", {"sweep", "ray_sweep", "report"}),
@@ -46,8 +67,12 @@ def imports_of(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}".removeprefix("mrq_agents.") in modules
-                     else node.module for a in node.names]
+            names = [
+                f"{node.module}.{a.name}"
+                if f"{node.module}.{a.name}".removeprefix("mrq_agents.") in modules
+                else node.module
+                for a in node.names
+            ]
         else:
             continue
         found |= {n.removeprefix("mrq_agents.") for n in names if n.startswith("mrq_agents.")}
@@ -68,7 +93,8 @@ def test_imports_run_one_way(module):
     for imported in sorted(imports_of(module_files()[module])):
         assert layer_of(imported) <= own, (
             f"mrq_agents.{module} ({LAYERS[own][0]}) imports mrq_agents.{imported} ({LAYERS[layer_of(imported)][0]}), "
-            "a layer above it")
+            "a layer above it"
+        )
         assert (module, imported.split(".")[0]) not in FORBIDDEN, FORBIDDEN[(module, imported.split(".")[0])]
 
 
@@ -82,7 +108,7 @@ def test_no_import_cycles():
     done, path = set(), []
 
     def visit(module):
-        assert module not in path, "import cycle: " + " -> ".join(path[path.index(module):] + [module])
+        assert module not in path, "import cycle: " + " -> ".join(path[path.index(module) :] + [module])
         if module in done:
             return
         path.append(module)
@@ -97,7 +123,9 @@ def test_no_import_cycles():
 
 def test_inference_loads_no_training_code():
     """What `from mrq_agents import Policy` loads to act: no training modules (and so no trainer, replay, logger)."""
-    code = ("import sys, mrq_agents; from mrq_agents import Policy; "
-            "print(sorted(m for m in sys.modules if m.startswith('mrq_agents.training')))")
+    code = (
+        "import sys, mrq_agents; from mrq_agents import Policy; "
+        "print(sorted(m for m in sys.modules if m.startswith('mrq_agents.training')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -21,13 +21,32 @@ import mrq_agents
 from mrq_agents.cli import app
 from mrq_agents.serialization import load_tensors, unflatten_state
 
-TINY = ["zs_dim=32", "zsa_dim=32", "za_dim=16", "enc_hdim=32", "value_hdim=32", "policy_hdim=32", "batch_size=32",
-        "target_update_freq=20", "buffer_size=5000"]
-LOSS_COLUMNS = ["encoder_loss", "dynamics_loss", "reward_loss", "termination_loss", "value_loss", "policy_loss",
-                "q_mean"]
+TINY = [
+    "zs_dim=32",
+    "zsa_dim=32",
+    "za_dim=16",
+    "enc_hdim=32",
+    "value_hdim=32",
+    "policy_hdim=32",
+    "batch_size=32",
+    "target_update_freq=20",
+    "buffer_size=5000",
+]
+LOSS_COLUMNS = [
+    "encoder_loss",
+    "dynamics_loss",
+    "reward_loss",
+    "termination_loss",
+    "value_loss",
+    "policy_loss",
+    "q_mean",
+]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-MRQ = [str(Path(sys.executable).with_name("mrq"))] if Path(sys.executable).with_name("mrq").exists() \
+MRQ = (
+    [str(Path(sys.executable).with_name("mrq"))]
+    if Path(sys.executable).with_name("mrq").exists()
     else [sys.executable, "-m", "mrq_agents.cli"]
+)
 # One intra-op thread: tiny networks gain nothing from more, and on a shared 2-core machine a second busy
 # thread makes every small op spin (a 32x32 layer_norm goes from ~10 us to ~5 ms).
 SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -35,11 +54,13 @@ SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 # One short run per env family: updates start after `warmup`, evaluations every `eval_every` and at the end.
 SMOKE = {
     "pendulum": dict(env="Pendulum-v1", steps=600, warmup=200, eval_every=200, obs_shape=[3], discrete=False),
-    "dmc": dict(env="dm_control/cartpole-balance-v0", steps=600, warmup=200, eval_every=300, obs_shape=[5],
-                discrete=False),
+    "dmc": dict(
+        env="dm_control/cartpole-balance-v0", steps=600, warmup=200, eval_every=300, obs_shape=[5], discrete=False
+    ),
     # 500-step episodes rendered at ~25 frames/s: a short run, and the final evaluation (one whole episode).
-    "dmc-pixels": dict(env="Dmc-visual-cartpole-balance", steps=150, warmup=100, eval_every=1000,
-                       obs_shape=[9, 84, 84], discrete=False),
+    "dmc-pixels": dict(
+        env="Dmc-visual-cartpole-balance", steps=150, warmup=100, eval_every=1000, obs_shape=[9, 84, 84], discrete=False
+    ),
     "atari": dict(env="ALE/Pong-v5", steps=300, warmup=150, eval_every=150, obs_shape=[4, 84, 84], discrete=True),
 }
 
@@ -53,6 +74,7 @@ def _one_torch_thread():
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+
 
 def sets(*extra: str) -> list[str]:
     return [arg for item in (*TINY, *extra) for arg in ("--set", item)]
@@ -89,12 +111,27 @@ def assert_one_line_error(result, *fragments: str) -> str:
 
 def train_args(name: str, out: Path, *extra: str) -> list[str]:
     s = SMOKE[name]
-    return ["train", s["env"], "--out", out, "--steps", s["steps"], "--eval-every", s["eval_every"],
-            "--eval-episodes", "1", "--device", "cpu", *sets(f"warmup_steps={s['warmup']}"), *extra]
+    return [
+        "train",
+        s["env"],
+        "--out",
+        out,
+        "--steps",
+        s["steps"],
+        "--eval-every",
+        s["eval_every"],
+        "--eval-episodes",
+        "1",
+        "--device",
+        "cpu",
+        *sets(f"warmup_steps={s['warmup']}"),
+        *extra,
+    ]
 
 
 def read_rows(run: Path) -> list[dict]:
     """metrics.csv as dicts; numbers parsed, empty cells None; incomplete rows (a killed writer) skipped."""
+
     def parse(text):
         if text == "":
             return None
@@ -107,8 +144,9 @@ def read_rows(run: Path) -> list[dict]:
     if not path.is_file():
         return []
     with open(path, newline="") as f:
-        return [{k: parse(v) for k, v in r.items()} for r in csv.DictReader(f)
-                if None not in r.values() and None not in r]
+        return [
+            {k: parse(v) for k, v in r.items()} for r in csv.DictReader(f) if None not in r.values() and None not in r
+        ]
 
 
 def checkpoint_counters(run: Path) -> dict:
@@ -154,6 +192,7 @@ def finished_run(trained, tmp_path):
 
 # ------------------------------------------------------------------------------------------------ smoke runs
 
+
 @pytest.mark.parametrize("name", list(SMOKE))
 def test_train_smoke(trained, name):
     s = SMOKE[name]
@@ -172,8 +211,11 @@ def test_train_smoke(trained, name):
     assert config["algorithm"]["warmup_steps"] == s["warmup"]
     assert config["run"]["env_id"] == s["env"]
     assert config["run"]["fast"] is None and config["training"]["fast_path"] is False  # auto: plain on the CPU
-    assert (config["run"]["steps"], config["run"]["eval_every"], config["run"]["eval_episodes"]) == \
-        (s["steps"], s["eval_every"], 1)
+    assert (config["run"]["steps"], config["run"]["eval_every"], config["run"]["eval_episodes"]) == (
+        s["steps"],
+        s["eval_every"],
+        1,
+    )
 
     for name_ in ("model.safetensors", "checkpoint.safetensors", "learning_curve.png"):
         assert (out / name_).is_file() and (out / name_).stat().st_size > 0, name_
@@ -202,6 +244,7 @@ def test_train_smoke(trained, name):
 
 
 # ------------------------------------------------------------------------------------------------ mrq eval
+
 
 def eval_json(run: Path, *extra: str) -> dict:
     result = invoke(["eval", run, "--json", *extra])
@@ -245,10 +288,26 @@ def test_eval_matches_training_evaluation(trained):
 
 # ------------------------------------------------------------------------------------------------ resume
 
+
 def test_resume_after_sigkill(tmp_path):
     out = tmp_path / "run"
-    args = ["train", "Pendulum-v1", "--out", str(out), "--steps", "2000", "--eval-every", "200",
-            "--checkpoint-every", "400", "--eval-episodes", "1", "--device", "cpu", *sets("warmup_steps=200")]
+    args = [
+        "train",
+        "Pendulum-v1",
+        "--out",
+        str(out),
+        "--steps",
+        "2000",
+        "--eval-every",
+        "200",
+        "--checkpoint-every",
+        "400",
+        "--eval-episodes",
+        "1",
+        "--device",
+        "cpu",
+        *sets("warmup_steps=200"),
+    ]
     log_path = tmp_path / "killed.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(MRQ + args, stdout=log, stderr=subprocess.STDOUT, env=SUBPROCESS_ENV)
@@ -328,25 +387,39 @@ def test_resume_on_other_hardware_records_where_each_part_trained(finished_run, 
     training = json.loads((finished_run / "config.json").read_text())["training"]
     assert training["device"] == "cpu" and training["segments"] == [
         {"from_step": 0, "device": "cuda", "torch": "2.11.0+cu130", "fast_path": True},
-        {"from_step": 600, "device": "cpu", "torch": torch.__version__, "fast_path": False}]
+        {"from_step": 600, "device": "cpu", "torch": torch.__version__, "fast_path": False},
+    ]
     assert_ok(invoke(["train", "Pendulum-v1", "--out", finished_run, "--resume", "--steps", "1000"]))
     assert json.loads((finished_run / "config.json").read_text())["training"]["segments"] == training["segments"]
     assert_ok(invoke(["export", str(finished_run), "--out", str(tmp_path / "export"), "--episodes", "1"]))
     card = (tmp_path / "export" / "README.md").read_text()
-    assert (f"on cuda (torch 2.11.0+cu130, fast path) to step 600, then cpu (torch {torch.__version__}, plain path), "
-            "fp32 precision") in card
+    assert (
+        f"on cuda (torch 2.11.0+cu130, fast path) to step 600, then cpu (torch {torch.__version__}, plain path), "
+        "fp32 precision"
+    ) in card
 
 
-@pytest.mark.parametrize("extra, fragments", [
-    (["train", "MountainCarContinuous-v0", "--resume"], ["Pendulum-v1", "MountainCarContinuous-v0"]),
-    (["train", "Pendulum-v1", "--resume", "--set", "enc_hdim=64"], ["enc_hdim"]),
-    (["train", "Pendulum-v1", "--resume", *sets("warmup_steps=200", "batch_size=64")], ["batch_size"]),
-    (["train", "Pendulum-v1", "--resume", "--seed", "1"], ["--seed"]),
-    (["train", "Pendulum-v1", "--resume", "--eval-episodes", "3"], ["--eval-episodes"]),
-    (["train", "Pendulum-v1"], ["already holds a run", "--resume"]),
-    (["train", "Pendulum-v1", *sets("warmup_steps=200")], ["already holds a run"]),
-], ids=["other-env", "other-set", "other-set-among-same", "other-seed", "other-eval-episodes",
-        "new-run-into-run", "new-run-into-run-same-settings"])
+@pytest.mark.parametrize(
+    "extra, fragments",
+    [
+        (["train", "MountainCarContinuous-v0", "--resume"], ["Pendulum-v1", "MountainCarContinuous-v0"]),
+        (["train", "Pendulum-v1", "--resume", "--set", "enc_hdim=64"], ["enc_hdim"]),
+        (["train", "Pendulum-v1", "--resume", *sets("warmup_steps=200", "batch_size=64")], ["batch_size"]),
+        (["train", "Pendulum-v1", "--resume", "--seed", "1"], ["--seed"]),
+        (["train", "Pendulum-v1", "--resume", "--eval-episodes", "3"], ["--eval-episodes"]),
+        (["train", "Pendulum-v1"], ["already holds a run", "--resume"]),
+        (["train", "Pendulum-v1", *sets("warmup_steps=200")], ["already holds a run"]),
+    ],
+    ids=[
+        "other-env",
+        "other-set",
+        "other-set-among-same",
+        "other-seed",
+        "other-eval-episodes",
+        "new-run-into-run",
+        "new-run-into-run-same-settings",
+    ],
+)
 def test_resume_refusals(finished_run, extra, fragments):
     before = snapshot(finished_run)
     result = invoke([*extra, "--out", finished_run, "--device", "cpu"])
@@ -367,27 +440,31 @@ def test_resume_without_checkpoint(finished_run, tmp_path):
 
 # ------------------------------------------------------------------------------------------------ bad input
 
+
 @pytest.mark.parametrize("env_id", ["NoSuchEnv-v0", "dm_control/cartpole-nosuchtask-v0", "ALE/NoSuchGame-v5"])
 def test_unknown_env(tmp_path, env_id):
     assert_one_line_error(invoke(["train", env_id, "--out", tmp_path / "run", "--steps", "10"]), env_id)
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("assignment, fragments", [
-    ("nosuchfield=1", ["'nosuchfield'"]),
-    ("enc_hdm=64", ["'enc_hdm'", "did you mean 'enc_hdim'"]),
-    ("enc_hdim=abc", ["enc_hdim", "'abc'"]),
-    ("enc_hdim", ["name=value"]),
-    ("enc_hdim=0", ["enc_hdim", ">= 1"]),
-    ("enc_lr=-1", ["enc_lr", "> 0"]),
-    ("enc_lr=nan", ["enc_lr", "finite"]),
-    ("value_wd=inf", ["value_wd", "finite"]),
-    ("exploration_noise=-0.1", ["exploration_noise", ">= 0"]),
-])
+@pytest.mark.parametrize(
+    "assignment, fragments",
+    [
+        ("nosuchfield=1", ["'nosuchfield'"]),
+        ("enc_hdm=64", ["'enc_hdm'", "did you mean 'enc_hdim'"]),
+        ("enc_hdim=abc", ["enc_hdim", "'abc'"]),
+        ("enc_hdim", ["name=value"]),
+        ("enc_hdim=0", ["enc_hdim", ">= 1"]),
+        ("enc_lr=-1", ["enc_lr", "> 0"]),
+        ("enc_lr=nan", ["enc_lr", "finite"]),
+        ("value_wd=inf", ["value_wd", "finite"]),
+        ("exploration_noise=-0.1", ["exploration_noise", ">= 0"]),
+    ],
+)
 def test_bad_set(tmp_path, assignment, fragments):
     line = assert_one_line_error(
-        invoke(["train", "Pendulum-v1", "--out", tmp_path / "run", "--steps", "10", "--set", assignment]),
-        *fragments)
+        invoke(["train", "Pendulum-v1", "--out", tmp_path / "run", "--steps", "10", "--set", assignment]), *fragments
+    )
     if assignment.startswith("nosuchfield"):  # no close name: the hint lists the known ones instead
         assert "did you mean" in line or ("known fields" in line and "enc_hdim" in line), line
     assert not (tmp_path / "run").exists()
@@ -419,12 +496,16 @@ def _other_config(run: Path) -> None:
     (run / "config.json").write_text(json.dumps(config))
 
 
-@pytest.mark.parametrize("damage, fragments", [
-    (_corrupt_model, ["model.safetensors", "corrupt"]),
-    (_future_format, ["format version 99"]),
-    (_broken_json, ["config.json", "not valid JSON"]),
-    (_other_config, ["does not fit"]),
-], ids=["corrupt-model", "format-99", "broken-config", "config-mismatch"])
+@pytest.mark.parametrize(
+    "damage, fragments",
+    [
+        (_corrupt_model, ["model.safetensors", "corrupt"]),
+        (_future_format, ["format version 99"]),
+        (_broken_json, ["config.json", "not valid JSON"]),
+        (_other_config, ["does not fit"]),
+    ],
+    ids=["corrupt-model", "format-99", "broken-config", "config-mismatch"],
+)
 def test_eval_bad_folder(finished_run, damage, fragments):
     damage(finished_run)
     assert_one_line_error(invoke(["eval", finished_run, "--episodes", "1"]), *fragments)
@@ -434,8 +515,9 @@ def test_eval_bad_folder(finished_run, damage, fragments):
 @pytest.mark.parametrize("command", ["eval", "play", "export"])
 def test_episodes_below_one(finished_run, tmp_path, command, episodes):
     extra = ["--out", tmp_path / "export"] if command == "export" else []
-    assert_one_line_error(invoke([command, finished_run, "--episodes", episodes, *extra]),
-                          f"--episodes must be >= 1, got {episodes}")
+    assert_one_line_error(
+        invoke([command, finished_run, "--episodes", episodes, *extra]), f"--episodes must be >= 1, got {episodes}"
+    )
     assert not (tmp_path / "export").exists()
 
 
@@ -484,6 +566,7 @@ def test_fast_flag_trains_and_is_kept_on_resume(trained, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ determinism
+
 
 def test_same_seed_same_metrics(trained, tmp_path):
     first, result = trained("pendulum")

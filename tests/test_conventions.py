@@ -5,18 +5,18 @@ import glob
 import json
 import subprocess
 import textwrap
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from gymnasium.utils.env_checker import check_env
 from typer.testing import CliRunner
 
 import mrq_agents
+from helpers.user_env import MRQ, user_env
 from mrq_agents import Policy, zoo
 from mrq_agents.cli import app
 from mrq_agents.envs import make_env
-from helpers.user_env import MRQ, user_env
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -51,8 +51,11 @@ CUSTOM_ENV = textwrap.dedent('''
 
 @pytest.mark.parametrize("source", ["zoo", "Dmc-visual-cartpole-balance"])
 def test_gymnasium_env_checker_passes_on_dmc_envs(source):
-    env = (Policy.from_pretrained(zoo.find_by_env("dm_control/cartpole-balance-v0")["repo_id"]).make_env()
-           if source == "zoo" else make_env(source))
+    env = (
+        Policy.from_pretrained(zoo.find_by_env("dm_control/cartpole-balance-v0")["repo_id"]).make_env()
+        if source == "zoo"
+        else make_env(source)
+    )
     check_env(env, skip_render_check=True)
     env.close()
 
@@ -64,14 +67,34 @@ def test_custom_env_from_the_command_line(tmp_path):
     out = tmp_path / "run"
 
     def mrq(*args):
-        proc = subprocess.run(MRQ + [str(a) for a in args], capture_output=True, text=True, env=env, timeout=300,
-                              cwd=tmp_path)
+        proc = subprocess.run(
+            MRQ + [str(a) for a in args], capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc.stdout
 
-    mrq("train", "custom_reach:Reach-v0", "--env-kwargs", '{"size": 3}', "--steps", 60, "--eval-every", 60,
-        "--eval-episodes", 1, "--out", out, "--preset", "small", "--set", "warmup_steps=40", "--set", "batch_size=8",
-        "--device", "cpu")
+    mrq(
+        "train",
+        "custom_reach:Reach-v0",
+        "--env-kwargs",
+        '{"size": 3}',
+        "--steps",
+        60,
+        "--eval-every",
+        60,
+        "--eval-episodes",
+        1,
+        "--out",
+        out,
+        "--preset",
+        "small",
+        "--set",
+        "warmup_steps=40",
+        "--set",
+        "batch_size=8",
+        "--device",
+        "cpu",
+    )
     config = json.loads((out / "config.json").read_text())
     assert config["env"]["gym_id"] == "custom_reach:Reach-v0" and config["env"]["env_kwargs"] == {"size": 3}
     assert config["spaces"]["obs_shape"] == [3]
@@ -81,10 +104,12 @@ def test_custom_env_from_the_command_line(tmp_path):
 
 
 def test_bad_env_kwargs_and_modules_are_one_line(tmp_path):
-    for args, fragment in [(["Pendulum-v1", "--env-kwargs", "{nope"], "--env-kwargs is not valid JSON"),
-                           (["Pendulum-v1", "--env-kwargs", "[1]"], "must be a JSON object"),
-                           (["Pendulum-v1", "--env-kwargs", '{"colour": 1}'], "colour"),
-                           (["no_such_module_xyz:Env-v0"], "cannot import 'no_such_module_xyz'")]:
+    for args, fragment in [
+        (["Pendulum-v1", "--env-kwargs", "{nope"], "--env-kwargs is not valid JSON"),
+        (["Pendulum-v1", "--env-kwargs", "[1]"], "must be a JSON object"),
+        (["Pendulum-v1", "--env-kwargs", '{"colour": 1}'], "colour"),
+        (["no_such_module_xyz:Env-v0"], "cannot import 'no_such_module_xyz'"),
+    ]:
         result = runner.invoke(app, ["train", *args, "--out", str(tmp_path / "run"), "--steps", "10"])
         assert result.exit_code == 2, result.output
         (line,) = result.stderr.strip().splitlines()
@@ -95,10 +120,14 @@ def test_package_data_ships_every_bundled_file():
     """What the cards link (learning_curve.png, metrics.csv) must be in a non-editable install too."""
     patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     zoo_dir = ROOT / "zoo"
-    shipped = {Path(p) for pattern in patterns["mrq_agents.zoo"]
-               for p in glob.glob(pattern, root_dir=zoo_dir, recursive=True)}
-    bundled = {p.relative_to(zoo_dir) for p in zoo_dir.rglob("*")
-               if p.is_file() and p.suffix != ".py" and "__pycache__" not in p.parts}
+    shipped = {
+        Path(p) for pattern in patterns["mrq_agents.zoo"] for p in glob.glob(pattern, root_dir=zoo_dir, recursive=True)
+    }
+    bundled = {
+        p.relative_to(zoo_dir)
+        for p in zoo_dir.rglob("*")
+        if p.is_file() and p.suffix != ".py" and "__pycache__" not in p.parts
+    }
     assert bundled - shipped == set()
     for entry in zoo.entries():
         card = (zoo.bundled_folder(entry) / "README.md").read_text()
@@ -114,11 +143,14 @@ def test_version():
     assert proc.stdout.strip() == f"mrq-agents {mrq_agents.__version__}"
 
 
-@pytest.mark.parametrize("command, option, choices", [
-    ("train", "--preset", ["paper", "small"]),
-    ("config", "--preset", ["paper", "small"]),
-    ("finetune", "--freeze", ["none", "encoder"]),
-])
+@pytest.mark.parametrize(
+    "command, option, choices",
+    [
+        ("train", "--preset", ["paper", "small"]),
+        ("config", "--preset", ["paper", "small"]),
+        ("finetune", "--freeze", ["none", "encoder"]),
+    ],
+)
 def test_help_lists_choices(command, option, choices):
     from mrq_agents.config import PRESETS
     from mrq_agents.training.finetune import FREEZE_CHOICES
@@ -141,7 +173,10 @@ def test_every_subpackage_is_installed():
     setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     listed = set(setuptools["packages"])
     folders = {package: ROOT / folder for package, folder in setuptools["package-dir"].items()}
-    found = {package + "".join("." + part for part in init.parent.relative_to(folder).parts)
-             for package, folder in folders.items() for init in folder.rglob("__init__.py")
-             if "__pycache__" not in init.parts}
+    found = {
+        package + "".join("." + part for part in init.parent.relative_to(folder).parts)
+        for package, folder in folders.items()
+        for init in folder.rglob("__init__.py")
+        if "__pycache__" not in init.parts
+    }
     assert found == listed

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from mrq_agents.envs import (ActionRepeat, EnvConfig, EnvSpec, benchmark_defaults, make_env, resolve_env,
-                             wrap_env)
+from mrq_agents.envs import ActionRepeat, EnvConfig, EnvSpec, benchmark_defaults, make_env, resolve_env, wrap_env
 from mrq_agents.errors import UnsupportedEnvError
 
 
@@ -44,16 +43,20 @@ def assert_one_line(error):
 
 # ------------------------------------------------------------------------------------------- resolve
 
-@pytest.mark.parametrize("env_id, family, gym_id, pixels, repeat, stack, size, camera", [
-    ("Pendulum-v1", "gym", "Pendulum-v1", False, 1, 1, None, None),
-    ("Gym-HalfCheetah-v4", "gym", "HalfCheetah-v4", False, 1, 1, None, None),
-    ("Dmc-walker-walk", "dmc", "dm_control/walker-walk-v0", False, 2, 1, None, None),
-    ("dm_control/walker-walk-v0", "dmc", "dm_control/walker-walk-v0", False, 2, 1, None, None),
-    ("Dmc-visual-walker-walk", "dmc", "dm_control/walker-walk-v0", True, 2, 3, 84, 0),
-    ("Dmc-visual-quadruped-run", "dmc", "dm_control/quadruped-run-v0", True, 2, 3, 84, 2),
-    ("Atari-Pong-v5", "atari", "ALE/Pong-v5", True, 1, 4, 84, None),
-    ("ALE/Pong-v5", "atari", "ALE/Pong-v5", True, 1, 4, 84, None),
-])
+
+@pytest.mark.parametrize(
+    "env_id, family, gym_id, pixels, repeat, stack, size, camera",
+    [
+        ("Pendulum-v1", "gym", "Pendulum-v1", False, 1, 1, None, None),
+        ("Gym-HalfCheetah-v4", "gym", "HalfCheetah-v4", False, 1, 1, None, None),
+        ("Dmc-walker-walk", "dmc", "dm_control/walker-walk-v0", False, 2, 1, None, None),
+        ("dm_control/walker-walk-v0", "dmc", "dm_control/walker-walk-v0", False, 2, 1, None, None),
+        ("Dmc-visual-walker-walk", "dmc", "dm_control/walker-walk-v0", True, 2, 3, 84, 0),
+        ("Dmc-visual-quadruped-run", "dmc", "dm_control/quadruped-run-v0", True, 2, 3, 84, 2),
+        ("Atari-Pong-v5", "atari", "ALE/Pong-v5", True, 1, 4, 84, None),
+        ("ALE/Pong-v5", "atari", "ALE/Pong-v5", True, 1, 4, 84, None),
+    ],
+)
 def test_resolve(env_id, family, gym_id, pixels, repeat, stack, size, camera):
     c = resolve_env(env_id)
     assert (c.env_id, c.family, c.gym_id, c.pixels) == (env_id, family, gym_id, pixels)
@@ -65,12 +68,18 @@ def test_resolve_atari_protocol():
     assert (c.frame_skip, c.sticky_actions, c.max_episode_frames, c.grayscale) == (4, 0.25, 108_000, True)
 
 
-@pytest.mark.parametrize("env_id, expected", [
-    ("HalfCheetah-v4", (1_000_000, 5_000)), ("Gym-Humanoid-v5", (1_000_000, 5_000)),
-    ("HumanoidStandup-v4", (100_000, 5_000)), ("Pendulum-v1", (100_000, 5_000)),
-    ("Dmc-walker-walk", (500_000, 5_000)), ("Dmc-visual-walker-walk", (500_000, 5_000)),
-    ("Atari-Pong-v5", (2_500_000, 100_000)),
-])
+@pytest.mark.parametrize(
+    "env_id, expected",
+    [
+        ("HalfCheetah-v4", (1_000_000, 5_000)),
+        ("Gym-Humanoid-v5", (1_000_000, 5_000)),
+        ("HumanoidStandup-v4", (100_000, 5_000)),
+        ("Pendulum-v1", (100_000, 5_000)),
+        ("Dmc-walker-walk", (500_000, 5_000)),
+        ("Dmc-visual-walker-walk", (500_000, 5_000)),
+        ("Atari-Pong-v5", (2_500_000, 100_000)),
+    ],
+)
 def test_benchmark_defaults(env_id, expected):
     assert benchmark_defaults(resolve_env(env_id)) == expected
 
@@ -82,9 +91,15 @@ def test_import_is_lazy():
 
 # ------------------------------------------------------------------------------------------- vector envs
 
-@pytest.mark.parametrize("env_id, obs_shape, discrete, action_dim", [
-    ("Pendulum-v1", (3,), False, 1), ("CartPole-v1", (4,), True, 2), ("HalfCheetah-v4", (17,), False, 6),
-])
+
+@pytest.mark.parametrize(
+    "env_id, obs_shape, discrete, action_dim",
+    [
+        ("Pendulum-v1", (3,), False, 1),
+        ("CartPole-v1", (4,), True, 2),
+        ("HalfCheetah-v4", (17,), False, 6),
+    ],
+)
 def test_vector_envs(env_id, obs_shape, discrete, action_dim):
     env = make_env(env_id, seed=0)
     obs, _ = env.reset(seed=0)
@@ -113,6 +128,7 @@ def test_seed_makes_action_samples_reproducible():
 
 
 # ------------------------------------------------------------------------------------------- dm_control
+
 
 def test_dmc_walker_episode_is_500_truncated_steps():
     env = make_env("dm_control/walker-walk-v0", seed=0)
@@ -155,6 +171,7 @@ def test_dmc_visual_cartpole():
 
 # ------------------------------------------------------------------------------------------- Atari
 
+
 def test_atari_pong():
     env = make_env("ALE/Pong-v5", seed=0)
     ale = env.unwrapped.ale
@@ -171,13 +188,19 @@ def test_atari_pong():
 
 # ------------------------------------------------------------------------------------------- wrap_env
 
+
 def test_wrap_env_matches_make_env():
     import ale_py
     import shimmy
+
     gym.register_envs(shimmy)
     gym.register_envs(ale_py)
-    cases = [("Pendulum-v1", {}), ("dm_control/walker-walk-v0", {}), ("Dmc-visual-cartpole-balance", {}),
-             ("ALE/Pong-v5", {"frameskip": 1})]
+    cases = [
+        ("Pendulum-v1", {}),
+        ("dm_control/walker-walk-v0", {}),
+        ("Dmc-visual-cartpole-balance", {}),
+        ("ALE/Pong-v5", {"frameskip": 1}),
+    ]
     for env_id, kwargs in cases:
         config = resolve_env(env_id)
         made, wrapped = make_env(env_id), wrap_env(gym.make(config.gym_id, **kwargs), config)
@@ -193,7 +216,9 @@ def test_wrap_env_image_obs_is_channel_first():
 
 
 def test_wrap_env_rescales_box_actions():
-    env = wrap_env(TinyEnv(action_space=spaces.Box(np.array([0.0, -4.0]), np.array([1.0, 4.0]), dtype=np.float64)), gym_config())
+    env = wrap_env(
+        TinyEnv(action_space=spaces.Box(np.array([0.0, -4.0]), np.array([1.0, 4.0]), dtype=np.float64)), gym_config()
+    )
     assert env.action_space == spaces.Box(-1.0, 1.0, (2,), np.float32)
     env.reset(seed=0)
     env.step(np.array([1.0, -1.0], np.float32))
@@ -201,6 +226,7 @@ def test_wrap_env_rescales_box_actions():
 
 
 # ------------------------------------------------------------------------------------------- round trips
+
 
 @pytest.mark.parametrize("env_id", ["Pendulum-v1", "Dmc-visual-quadruped-run", "Atari-Pong-v5"])
 def test_env_config_round_trip(env_id):
@@ -215,9 +241,22 @@ def test_env_spec_round_trip():
 
 # ------------------------------------------------------------------------------------------- errors
 
-@pytest.mark.parametrize("env_id", ["Foo-v0", "HalfCheetah-v99", "Dmc-walker-wolk", "Dmc-visual-nope-nope",
-                                    "dm_control/walker-walk-v7", "ALE/Pong-v4", "Atari-NotAGame-v5", "foo bar",
-                                    "", "Gym-"])
+
+@pytest.mark.parametrize(
+    "env_id",
+    [
+        "Foo-v0",
+        "HalfCheetah-v99",
+        "Dmc-walker-wolk",
+        "Dmc-visual-nope-nope",
+        "dm_control/walker-walk-v7",
+        "ALE/Pong-v4",
+        "Atari-NotAGame-v5",
+        "foo bar",
+        "",
+        "Gym-",
+    ],
+)
 def test_bad_ids(env_id):
     with pytest.raises(UnsupportedEnvError) as error:
         resolve_env(env_id)
@@ -249,19 +288,24 @@ def test_bad_spaces(case):
     assert_one_line(error)
 
 
-@pytest.mark.parametrize("build", [
-    lambda: EnvSpec.from_env(gym.make("Pendulum-v1")),  # bounds not [-1, 1]: not preprocessed
-    lambda: EnvSpec.from_env(make_env("Pendulum-v1"), frame_stack=2),
-    lambda: EnvSpec.from_env(TinyEnv(observation_space=spaces.Box(0, 255, (9, 8, 8), np.uint8),
-                                     action_space=spaces.Discrete(2)), frame_stack=2),
-    lambda: EnvConfig.from_dict({**resolve_env("Pendulum-v1").to_dict(), "colour": "red"}),
-    lambda: EnvConfig.from_dict({"env_id": "Pendulum-v1"}),
-    lambda: EnvConfig(env_id="x", family="mujoco", gym_id="x"),
-    lambda: EnvConfig(env_id="x", family="gym", gym_id="x", frame_stack=0),
-    lambda: EnvSpec.from_dict({"obs_shape": [3], "pixels": False}),
-    lambda: wrap_env(gym.make("CartPole-v1"), resolve_env("Dmc-walker-walk")),
-    lambda: make_env(42),
-])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: EnvSpec.from_env(gym.make("Pendulum-v1")),  # bounds not [-1, 1]: not preprocessed
+        lambda: EnvSpec.from_env(make_env("Pendulum-v1"), frame_stack=2),
+        lambda: EnvSpec.from_env(
+            TinyEnv(observation_space=spaces.Box(0, 255, (9, 8, 8), np.uint8), action_space=spaces.Discrete(2)),
+            frame_stack=2,
+        ),
+        lambda: EnvConfig.from_dict({**resolve_env("Pendulum-v1").to_dict(), "colour": "red"}),
+        lambda: EnvConfig.from_dict({"env_id": "Pendulum-v1"}),
+        lambda: EnvConfig(env_id="x", family="mujoco", gym_id="x"),
+        lambda: EnvConfig(env_id="x", family="gym", gym_id="x", frame_stack=0),
+        lambda: EnvSpec.from_dict({"obs_shape": [3], "pixels": False}),
+        lambda: wrap_env(gym.make("CartPole-v1"), resolve_env("Dmc-walker-walk")),
+        lambda: make_env(42),
+    ],
+)
 def test_other_errors_are_one_line(build):
     with pytest.raises(UnsupportedEnvError) as error:
         build()
@@ -270,6 +314,7 @@ def test_other_errors_are_one_line(build):
 
 def test_atari_wrap_needs_frameskip_1():
     import ale_py
+
     gym.register_envs(ale_py)
     with pytest.raises(UnsupportedEnvError) as error:
         wrap_env(gym.make("ALE/Pong-v5"), resolve_env("ALE/Pong-v5"))

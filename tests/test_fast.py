@@ -6,15 +6,24 @@ import numpy as np
 import pytest
 import torch
 
+from helpers.replay import SPECS, fill_random
 from mrq_agents.config import MRQConfig
 from mrq_agents.fast import FastPath, accelerate, restore
 from mrq_agents.learner import MRQLearner
 from mrq_agents.replay import ReplayBuffer
 from mrq_agents.serialization import flatten_state, load_tensors, save_tensors, unflatten_state
-from helpers.replay import SPECS, fill_random
 
-CONFIG = MRQConfig(zs_dim=16, zsa_dim=16, za_dim=8, enc_hdim=32, value_hdim=32, policy_hdim=32, batch_size=16,
-                   buffer_size=2_000, target_update_freq=50)
+CONFIG = MRQConfig(
+    zs_dim=16,
+    zsa_dim=16,
+    za_dim=8,
+    enc_hdim=32,
+    value_hdim=32,
+    policy_hdim=32,
+    batch_size=16,
+    buffer_size=2_000,
+    target_update_freq=50,
+)
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
@@ -57,8 +66,7 @@ def test_fast_path_matches_the_plain_path(kind, device):
     # 120 updates grow those differences past float32 rounding (seen on an H200: conv weights 4e-3 apart).
     # The comparison is of the two paths' math, so it runs IEEE float32 convolutions with fixed algorithms.
     with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
-        plain, plain_buffer, plain_metrics = train(spec, fast=False, device=device, updates=updates,
-                                                   new_data_every=25)
+        plain, plain_buffer, plain_metrics = train(spec, fast=False, device=device, updates=updates, new_data_every=25)
         fast, fast_buffer, fast_metrics = train(spec, fast=True, device=device, updates=updates, new_data_every=25)
     assert isinstance(fast.rl_step.__self__, FastPath) and not isinstance(plain.rl_step.__self__, FastPath)
     assert plain.num_updates == fast.num_updates == updates
@@ -107,11 +115,15 @@ def test_the_warm_up_before_capture_leaves_no_trace(kind):
             encoder_step, value_step = fast.encoder, fast.rl
             rng = torch.get_rng_state()  # capture's static inputs are copies of real draws: undo the test's own
             noise = learner.draw_encoder_noise(CONFIG.batch_size, CONFIG.enc_horizon)
-            encoder_step.inputs = {"starts": buffer.sample_indices(CONFIG.enc_horizon, CONFIG.batch_size),
-                                   **{k: v for k, v in noise._asdict().items() if v is not None}}
+            encoder_step.inputs = {
+                "starts": buffer.sample_indices(CONFIG.enc_horizon, CONFIG.batch_size),
+                **{k: v for k, v in noise._asdict().items() if v is not None},
+            }
             noise = learner.draw_value_noise(CONFIG.batch_size)
-            value_step.inputs = {"uniforms": buffer.draw_uniforms(CONFIG.batch_size),
-                                 **{k: v for k, v in noise._asdict().items() if v is not None}}
+            value_step.inputs = {
+                "uniforms": buffer.draw_uniforms(CONFIG.batch_size),
+                **{k: v for k, v in noise._asdict().items() if v is not None},
+            }
             torch.set_rng_state(rng)
             encoder_step.rehearse(3)
             value_step.rehearse(3)
@@ -130,6 +142,7 @@ def test_the_warm_up_before_capture_leaves_no_trace(kind):
 
 def test_restore_zeroes_optimizer_state_created_after_the_snapshot():
     from mrq_agents.fast import snapshot
+
     param = torch.nn.Parameter(torch.ones(3))
     optimizer = torch.optim.AdamW([param], lr=0.1, fused=True)
     saved = snapshot([param], [optimizer])  # before the first step: no optimizer state

@@ -7,12 +7,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from helpers.model_folders import TINY, make_model_folder
+from mrq_agents.cli import app
 from mrq_agents.envs import EnvSpec
 from mrq_agents.learner import MRQLearner, build_networks
 from mrq_agents.replay import ReplayBuffer
-from mrq_agents.cli import app
 from mrq_agents.training.finetune import plan_transfer
-from helpers.model_folders import TINY, make_model_folder
 
 runner = CliRunner()
 VECTOR_3 = EnvSpec(obs_shape=(3,), pixels=False, frame_stack=1, discrete=False, action_dim=1)
@@ -62,14 +62,14 @@ def test_different_spaces_reinitialise_only_the_raw_input_and_output_layers():
 def test_vector_to_pixels_keeps_only_downstream_layers():
     source, transfer, learner = transferred_learner(VECTOR_3, PIXELS_9)
     new = set(transfer.new_layers)
-    assert {l for l in new if l.startswith("encoder.pixel_trunk")} and "encoder.zs_head" in new
-    assert not any(l.startswith("encoder.zs_mlp") for l in transfer.kept_layers)  # the vector trunk is gone
+    assert {name for name in new if name.startswith("encoder.pixel_trunk")} and "encoder.zs_head" in new
+    assert not any(name.startswith("encoder.zs_mlp") for name in transfer.kept_layers)  # the vector trunk is gone
     assert {"encoder.zsa.net.0", "encoder.model", "value.q1.head", "policy.net.net.0"} <= set(transfer.kept_layers)
 
 
 def test_other_channel_count_restarts_the_whole_conv_stack():
     source, transfer, learner = transferred_learner(PIXELS_9, PIXELS_4)
-    convs = [l for l in transfer.new_layers if l.startswith("encoder.pixel_trunk")]
+    convs = [name for name in transfer.new_layers if name.startswith("encoder.pixel_trunk")]
     assert len(convs) == 4  # convs 1-3 have fitting shapes but follow a new first layer
     assert "encoder.zs_head" in transfer.kept_layers  # same 84x84 frames: same flattened size
 
@@ -82,7 +82,9 @@ def test_freeze_encoder_keeps_transferred_encoder_layers_fixed():
     rng = np.random.default_rng(0)
     buffer.start_episode(rng.normal(size=4).astype(np.float32))
     for t in range(60):
-        buffer.add(int(rng.integers(2)), float(rng.normal()), False, t % 20 == 19, rng.normal(size=4).astype(np.float32))
+        buffer.add(
+            int(rng.integers(2)), float(rng.normal()), False, t % 20 == 19, rng.normal(size=4).astype(np.float32)
+        )
         if t % 20 == 19:
             buffer.start_episode(rng.normal(size=4).astype(np.float32))
     before = {k: v.clone() for k, v in learner.nets.state_dict().items()}
@@ -98,15 +100,29 @@ def test_bad_freeze_choice():
         plan_transfer(source_weights(VECTOR_3), VECTOR_3, TINY, "value", {})
 
 
-SMALL = ["--steps", "300", "--eval-every", "150", "--eval-episodes", "1", "--set", "batch_size=16",
-         "--set", "target_update_freq=20", "--set", "buffer_size=5000"]
+SMALL = [
+    "--steps",
+    "300",
+    "--eval-every",
+    "150",
+    "--eval-episodes",
+    "1",
+    "--set",
+    "batch_size=16",
+    "--set",
+    "target_update_freq=20",
+    "--set",
+    "buffer_size=5000",
+]
 
 
 def test_cli_finetune_run_folder_is_resumable_exportable_and_records_provenance(tmp_path):
     source, _, _ = make_model_folder(tmp_path / "source", "Pendulum-v1")
     out = tmp_path / "ft"
-    result = runner.invoke(app, ["finetune", str(source), "--env", "InvertedPendulum-v4", "--out", str(out),
-                                 "--warmup-steps", "100", *SMALL])
+    result = runner.invoke(
+        app,
+        ["finetune", str(source), "--env", "InvertedPendulum-v4", "--out", str(out), "--warmup-steps", "100", *SMALL],
+    )
     assert result.exit_code == 0, result.output
     assert "kept" in result.output and "re-initialised" in result.output and "encoder.zs_mlp.net.0" in result.output
     meta = json.loads((out / "config.json").read_text())
@@ -133,11 +149,14 @@ def test_default_warmup_is_the_source_configs(tmp_path):
     assert json.loads((out / "config.json").read_text())["algorithm"]["warmup_steps"] == 120
 
 
-@pytest.mark.parametrize("args, message", [
-    (["finetune", "NOT_A_MODEL", "--env", "Pendulum-v1"], "is not an MR.Q model config"),
-    (["finetune", "SOURCE", "--env", "Nope-v3"], "unknown env id 'Nope-v3'"),
-    (["finetune", "SOURCE", "--env", "Pendulum-v1", "--freeze", "value"], "--freeze must be one of"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["finetune", "NOT_A_MODEL", "--env", "Pendulum-v1"], "is not an MR.Q model config"),
+        (["finetune", "SOURCE", "--env", "Nope-v3"], "unknown env id 'Nope-v3'"),
+        (["finetune", "SOURCE", "--env", "Pendulum-v1", "--freeze", "value"], "--freeze must be one of"),
+    ],
+)
 def test_finetune_errors_are_one_line(args, message, tmp_path):
     source, _, _ = make_model_folder(tmp_path / "source", "Pendulum-v1")
     (tmp_path / "other").mkdir()
@@ -150,8 +169,20 @@ def test_finetune_errors_are_one_line(args, message, tmp_path):
 
 def test_finetune_from_a_zoo_id(tmp_path, offline_hub):
     out = tmp_path / "ft"
-    result = runner.invoke(app, ["finetune", "mrq-agents/mrq-InvertedPendulum-v4", "--env", "Pendulum-v1",
-                                 "--out", str(out), "--warmup-steps", "50", *SMALL])
+    result = runner.invoke(
+        app,
+        [
+            "finetune",
+            "mrq-agents/mrq-InvertedPendulum-v4",
+            "--env",
+            "Pendulum-v1",
+            "--out",
+            str(out),
+            "--warmup-steps",
+            "50",
+            *SMALL,
+        ],
+    )
     assert result.exit_code == 0, result.output
     provenance = json.loads((out / "config.json").read_text())["finetuned_from"]
     assert provenance["source"] == "mrq-agents/mrq-InvertedPendulum-v4"

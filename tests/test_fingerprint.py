@@ -20,16 +20,25 @@ import numpy as np
 import pytest
 import torch
 
+from helpers.replay import SPECS, fill_random
 from mrq_agents.config import MRQConfig
 from mrq_agents.fast import accelerate
 from mrq_agents.learner import MRQLearner
 from mrq_agents.machine import fingerprint
 from mrq_agents.replay import ReplayBuffer
-from helpers.replay import SPECS, fill_random
 
 RECORD = Path(__file__).parent / "data" / "fingerprints.json"
-CONFIG = MRQConfig(zs_dim=16, zsa_dim=16, za_dim=8, enc_hdim=32, value_hdim=32, policy_hdim=32, batch_size=8,
-                   buffer_size=1_000, target_update_freq=5)
+CONFIG = MRQConfig(
+    zs_dim=16,
+    zsa_dim=16,
+    za_dim=8,
+    enc_hdim=32,
+    value_hdim=32,
+    policy_hdim=32,
+    batch_size=8,
+    buffer_size=1_000,
+    target_update_freq=5,
+)
 CASES = [f"{kind}-{path}" for kind in SPECS for path in ("plain", "fast")]
 UPDATES = 12
 
@@ -93,8 +102,10 @@ def test_a_run_hashes_the_same_twice(case):
 def test_what_the_agent_learns_is_unchanged(case):
     record = recorded().get(machine_key())
     if record is None:
-        pytest.skip(f"no fingerprint recorded for this machine ({machine_key()}); the recorded ones are for "
-                    f"{len(recorded())} other machine(s). Record with: python tests/test_fingerprint.py")
+        pytest.skip(
+            f"no fingerprint recorded for this machine ({machine_key()}); the recorded ones are for "
+            f"{len(recorded())} other machine(s). Record with: python tests/test_fingerprint.py"
+        )
     assert recorded_run_hash(case) == record[case], f"{case}: what the agent learns changed"
 
 

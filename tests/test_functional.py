@@ -5,8 +5,19 @@ import math
 import pytest
 import torch
 
-from mrq_agents.functional import (draw_shifts, encoder_loss, lap_priority, masked_multistep_return, prefix_mask,
-                                   random_shift, sample_proportional, twohot_bins, twohot_cross_entropy, twohot_decode, twohot_encode)
+from mrq_agents.functional import (
+    draw_shifts,
+    encoder_loss,
+    lap_priority,
+    masked_multistep_return,
+    prefix_mask,
+    random_shift,
+    sample_proportional,
+    twohot_bins,
+    twohot_cross_entropy,
+    twohot_decode,
+    twohot_encode,
+)
 
 E = math.e
 # Small two-hot config: bins = symexp(linspace(-2, 2, 5)) = symexp([-2, -1, 0, 1, 2])
@@ -130,14 +141,16 @@ def test_twohot_cross_entropy_by_hand():
 
 # ------------------------------------------------------------------ masks and returns
 def test_prefix_mask_by_hand():
-    not_done = t([
-        [1, 1, 1],
-        [0, 1, 1],
-        [1, 0, 1],
-        [1, 1, 0],
-        [0, 0, 0],
-        [1, 0, 0],
-    ])
+    not_done = t(
+        [
+            [1, 1, 1],
+            [0, 1, 1],
+            [1, 0, 1],
+            [1, 1, 0],
+            [0, 0, 0],
+            [1, 0, 0],
+        ]
+    )
     # m_t = prod_{j<t} d_j: m_0 = 1 always; m_1 = d_0; m_2 = d_0 d_1
     expected = [
         [1, 1, 1],
@@ -156,20 +169,24 @@ def test_prefix_mask_horizon_one_is_all_ones():
 
 def test_masked_multistep_return_by_hand():
     gamma = 0.5
-    rewards = t([
-        [1, 2, 4],  # no termination
-        [1, 100, 1000],  # termination at step 0
-        [1, 2, 1000],  # termination at step 1
-        [1, 2, 4],  # termination at step 2
-        [1, 2, 4],  # truncation at step 1: d stays 1
-    ])
-    not_done = t([
-        [1, 1, 1],
-        [0, 1, 1],
-        [1, 0, 1],
-        [1, 1, 0],
-        [1, 1, 1],
-    ])
+    rewards = t(
+        [
+            [1, 2, 4],  # no termination
+            [1, 100, 1000],  # termination at step 0
+            [1, 2, 1000],  # termination at step 1
+            [1, 2, 4],  # termination at step 2
+            [1, 2, 4],  # truncation at step 1: d stays 1
+        ]
+    )
+    not_done = t(
+        [
+            [1, 1, 1],
+            [0, 1, 1],
+            [1, 0, 1],
+            [1, 1, 0],
+            [1, 1, 1],
+        ]
+    )
     returns, bootstrap = masked_multistep_return(rewards, not_done, gamma)
     assert returns.shape == (5, 1) and bootstrap.shape == (5, 1)
     expected_returns = [
@@ -203,8 +220,19 @@ def _loss_inputs(horizon=3, batch=2, z=4, seed=0):
 
 
 def _call_loss(inputs, not_done, use_done=True):
-    return encoder_loss(inputs["pred_zs"], inputs["target_zs"], inputs["reward_logits"], inputs["rewards"],
-                        inputs["done_pred"], not_done, small_bins(), 1.0, 0.1, 0.1, use_done)
+    return encoder_loss(
+        inputs["pred_zs"],
+        inputs["target_zs"],
+        inputs["reward_logits"],
+        inputs["rewards"],
+        inputs["done_pred"],
+        not_done,
+        small_bins(),
+        1.0,
+        0.1,
+        0.1,
+        use_done,
+    )
 
 
 def test_encoder_loss_per_term_by_hand():
@@ -215,8 +243,9 @@ def test_encoder_loss_per_term_by_hand():
     rewards = t([[0.3, -5.0]])
     done_pred = t([[0.5, 0.2]])
     not_done = t([[1, 0]])  # step 1 terminates: still counted (mask = d_0 = 1)
-    total, parts = encoder_loss(pred_zs, target_zs, reward_logits, rewards, done_pred, not_done, small_bins(),
-                                1.0, 0.1, 0.1, True)
+    total, parts = encoder_loss(
+        pred_zs, target_zs, reward_logits, rewards, done_pred, not_done, small_bins(), 1.0, 0.1, 0.1, True
+    )
     # dynamics: step 0 mean(1^2, 2^2) = 2.5; step 1 mean(1, 1) = 1  -> 3.5
     assert parts["dynamics_loss"].item() == pytest.approx(3.5)
     # reward: zero logits -> CE = log 5 at each step -> 2 log 5 = 3.2189
@@ -235,8 +264,9 @@ def test_encoder_loss_averages_over_batch_and_sums_over_steps():
     rewards = t([[0.3, -5.0], [1.0, 2.0]])
     done_pred = t([[0.5, 0.2], [0.0, 0.0]])
     not_done = t([[1, 0], [1, 1]])
-    total, parts = encoder_loss(pred_zs, target_zs, reward_logits, rewards, done_pred, not_done, small_bins(),
-                                2.0, 0.5, 1.0, True)
+    total, parts = encoder_loss(
+        pred_zs, target_zs, reward_logits, rewards, done_pred, not_done, small_bins(), 2.0, 0.5, 1.0, True
+    )
     # dynamics (3.5 + 0) / 2 = 1.75; reward (2 log 5 + 2 log 5) / 2 = 2 log 5; termination (0.89 + 0) / 2 = 0.445
     assert parts["dynamics_loss"].item() == pytest.approx(1.75)
     assert parts["reward_loss"].item() == pytest.approx(2 * math.log(5), rel=1e-6)
@@ -248,8 +278,19 @@ def test_encoder_loss_averages_over_batch_and_sums_over_steps():
 def test_encoder_loss_without_termination_term():
     pred_zs = t([[[1, 2], [0, 0]]])
     target_zs = t([[[0, 0], [1, 1]]])
-    total, parts = encoder_loss(pred_zs, target_zs, torch.zeros(1, 2, 5), t([[0.3, -5.0]]), t([[0.5, 0.2]]),
-                                t([[1, 0]]), small_bins(), 1.0, 0.1, 0.1, False)
+    total, parts = encoder_loss(
+        pred_zs,
+        target_zs,
+        torch.zeros(1, 2, 5),
+        t([[0.3, -5.0]]),
+        t([[0.5, 0.2]]),
+        t([[1, 0]]),
+        small_bins(),
+        1.0,
+        0.1,
+        0.1,
+        False,
+    )
     # 3.5 + 0.1 * 2 log 5, no 0.1 * 0.89
     assert total.item() == pytest.approx(3.5 + 0.2 * math.log(5), rel=1e-6)
     # The part is still reported (unweighted) for logging.
@@ -286,8 +327,19 @@ def test_encoder_loss_masked_case_by_hand():
     pred_zs = t([[[2], [50], [60]]])
     target_zs = t([[[0], [0], [0]]])
     done_pred = t([[0.4, 9.0, 9.0]])
-    total, parts = encoder_loss(pred_zs, target_zs, torch.zeros(1, 3, 5), t([[0.0, 1.0, 2.0]]), done_pred,
-                                t([[0, 0, 0]]), small_bins(), 1.0, 0.1, 0.1, True)
+    total, parts = encoder_loss(
+        pred_zs,
+        target_zs,
+        torch.zeros(1, 3, 5),
+        t([[0.0, 1.0, 2.0]]),
+        done_pred,
+        t([[0, 0, 0]]),
+        small_bins(),
+        1.0,
+        0.1,
+        0.1,
+        True,
+    )
     # dynamics 2^2 = 4; reward log 5; termination (0.4 - 1)^2 = 0.36
     assert parts["dynamics_loss"].item() == pytest.approx(4.0)
     assert parts["reward_loss"].item() == pytest.approx(math.log(5), rel=1e-6)
@@ -320,8 +372,12 @@ def _shifted_by_hand(image, dy, dx):
 
 
 def _find_shift(out, image, pad):
-    matches = [(dy, dx) for dy in range(-pad, pad + 1) for dx in range(-pad, pad + 1)
-               if torch.equal(out, _shifted_by_hand(image, dy, dx))]
+    matches = [
+        (dy, dx)
+        for dy in range(-pad, pad + 1)
+        for dx in range(-pad, pad + 1)
+        if torch.equal(out, _shifted_by_hand(image, dy, dx))
+    ]
     return matches
 
 
@@ -346,7 +402,7 @@ def test_random_shift_reaches_the_extreme_offsets():
     out = random_shift(images, draw_shifts(400, "cpu", pad=2), pad=2)
     dys, dxs = set(), set()
     for b in range(400):
-        (dy, dx), = _find_shift(out[b], images[b], 2)
+        ((dy, dx),) = _find_shift(out[b], images[b], 2)
         dys.add(dy)
         dxs.add(dx)
     assert dys == {-2, -1, 0, 1, 2} and dxs == {-2, -1, 0, 1, 2}

@@ -7,8 +7,8 @@ import imageio.v2 as imageio
 import pytest
 
 from helpers.model_folders import make_model_folder
-from mrq_agents.rendering import choose_gl_backend
 from helpers.user_env import MRQ, user_env
+from mrq_agents.rendering import choose_gl_backend
 
 HAS_HEADLESS_GL = bool(ctypes.util.find_library("EGL") or ctypes.util.find_library("OSMesa"))
 
@@ -18,9 +18,13 @@ def test_mrq_play_records_headless_without_any_setup(tmp_path):
     """`mrq play ENV --record` in a shell with no DISPLAY and no MUJOCO_GL (the README's line, on a small model)."""
     env_id = "InvertedPendulum-v4"  # a Gym MuJoCo env; an untrained policy drops the pole in a few steps
     folder, _, _ = make_model_folder(tmp_path / "model", env_id)
-    proc = subprocess.run(MRQ + ["play", env_id, "--model", str(folder), "--record", "--video-dir",
-                                 str(tmp_path / "videos")],
-                          capture_output=True, text=True, env=user_env(), timeout=300)
+    proc = subprocess.run(
+        MRQ + ["play", env_id, "--model", str(folder), "--record", "--video-dir", str(tmp_path / "videos")],
+        capture_output=True,
+        text=True,
+        env=user_env(),
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr and "DISPLAY" not in proc.stderr
     (path,) = (tmp_path / "videos").glob("*.mp4")
@@ -29,13 +33,16 @@ def test_mrq_play_records_headless_without_any_setup(tmp_path):
     reader.close()
 
 
-@pytest.mark.parametrize("environ, libraries, expected, pyopengl", [
-    ({}, {"EGL", "OSMesa"}, "egl", "egl"),                    # headless: EGL first
-    ({}, {"OSMesa"}, "osmesa", "osmesa"),                      # then OSMesa
-    ({}, set(), None, None),                                   # neither: left to MuJoCo's own message
-    ({"DISPLAY": ":0"}, {"EGL"}, None, None),                  # a display: GLFW as usual
-    ({"MUJOCO_GL": "osmesa"}, {"EGL"}, "osmesa", None),        # the user's choice is kept as it is
-])
+@pytest.mark.parametrize(
+    "environ, libraries, expected, pyopengl",
+    [
+        ({}, {"EGL", "OSMesa"}, "egl", "egl"),  # headless: EGL first
+        ({}, {"OSMesa"}, "osmesa", "osmesa"),  # then OSMesa
+        ({}, set(), None, None),  # neither: left to MuJoCo's own message
+        ({"DISPLAY": ":0"}, {"EGL"}, None, None),  # a display: GLFW as usual
+        ({"MUJOCO_GL": "osmesa"}, {"EGL"}, "osmesa", None),  # the user's choice is kept as it is
+    ],
+)
 def test_choose_gl_backend(environ, libraries, expected, pyopengl):
     environ = dict(environ)
     got = choose_gl_backend(environ, platform="linux", find_library=lambda name: name if name in libraries else None)

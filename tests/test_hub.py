@@ -1,8 +1,8 @@
 """Hub layer (`mrq_agents.hub`) against the real `huggingface_hub` client, fully offline.
 
-The client talks to a loopback Hub (tests/helpers/hub_server.py) and keeps its cache in a temp dir. huggingface_hub reads
-HF_ENDPOINT, HF_HOME, HF_HUB_CACHE and HF_HUB_OFFLINE once, when it is imported, so every scenario runs the client
-in a fresh subprocess whose environment sets them: the same thing a user's shell does.
+The client talks to a loopback Hub (tests/helpers/hub_server.py) and keeps its cache in a temp dir.
+huggingface_hub reads HF_ENDPOINT, HF_HOME, HF_HUB_CACHE and HF_HUB_OFFLINE once, when it is imported, so every
+scenario runs the client in a fresh subprocess whose environment sets them: the same thing a user's shell does.
 """
 
 import json
@@ -21,7 +21,13 @@ from mrq_agents.errors import CheckpointError
 from mrq_agents.hub import push_folder, resolve_source
 
 REPO, TOKEN = "org/mrq-test", "hf_dummy_test_token"
-DOWNLOADED = ["README.md", "actor.onnx", "config.json", "model.safetensors", "results.json"]  # what resolve_source fetches
+DOWNLOADED = [
+    "README.md",
+    "actor.onnx",
+    "config.json",
+    "model.safetensors",
+    "results.json",
+]  # what resolve_source fetches
 UPLOADED = DOWNLOADED + ["learning_curve.png", "metrics.csv", "replay.mp4"]  # what push_folder sends
 NOT_UPLOADED = ["checkpoint.safetensors", "events.out.tfevents.1700000000.host.123.0"]
 MODEL_CARD = """---
@@ -65,8 +71,9 @@ print(json.dumps(results))
 
 def hub_client(env: dict, *calls: tuple[str, dict]) -> list[dict]:
     """Run `calls` in order in one fresh Python process with environment `env`."""
-    run = subprocess.run([sys.executable, "-c", CLIENT, json.dumps(calls)], env=env, capture_output=True,
-                         text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-c", CLIENT, json.dumps(calls)], env=env, capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 0, run.stderr[-4000:]
     return json.loads(run.stdout.splitlines()[-1])
 
@@ -86,8 +93,12 @@ def export_dir(tmp_path: Path) -> Path:
     """An export folder as `mrq` writes it, plus run-folder files that must never be uploaded."""
     folder = tmp_path / "export"
     folder.mkdir()
-    config = {"format_version": 1, "algorithm": {"zs_dim": 32}, "env": {"env_id": "CartPole-v1"},
-              "spaces": {"obs_shape": [4], "action_kind": "discrete", "action_dim": 2}}
+    config = {
+        "format_version": 1,
+        "algorithm": {"zs_dim": 32},
+        "env": {"env_id": "CartPole-v1"},
+        "spaces": {"obs_shape": [4], "action_kind": "discrete", "action_dim": 2},
+    }
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     write_weights(folder / "model.safetensors", 1.0)
     (folder / "actor.onnx").write_bytes(b"\x08\x07onnx graph")
@@ -104,11 +115,19 @@ def export_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def hf_env(tmp_path: Path) -> dict:
     """The subprocess environment: a fresh HF cache, a dummy token, no telemetry; HF_ENDPOINT is added per test."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("HF_", "HUGGINGFACE_")) and k != "TRANSFORMERS_OFFLINE"}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_")) and k != "TRANSFORMERS_OFFLINE"
+    }
     home = tmp_path / "hf_home"
-    env.update(HF_HOME=str(home), HF_HUB_CACHE=str(home / "hub"), HF_TOKEN=TOKEN, HF_HUB_DISABLE_TELEMETRY="1",
-               HF_HUB_DISABLE_PROGRESS_BARS="1", NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+    env.update(
+        HF_HOME=str(home),
+        HF_HUB_CACHE=str(home / "hub"),
+        HF_TOKEN=TOKEN,
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+        NO_PROXY="127.0.0.1,localhost",
+        no_proxy="127.0.0.1,localhost",
+    )
     return env
 
 
@@ -147,8 +166,9 @@ def test_push_pull_round_trip(export_dir: Path, hf_env: dict, disable_xet: str):
         old_weights = (export_dir / "model.safetensors").read_bytes()
         write_weights(export_dir / "model.safetensors", 2.0)
         (export_dir / "results.json").write_text(json.dumps({"mean_return": 480.0}))
-        second, latest, old = hub_client(env, push(export_dir, commit_message="Retrained"), resolve(),
-                                         resolve(revision=sha1))
+        second, latest, old = hub_client(
+            env, push(export_dir, commit_message="Retrained"), resolve(), resolve(revision=sha1)
+        )
     sha2 = second["ok"].rsplit("/commit/", 1)[-1]
     assert re.fullmatch(r"[0-9a-f]{40}", sha2) and sha2 != sha1
     assert Path(latest["ok"]).name == sha2 and Path(old["ok"]).name == sha1
@@ -168,8 +188,12 @@ def test_cached_repo_resolves_when_hub_is_down_or_offline(export_dir: Path, hf_e
     assert "could not reach the Hub" in error_of(unreachable_push)
     # HF_HUB_OFFLINE=1: no request at all; the cache answers, and an uncached repo is a one-line error.
     offline, by_flag, unknown, offline_push = hub_client(
-        {**env, "HF_HUB_OFFLINE": "1"}, resolve(), resolve(local_files_only=True), resolve("org/never-pushed"),
-        push(export_dir))
+        {**env, "HF_HUB_OFFLINE": "1"},
+        resolve(),
+        resolve(local_files_only=True),
+        resolve("org/never-pushed"),
+        push(export_dir),
+    )
     assert offline["ok"] == by_flag["ok"] == online["ok"]
     assert sorted(p.name for p in Path(offline["ok"]).iterdir()) == DOWNLOADED
     message = error_of(unknown)
@@ -182,9 +206,16 @@ def test_hub_errors_are_one_line(export_dir: Path, hf_env: dict, tmp_path: Path)
     with HubServer(token=TOKEN) as hub:
         hub.commit("org/not-mrq", {"README.md": b"# just a readme\n"})
         env = {**hf_env, "HF_ENDPOINT": hub.url}
-        results = hub_client(env, push(export_dir), resolve("org/not-mrq"), resolve("org/missing"),
-                             resolve(revision="no-such-branch"), resolve(revision="0" * 40),
-                             push(export_dir, token="hf_wrong_token"), push(export_dir, repo_id="org/bad--name"))
+        results = hub_client(
+            env,
+            push(export_dir),
+            resolve("org/not-mrq"),
+            resolve("org/missing"),
+            resolve(revision="no-such-branch"),
+            resolve(revision="0" * 40),
+            push(export_dir, token="hf_wrong_token"),
+            push(export_dir, repo_id="org/bad--name"),
+        )
     pushed, not_mrq, missing, bad_branch, bad_sha, bad_token, bad_id = results
     assert "ok" in pushed
     assert error_of(not_mrq).startswith("org/not-mrq is not an MR.Q export: no config.json")

@@ -8,11 +8,11 @@ import torch
 from safetensors import safe_open
 from typer.testing import CliRunner
 
+from helpers.model_folders import make_model_folder
 from mrq_agents import Policy, zoo
 from mrq_agents.cli import app
 from mrq_agents.errors import CheckpointError
 from mrq_agents.serialization import load_tensors, save_tensors
-from helpers.model_folders import make_model_folder
 
 
 def overwrite_tensor_bytes(path):
@@ -22,9 +22,9 @@ def overwrite_tensor_bytes(path):
         numel = f.get_tensor(name).numel()
     raw = bytearray(path.read_bytes())
     header_len = int.from_bytes(raw[:8], "little")
-    offsets = json.loads(raw[8:8 + header_len])[name]["data_offsets"]
+    offsets = json.loads(raw[8 : 8 + header_len])[name]["data_offsets"]
     start = 8 + header_len + offsets[0]
-    raw[start:start + 4 * numel] = b"\xff\xff\xff\x7f" * numel  # float32 NaN
+    raw[start : start + 4 * numel] = b"\xff\xff\xff\x7f" * numel  # float32 NaN
     path.write_bytes(bytes(raw))
 
 

@@ -10,8 +10,17 @@ from mrq_agents.envs import EnvSpec
 from mrq_agents.learner import MRQLearner
 from mrq_agents.replay import ReplayBuffer
 
-CONFIG = MRQConfig(zs_dim=16, zsa_dim=16, za_dim=8, enc_hdim=16, value_hdim=16, policy_hdim=16, batch_size=4,
-                   buffer_size=200, target_update_freq=5)
+CONFIG = MRQConfig(
+    zs_dim=16,
+    zsa_dim=16,
+    za_dim=8,
+    enc_hdim=16,
+    value_hdim=16,
+    policy_hdim=16,
+    batch_size=4,
+    buffer_size=200,
+    target_update_freq=5,
+)
 CONTINUOUS = EnvSpec(obs_shape=(3,), pixels=False, frame_stack=1, discrete=False, action_dim=2)
 DISCRETE = EnvSpec(obs_shape=(3,), pixels=False, frame_stack=1, discrete=True, action_dim=4)
 SPECS = pytest.mark.parametrize("spec", [CONTINUOUS, DISCRETE], ids=["continuous", "discrete"])
@@ -23,12 +32,20 @@ def fill(buffer, spec, rng, episodes=6, length=10, rewards=None):
     for episode in range(episodes):
         buffer.start_episode(rng.standard_normal(3).astype(np.float32))
         for t in range(length):
-            action = int(rng.integers(spec.action_dim)) if spec.discrete else \
-                rng.uniform(-1, 1, spec.action_dim).astype(np.float32)
+            action = (
+                int(rng.integers(spec.action_dim))
+                if spec.discrete
+                else rng.uniform(-1, 1, spec.action_dim).astype(np.float32)
+            )
             reward = float(rng.uniform(-2, 2)) if rewards is None else rewards
             last = t == length - 1
-            buffer.add(action, reward, last and episode % 2 == 0, last and episode % 2 == 1,
-                       rng.standard_normal(3).astype(np.float32))
+            buffer.add(
+                action,
+                reward,
+                last and episode % 2 == 0,
+                last and episode % 2 == 1,
+                rng.standard_normal(3).astype(np.float32),
+            )
             stored.append(reward)
     return stored
 
@@ -37,8 +54,13 @@ def make(spec, seed=0, config=CONFIG, **fill_kwargs):
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     learner = MRQLearner(spec, config, "cpu")
-    buffer = ReplayBuffer(spec, config.buffer_size, horizons=(config.enc_horizon, config.q_horizon),
-                          prioritized=config.prioritized, device="cpu")
+    buffer = ReplayBuffer(
+        spec,
+        config.buffer_size,
+        horizons=(config.enc_horizon, config.q_horizon),
+        prioritized=config.prioritized,
+        device="cpu",
+    )
     rewards = fill(buffer, spec, rng, **fill_kwargs)
     return learner, buffer, rewards, rng
 
@@ -104,16 +126,19 @@ def test_target_sync_cadence(spec, monkeypatch):
 
 
 def test_target_sync_every_250_updates_with_the_paper_default(monkeypatch):
-    """The paper's cadence itself (docs/algorithm.md): target_update_freq=250, syncs at updates 0, 250 and 500, 250 encoder updates each."""
-    config = MRQConfig(zs_dim=8, zsa_dim=8, za_dim=4, enc_hdim=8, value_hdim=8, policy_hdim=8, batch_size=2,
-                       buffer_size=200)
+    """The paper's cadence itself (docs/algorithm.md): target_update_freq=250, syncs at updates 0, 250 and 500,
+    250 encoder updates each."""
+    config = MRQConfig(
+        zs_dim=8, zsa_dim=8, za_dim=4, enc_hdim=8, value_hdim=8, policy_hdim=8, batch_size=2, buffer_size=200
+    )
     assert config.target_update_freq == 250
     learner, buffer, _, _ = make(CONTINUOUS, config=config)
     syncs, encoder_updates = [], []
     sync, encode = learner.sync_targets, learner.encoder_update
     monkeypatch.setattr(learner, "sync_targets", lambda: (syncs.append(learner.num_updates), sync())[1])
-    monkeypatch.setattr(learner, "encoder_update",
-                        lambda *a, **k: (encoder_updates.append(learner.num_updates), encode(*a, **k))[1])
+    monkeypatch.setattr(
+        learner, "encoder_update", lambda *a, **k: (encoder_updates.append(learner.num_updates), encode(*a, **k))[1]
+    )
     for _ in range(501):
         learner.update(buffer)
     assert syncs == [0, 250, 500]
@@ -166,7 +191,10 @@ def test_targets_hold_the_online_weights_from_the_last_sync():
 # ------------------------------------------------------------------ reward scales
 def test_reward_scales_follow_the_sync():
     learner, buffer, rewards, rng = make(CONTINUOUS)
-    assert (learner.reward_scale, learner.target_reward_scale) == (1.0, 0.0)  # initial values (docs/algorithm.md: 1 and 0)
+    assert (learner.reward_scale, learner.target_reward_scale) == (
+        1.0,
+        0.0,
+    )  # initial values (docs/algorithm.md: 1 and 0)
     mean_abs = sum(abs(r) for r in rewards) / len(rewards)  # the buffer holds 60 transitions, none overwritten
     learner.update(buffer)
     assert learner.target_reward_scale == 1.0
@@ -336,6 +364,7 @@ class ConstantQ(torch.nn.Module):
 @SPECS
 def test_value_target_by_hand(spec):
     from mrq_agents.replay import Batch
+
     config = MRQConfig(**{**CONFIG.to_dict(), "discount": 0.5})
     torch.manual_seed(0)
     learner = MRQLearner(spec, config, "cpu")
@@ -373,6 +402,7 @@ def test_discrete_noise_is_halved():
 # ------------------------------------------------------------------ network shapes and sizes
 def test_paper_sized_networks_for_halfcheetah():
     from mrq_agents.networks import MRQNetworks
+
     nets = MRQNetworks((17,), False, 6, False, MRQConfig())
     count = {name: sum(p.numel() for p in getattr(nets, name).parameters()) for name in ("encoder", "value", "policy")}
     # Linear(i, o) has i*o + o parameters; layer norms have none.
@@ -396,6 +426,7 @@ def test_paper_sized_networks_for_halfcheetah():
 
 def test_network_output_shapes():
     from mrq_agents.networks import MRQNetworks, PixelTrunk
+
     assert PixelTrunk(9, (84, 84)).out_dim == 1568  # 84 -> 41 -> 20 -> 9 -> 7 (strides 2, 2, 2, 1): 32 * 7 * 7
     nets = MRQNetworks((17,), False, 6, False, CONFIG)
     zs = nets.encoder.state(torch.randn(5, 17))

@@ -12,10 +12,28 @@ pytestmark = pytest.mark.slow
 
 def test_pendulum_learns(tmp_path):
     out = tmp_path / "pendulum"
-    cmd = [sys.executable, "-m", "mrq_agents.cli", "train", "Pendulum-v1", "--preset", "small",
-           "--steps", "3000", "--eval-every", "1000", "--eval-episodes", "5", "--seed", "0", "--out", str(out)]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "mrq_agents.cli",
+        "train",
+        "Pendulum-v1",
+        "--preset",
+        "small",
+        "--steps",
+        "3000",
+        "--eval-every",
+        "1000",
+        "--eval-episodes",
+        "5",
+        "--seed",
+        "0",
+        "--out",
+        str(out),
+    ]
+    result = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     returns = [float(r["eval_return_mean"]) for r in rows]

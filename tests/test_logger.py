@@ -30,8 +30,9 @@ def test_rows_png_and_tensorboard(tmp_path):
         rows = log.rows()
     assert rows == [_row(1000, value_loss=0.25), _row(2000, value_loss=None)]
     assert isinstance(rows[0]["step"], int)
-    assert (tmp_path / "metrics.csv").read_text().splitlines()[0] == \
-        "step,wall_time,eval_return_mean,eval_return_std,value_loss"
+    assert (tmp_path / "metrics.csv").read_text().splitlines()[
+        0
+    ] == "step,wall_time,eval_return_mean,eval_return_std,value_loss"
     assert (tmp_path / "learning_curve.png").read_bytes()[:8] == PNG_MAGIC
     assert glob.glob(str(tmp_path / "events.out.tfevents.*"))
     assert _tb_steps(tmp_path, "eval/return_mean") == [1000, 2000]

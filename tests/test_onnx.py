@@ -11,14 +11,18 @@ import onnx
 import pytest
 from typer.testing import CliRunner
 
+from helpers.model_folders import make_model_folder
 from mrq_agents import Policy, zoo
 from mrq_agents.cli import app
 from mrq_agents.errors import CheckpointError, ConfigError, MRQError, ObservationError
-from helpers.model_folders import make_model_folder
 
 # env id -> (kind, uses a pixel observation)
-CASES = {"Pendulum-v1": "vector", "CartPole-v1": "discrete", "ALE/Pong-v5": "pixel",
-         "Dmc-visual-cartpole-balance": "pixel-continuous"}
+CASES = {
+    "Pendulum-v1": "vector",
+    "CartPole-v1": "discrete",
+    "ALE/Pong-v5": "pixel",
+    "Dmc-visual-cartpole-balance": "pixel-continuous",
+}
 
 
 @pytest.fixture(scope="module")
@@ -143,8 +147,10 @@ def test_save_pretrained_on_the_onnx_backend_copies_weights_and_graph(exports, t
     out = policy.save_pretrained(tmp_path / "copy")
     for name in ("model.safetensors", "actor.onnx"):
         assert (out / name).read_bytes() == (exports["CartPole-v1"] / name).read_bytes()
-    assert json.loads((out / "config.json").read_text())["weights_sha256"] == \
-        json.loads((exports["CartPole-v1"] / "config.json").read_text())["weights_sha256"]
+    assert (
+        json.loads((out / "config.json").read_text())["weights_sha256"]
+        == json.loads((exports["CartPole-v1"] / "config.json").read_text())["weights_sha256"]
+    )
     batch = observations(policy)
     np.testing.assert_array_equal(Policy.from_pretrained(out, backend="onnx").act(batch), policy.act(batch))
 
@@ -185,10 +191,13 @@ def test_wrong_observation_shape_is_a_one_line_error(exports):
     assert "\n" not in str(err.value) and isinstance(err.value, (MRQError, ValueError))
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"backend": "tensorflow"}, "unknown backend 'tensorflow'"),
-    ({"backend": "onnx", "device": "cuda"}, "backend='onnx' runs on the CPU"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"backend": "tensorflow"}, "unknown backend 'tensorflow'"),
+        ({"backend": "onnx", "device": "cuda"}, "backend='onnx' runs on the CPU"),
+    ],
+)
 def test_bad_backend_arguments_are_one_line_errors(kwargs, message, exports):
     with pytest.raises(ConfigError, match=message):
         Policy.from_pretrained(exports["Pendulum-v1"], **kwargs)

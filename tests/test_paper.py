@@ -11,18 +11,21 @@ from mrq_agents.cli import app
 from mrq_agents.envs import resolve_env
 
 
-@pytest.mark.parametrize("env_id, name", [
-    ("HalfCheetah-v4", "Gym-HalfCheetah-v4"),
-    ("Gym-HalfCheetah-v4", "Gym-HalfCheetah-v4"),
-    ("Dmc-walker-walk", "Dmc-walker-walk"),
-    ("dm_control/walker-walk-v0", "Dmc-walker-walk"),
-    ("Dmc-visual-walker-walk", "Dmc-visual-walker-walk"),
-    ("ALE/Pong-v5", "Atari-Pong-v5"),
-    ("Atari-Pong-v5", "Atari-Pong-v5"),
-    ("CartPole-v1", None),
-    ("InvertedPendulum-v4", None),
-    ("HalfCheetah-v5", None),
-])
+@pytest.mark.parametrize(
+    "env_id, name",
+    [
+        ("HalfCheetah-v4", "Gym-HalfCheetah-v4"),
+        ("Gym-HalfCheetah-v4", "Gym-HalfCheetah-v4"),
+        ("Dmc-walker-walk", "Dmc-walker-walk"),
+        ("dm_control/walker-walk-v0", "Dmc-walker-walk"),
+        ("Dmc-visual-walker-walk", "Dmc-visual-walker-walk"),
+        ("ALE/Pong-v5", "Atari-Pong-v5"),
+        ("Atari-Pong-v5", "Atari-Pong-v5"),
+        ("CartPole-v1", None),
+        ("InvertedPendulum-v4", None),
+        ("HalfCheetah-v5", None),
+    ],
+)
 def test_paper_env_names(env_id, name):
     assert paper.paper_env_name(env_id) == name
     assert paper.paper_env_name(resolve_env(env_id)) == name  # the same from the resolved EnvConfig
@@ -43,7 +46,8 @@ def test_placement_at_an_evaluated_step():
         assert (place.paper_step, place.mean, place.p25, place.p75) == (20_000, 944.4, 912.9, 995.0)
         assert place.where == where
     assert paper.placement("Dmc-cartpole-balance", 20_000, 950.0).text() == (
-        "inside the paper's interquartile range: paper 944.4 (IQR 912.9 to 995) at 20,000 steps")
+        "inside the paper's interquartile range: paper 944.4 (IQR 912.9 to 995) at 20,000 steps"
+    )
 
 
 def test_placement_uses_the_nearest_evaluated_step_at_or_below():
@@ -58,8 +62,10 @@ def test_a_trained_score_is_not_placed_against_the_untrained_step_0():
     # Atari-Breakout-v5: 0 -> 1.7 (IQR 1.1 to 2.4), next evaluation 100k; Gym evaluates every 5k from 0.
     place = paper.placement("ALE/Breakout-v5", 40_000, 3.0)
     assert (place.paper_step, place.mean, place.where, place.next_paper_step) == (0, 1.7, None, 100_000)
-    assert place.text() == ("paper 1.7 (IQR 1.1 to 2.4) at 0 steps (the untrained agents; the paper's next "
-                            "evaluation is at 100,000, so a score at 40,000 is not placed)")
+    assert place.text() == (
+        "paper 1.7 (IQR 1.1 to 2.4) at 0 steps (the untrained agents; the paper's next "
+        "evaluation is at 100,000, so a score at 40,000 is not placed)"
+    )
     assert paper.placement("ALE/Breakout-v5", 0, 3.0).where == "above"  # step 0 against step 0 is placed
     assert paper.placement("ALE/Breakout-v5", 100_000, 3.0).where == "below"  # IQR 9.6 to 11.3
     assert paper.placement("HalfCheetah-v4", 4_999, 0.0).where is None
@@ -79,8 +85,10 @@ def test_normalisation_per_benchmark():
     assert paper.normalise("ALE/Pong-v5", [-20.7, 14.6]) == pytest.approx([0.0, 1.0])
     assert paper.normalise("HalfCheetah-v4", [1000.0]) is None  # TD3 constants not bundled
     assert paper.normalise("CartPole-v1", [1.0]) is None
-    assert [paper.benchmark(e) for e in ("HalfCheetah-v4", "Dmc-walker-walk", "Dmc-visual-walker-walk", "ALE/Pong-v5",
-                                          "CartPole-v1")] == ["gym", "dmc", "dmc-visual", "atari", None]
+    assert [
+        paper.benchmark(e)
+        for e in ("HalfCheetah-v4", "Dmc-walker-walk", "Dmc-visual-walker-walk", "ALE/Pong-v5", "CartPole-v1")
+    ] == ["gym", "dmc", "dmc-visual", "atari", None]
 
 
 def test_every_atari_game_of_the_paper_has_normalisation_constants():
@@ -106,12 +114,13 @@ def test_model_card_and_eval_place_a_dmc_agent_against_the_paper(tmp_path):
     import csv
 
     from helpers.model_folders import make_model_folder
-
     from mrq_agents import Policy
 
     folder, _, _ = make_model_folder(tmp_path / "run", "Dmc-cartpole-balance")
     with open(folder / "metrics.csv", "w", newline="") as f:  # as if trained for 20k steps
-        csv.writer(f).writerows([["step", "wall_time", "eval_return_mean", "eval_return_std"], [20_000, 60.0, 1.0, 0.0]])
+        csv.writer(f).writerows(
+            [["step", "wall_time", "eval_return_mean", "eval_return_std"], [20_000, 60.0, 1.0, 0.0]]
+        )
     policy = Policy.from_pretrained(folder)
     results = {"mean": 950.0, "std": 1.0, "episodes": 10, "seed": 0, "deterministic": True, "date": "2026-01-01"}
     policy.save_pretrained(tmp_path / "export", results=results)
@@ -120,7 +129,9 @@ def test_model_card_and_eval_place_a_dmc_agent_against_the_paper(tmp_path):
     assert "**inside** the paper's interquartile range at this step" in card
     result = CliRunner().invoke(app, ["eval", str(folder), "--episodes", "1"])
     assert result.exit_code == 0, result.output
-    assert ("vs paper: below the paper's interquartile range: paper 944.4 (IQR 912.9 to 995) at 20,000 steps "
-            "(this agent: 20,000 steps)") in result.output
+    assert (
+        "vs paper: below the paper's interquartile range: paper 944.4 (IQR 912.9 to 995) at 20,000 steps "
+        "(this agent: 20,000 steps)"
+    ) in result.output
     as_json = CliRunner().invoke(app, ["eval", str(folder), "--episodes", "1", "--json"])
     assert json.loads(as_json.output)["paper"]["where"] == "below"  # an untrained network

@@ -9,10 +9,10 @@ import imageio.v2 as imageio
 import pytest
 from typer.testing import CliRunner
 
+from helpers.model_folders import make_model_folder
 from mrq_agents import zoo
 from mrq_agents.cli import app
 from mrq_agents.paper import paper_env_name
-from helpers.model_folders import make_model_folder
 
 runner = CliRunner()
 
@@ -44,8 +44,14 @@ def test_play_zoo_env_records_full_resolution_video(tmp_path):
 def test_play_breakout_records_the_zoo_agent_from_a_clean_environment(tmp_path):
     """The package's first line, as a user types it: no display, no GL or Hub variables, the bundled agent."""
     env = {"PATH": str(Path(sys.executable).parent) + os.pathsep + "/usr/bin:/bin", "HOME": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-m", "mrq_agents.cli", "play", "ALE/Breakout-v5", "--record"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "mrq_agents.cli", "play", "ALE/Breakout-v5", "--record"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     (line,) = episode_lines(done.stdout)
     steps = int(line.split(", ")[1].split()[0])
@@ -59,8 +65,9 @@ def test_play_breakout_records_the_zoo_agent_from_a_clean_environment(tmp_path):
 
 def test_play_atari_model_records_video(tmp_path):
     folder, _, _ = make_model_folder(tmp_path / "pong", "ALE/Pong-v5")
-    result = runner.invoke(app, ["play", "ALE/Pong-v5", "--model", str(folder), "--record",
-                                 "--video-dir", str(tmp_path / "videos")])
+    result = runner.invoke(
+        app, ["play", "ALE/Pong-v5", "--model", str(folder), "--record", "--video-dir", str(tmp_path / "videos")]
+    )
     assert result.exit_code == 0, result.output
     (line,) = episode_lines(result.output)
     steps = int(line.split(", ")[1].split()[0])
@@ -74,14 +81,20 @@ def test_play_without_record_prints_returns(tmp_path):
     assert len(episode_lines(result.output)) == 2 and "200 steps" in result.output
 
 
-@pytest.mark.parametrize("args, message", [
-    (["play", "ALE/Pong-v5"], "the zoo has no agent for 'ALE/Pong-v5' (zoo envs:"),
-    (["play", "HalfCheetah-v5"], "it has one for 'HalfCheetah-v4', another version of the same env with the same "
-                                 "observation and action spaces: play it with `mrq play HalfCheetah-v4`"),
-    (["play", "CartPole-v1", "--model", "MODEL"], "was trained on 'Pendulum-v1', not 'CartPole-v1'"),
-    (["play", "Nope-v9"], "'Nope-v9' is not a supported env id, a model folder, or a Hub repo id"),
-    (["play", "org/not-there"], "not found on the Hub or in the local cache"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["play", "ALE/Pong-v5"], "the zoo has no agent for 'ALE/Pong-v5' (zoo envs:"),
+        (
+            ["play", "HalfCheetah-v5"],
+            "it has one for 'HalfCheetah-v4', another version of the same env with the same "
+            "observation and action spaces: play it with `mrq play HalfCheetah-v4`",
+        ),
+        (["play", "CartPole-v1", "--model", "MODEL"], "was trained on 'Pendulum-v1', not 'CartPole-v1'"),
+        (["play", "Nope-v9"], "'Nope-v9' is not a supported env id, a model folder, or a Hub repo id"),
+        (["play", "org/not-there"], "not found on the Hub or in the local cache"),
+    ],
+)
 def test_play_errors_are_one_line(args, message, tmp_path, offline_hub):
     folder, _, _ = make_model_folder(tmp_path / "pendulum", "Pendulum-v1")
     result = runner.invoke(app, [str(folder) if a == "MODEL" else a for a in args])
@@ -104,11 +117,15 @@ def test_zoo_list_shows_entries():
     assert {zoo.preset(e) for e in zoo.entries()} >= {"small", "paper"}
 
 
-@pytest.mark.parametrize("env_id, expected", [
-    ("Dmc-walker-walk", "dm_control/walker-walk-v0"), ("Gym-Hopper-v4", "Hopper-v4"),
-    ("ALE/Breakout-v5", "ALE/Breakout-v5"),
-    ("Dmc-visual-walker-walk", "Dmc-visual-walker-walk"),  # its Gymnasium id would be the proprioceptive task
-])
+@pytest.mark.parametrize(
+    "env_id, expected",
+    [
+        ("Dmc-walker-walk", "dm_control/walker-walk-v0"),
+        ("Gym-Hopper-v4", "Hopper-v4"),
+        ("ALE/Breakout-v5", "ALE/Breakout-v5"),
+        ("Dmc-visual-walker-walk", "Dmc-visual-walker-walk"),  # its Gymnasium id would be the proprioceptive task
+    ],
+)
 def test_zoo_play_id(env_id, expected):
     assert zoo.play_id({"env_id": env_id}) == expected
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from helpers.model_folders import make_model_folder
 from mrq_agents import Policy
 from mrq_agents.errors import CheckpointError, MRQError
-from helpers.model_folders import make_model_folder
 
 
 @pytest.fixture
@@ -145,8 +145,10 @@ def test_wrong_observation_shape_is_a_clear_error(pendulum):
         policy.act(np.zeros(4))
 
 
-@pytest.mark.parametrize("case", ["missing", "file", "no_config", "newer", "not_mrq", "corrupt", "wrong_shapes",
-                                  "missing_tensor", "empty_weights"])
+@pytest.mark.parametrize(
+    "case",
+    ["missing", "file", "no_config", "newer", "not_mrq", "corrupt", "wrong_shapes", "missing_tensor", "empty_weights"],
+)
 def test_bad_sources_are_one_line_errors(case, pendulum, cartpole, tmp_path):
     source = tmp_path / "model"
     if case != "missing":
@@ -195,16 +197,22 @@ def test_train_with_unusable_device_exits_cleanly(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("env_id, difference", [
-    ("CartPole-v1", "observation shape (4,) instead of (3,); actions Discrete(2) instead of Box(1,)"),
-    ("InvertedPendulum-v4", "observation shape (4,) instead of (3,)"),
-])
+@pytest.mark.parametrize(
+    "env_id, difference",
+    [
+        ("CartPole-v1", "observation shape (4,) instead of (3,); actions Discrete(2) instead of Box(1,)"),
+        ("InvertedPendulum-v4", "observation shape (4,) instead of (3,)"),
+    ],
+)
 def test_wrap_refuses_an_env_with_other_spaces(pendulum, env_id, difference):
     import gymnasium as gym
 
     policy = Policy.from_pretrained(pendulum[0])
-    with pytest.raises(MRQError, match=r"^the env '" + env_id + r"' does not fit this policy \(trained on "
-                                         r"'Pendulum-v1'\): " + difference.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(
+        MRQError,
+        match=r"^the env '" + env_id + r"' does not fit this policy \(trained on "
+        r"'Pendulum-v1'\): " + difference.replace("(", r"\(").replace(")", r"\)"),
+    ):
         policy.wrap(gym.make(env_id))
 
 
@@ -255,14 +263,17 @@ def test_compact_export_halves_what_acting_does_not_read_and_acts_identically(pe
         full = policy.save_pretrained(tmp_path / "full" / folder.parent.name)
         compact = policy.save_pretrained(tmp_path / "compact" / folder.parent.name, compact=True)
         stored = load_file(str(compact / "model.safetensors"))
-        assert {k for k, v in stored.items() if v.dtype == torch.float16} == {k for k in stored if not is_acting_tensor(k)}
+        assert {k for k, v in stored.items() if v.dtype == torch.float16} == {
+            k for k in stored if not is_acting_tensor(k)
+        }
         for name, value in learner.nets.state_dict().items():  # acting tensors exact, the rest float16-rounded
             expected = value if is_acting_tensor(name) else value.half()
             assert torch.equal(stored[name], expected), name
         assert (compact / "model.safetensors").stat().st_size < (full / "model.safetensors").stat().st_size
         meta = json.loads((compact / "config.json").read_text())
         assert meta["weights_storage"] == "compact" and "weights_storage" not in json.loads(
-            (full / "config.json").read_text())
+            (full / "config.json").read_text()
+        )
         assert "float16" in (compact / "README.md").read_text()
         loaded = Policy.from_pretrained(compact, backend="torch")
         batch = np.stack([env.observation_space.sample() for _ in range(16)])
@@ -272,9 +283,15 @@ def test_compact_export_halves_what_acting_does_not_read_and_acts_identically(pe
         # Re-exporting a compact folder keeps it compact; loading gives float32 tensors.
         again = loaded.save_pretrained(tmp_path / "again" / folder.parent.name)
         assert load_file(str(again / "model.safetensors")).keys() == stored.keys()
-        assert all(torch.equal(a, b) for a, b in zip(load_file(str(again / "model.safetensors")).values(),
-                                                      load_file(str(compact / "model.safetensors")).values()))
+        assert all(
+            torch.equal(a, b)
+            for a, b in zip(
+                load_file(str(again / "model.safetensors")).values(),
+                load_file(str(compact / "model.safetensors")).values(),
+            )
+        )
         from mrq_agents.policy import load_model_folder
+
         assert {t.dtype for t in load_model_folder(compact)[-1].values()} == {torch.float32}
 
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from helpers.replay import SPECS, fill_random
 from mrq_agents import precision as precision_module
 from mrq_agents.cli import app
 from mrq_agents.config import MRQConfig
@@ -19,10 +20,18 @@ from mrq_agents.learner import MRQLearner
 from mrq_agents.networks import PixelTrunk
 from mrq_agents.precision import compute_context, fast_bf16, resolve_precision
 from mrq_agents.replay import ReplayBuffer
-from helpers.replay import SPECS, fill_random
 
-CONFIG = MRQConfig(zs_dim=32, zsa_dim=32, za_dim=16, enc_hdim=32, value_hdim=32, policy_hdim=32, batch_size=16,
-                   buffer_size=2_000, target_update_freq=3)
+CONFIG = MRQConfig(
+    zs_dim=32,
+    zsa_dim=32,
+    za_dim=16,
+    enc_hdim=32,
+    value_hdim=32,
+    policy_hdim=32,
+    batch_size=16,
+    buffer_size=2_000,
+    target_update_freq=3,
+)
 CPU = torch.device("cpu")
 
 
@@ -36,12 +45,18 @@ def filled(spec, seed=0, steps=300, episode_length=30):
 
 # ------------------------------------------------------------------ choosing a precision
 
+
 @pytest.fixture
 def hardware(monkeypatch):
     """Pretend the CPU has (True) or lacks (False) native bf16 units."""
+
     def set_fast(fast: bool):
-        monkeypatch.setattr(precision_module, "fast_bf16",
-                            lambda device: (fast, "CPU with AMX" if fast else "CPU without AMX or AVX512-BF16"))
+        monkeypatch.setattr(
+            precision_module,
+            "fast_bf16",
+            lambda device: (fast, "CPU with AMX" if fast else "CPU without AMX or AVX512-BF16"),
+        )
+
     return set_fast
 
 
@@ -86,6 +101,7 @@ def test_fp32_context_does_nothing_and_unresolved_precisions_are_refused():
 
 # ------------------------------------------------------------------ what bf16 keeps in float32
 
+
 @pytest.mark.parametrize("kind", sorted(SPECS))
 def test_bf16_keeps_weights_optimizer_state_losses_and_priorities_in_float32(kind):
     spec = SPECS[kind]
@@ -124,8 +140,9 @@ def test_one_bf16_update_is_close_to_the_fp32_update(kind):
     for key, value in metrics["fp32"].items():
         torch.testing.assert_close(metrics["bf16"][key], value, rtol=0.05, atol=0.02, msg=key)
     compared = 0
-    for (name, p32), (_, p16) in zip(learners["fp32"].nets.named_parameters(),
-                                     learners["bf16"].nets.named_parameters()):
+    for (name, p32), (_, p16) in zip(
+        learners["fp32"].nets.named_parameters(), learners["bf16"].nets.named_parameters()
+    ):
         if p32.grad is not None and p32.grad.abs().max() > 0:  # the last update's gradients (kept after step)
             assert p16.grad.dtype == torch.float32
             cos = torch.nn.functional.cosine_similarity(p32.grad.flatten(), p16.grad.flatten(), dim=0)
@@ -137,6 +154,7 @@ def test_one_bf16_update_is_close_to_the_fp32_update(kind):
 
 # ------------------------------------------------------------------ channels-last pixels
 
+
 def test_channels_last_trunk_computes_the_nchw_function():
     torch.manual_seed(0)
     trunk = PixelTrunk(6, (40, 40))
@@ -144,8 +162,7 @@ def test_channels_last_trunk_computes_the_nchw_function():
     reference = frames.double() / 255.0 - 0.5  # float64, plain NCHW layout
     for layer in trunk.convs:
         if isinstance(layer, torch.nn.Conv2d):
-            reference = torch.nn.functional.conv2d(reference, layer.weight.double(), layer.bias.double(),
-                                                   layer.stride)
+            reference = torch.nn.functional.conv2d(reference, layer.weight.double(), layer.bias.double(), layer.stride)
         elif isinstance(layer, torch.nn.ELU):
             reference = torch.nn.functional.elu(reference)
         else:
@@ -160,14 +177,41 @@ def test_channels_last_trunk_computes_the_nchw_function():
 
 # ------------------------------------------------------------------ the command line
 
-TINY = ["zs_dim=16", "zsa_dim=16", "za_dim=8", "enc_hdim=16", "value_hdim=16", "policy_hdim=16", "batch_size=8",
-        "target_update_freq=10", "buffer_size=1000", "warmup_steps=50"]
+TINY = [
+    "zs_dim=16",
+    "zsa_dim=16",
+    "za_dim=8",
+    "enc_hdim=16",
+    "value_hdim=16",
+    "policy_hdim=16",
+    "batch_size=8",
+    "target_update_freq=10",
+    "buffer_size=1000",
+    "warmup_steps=50",
+]
 
 
 def _train(out, *extra):
     sets = [arg for item in TINY for arg in ("--set", item)]
-    return CliRunner().invoke(app, ["train", "Pendulum-v1", "--out", str(out), "--steps", "100", "--eval-every", "100",
-                                    "--eval-episodes", "1", "--device", "cpu", *sets, *extra])
+    return CliRunner().invoke(
+        app,
+        [
+            "train",
+            "Pendulum-v1",
+            "--out",
+            str(out),
+            "--steps",
+            "100",
+            "--eval-every",
+            "100",
+            "--eval-episodes",
+            "1",
+            "--device",
+            "cpu",
+            *sets,
+            *extra,
+        ],
+    )
 
 
 def test_train_records_the_resolved_precision_and_refuses_emulated_bf16(tmp_path, hardware):
@@ -197,6 +241,7 @@ def test_a_run_from_before_precision_resumes_in_fp32(tmp_path):
 
 # ------------------------------------------------------------------ the study's report
 
+
 def test_precision_study_report_tables_and_figures(tmp_path):
     """Synthetic runs where bf16 scores exactly 10 more than fp32 at every evaluation of every seed."""
     import importlib.util
@@ -211,8 +256,9 @@ def test_precision_study_report_tables_and_figures(tmp_path):
         for precision, offset in (("fp32", 0.0), ("bf16", 10.0)):
             folder = study.run_dir(tmp_path / "runs", env, precision, seed)
             folder.mkdir(parents=True)
-            rows = ["step,eval_return_mean"] + [f"{s},{s / steps * 100 + seed + offset}"
-                                                for s in range(eval_every, steps + 1, eval_every)]
+            rows = ["step,eval_return_mean"] + [
+                f"{s},{s / steps * 100 + seed + offset}" for s in range(eval_every, steps + 1, eval_every)
+            ]
             (folder / "metrics.csv").write_text("\n".join(rows) + "\n")
     assert study.finished(study.run_dir(tmp_path / "runs", env, "fp32", 0), steps)
     study.report(tmp_path / "runs", tmp_path / "docs")

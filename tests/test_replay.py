@@ -27,8 +27,13 @@ def run_vector_episode(buffer, episode, rewards, end="truncated"):
     buffer.start_episode(vec_obs(episode, 0))
     for t, r in enumerate(rewards):
         last = t == len(rewards) - 1
-        buffer.add(np.array([t / 10], dtype=np.float32), r, terminated=last and end == "terminated",
-                   truncated=last and end == "truncated", next_obs=vec_obs(episode, t + 1))
+        buffer.add(
+            np.array([t / 10], dtype=np.float32),
+            r,
+            terminated=last and end == "terminated",
+            truncated=last and end == "truncated",
+            next_obs=vec_obs(episode, t + 1),
+        )
 
 
 # ------------------------------------------------------------------ eligibility near episode ends
@@ -156,8 +161,13 @@ def test_pixel_frame_stacks_are_rebuilt_exactly(padding):
         for t in range(length):
             last = t == length - 1
             action = (episode + t) % 3
-            buffer.add(action, float(10 * episode + t), last and end == "terminated", last and end == "truncated",
-                       env.stack(episode, t + 1))
+            buffer.add(
+                action,
+                float(10 * episode + t),
+                last and end == "terminated",
+                last and end == "truncated",
+                env.stack(episode, t + 1),
+            )
             log[slot] = (env.stack(episode, t), action, float(10 * episode + t), env.stack(episode, t + 1))
             slot += 1
         slot += 1  # final observation
@@ -207,8 +217,9 @@ class ScriptedWriter:
         if not self.spec.pixels:
             return vec_obs(episode, t)
         # frames (2, 1, 1) = [episode, step]; reset padding repeats frame 0
-        frames = [np.array([episode, max(k, 0)], dtype=np.uint8).reshape(2, 1, 1)
-                  for k in range(t - self.history + 1, t + 1)]
+        frames = [
+            np.array([episode, max(k, 0)], dtype=np.uint8).reshape(2, 1, 1) for k in range(t - self.history + 1, t + 1)
+        ]
         return np.concatenate(frames, axis=0)
 
     def episode(self, length, end):
@@ -220,11 +231,20 @@ class ScriptedWriter:
             last = t == length - 1
             reward = (-1) ** t * (episode + 0.25 * t + 0.5)
             action = np.array([((episode * 7 + t) % 11) / 10 - 0.5], dtype=np.float32)
-            self.buffer.add(action, reward, last and end == "terminated", last and end == "truncated",
-                            self.obs(episode, t + 1))
+            self.buffer.add(
+                action, reward, last and end == "terminated", last and end == "truncated", self.obs(episode, t + 1)
+            )
             self.transitions[self.written - 1] = dict(
-                episode=episode, t=t, length=length, end=end, reward=reward, action=float(action[0]),
-                state=self.obs(episode, t), next=self.obs(episode, t + 1), terminated=last and end == "terminated")
+                episode=episode,
+                t=t,
+                length=length,
+                end=end,
+                reward=reward,
+                action=float(action[0]),
+                state=self.obs(episode, t),
+                next=self.obs(episode, t + 1),
+                terminated=last and end == "terminated",
+            )
             self.written += 1
 
     def oldest(self):
@@ -255,18 +275,37 @@ class ScriptedWriter:
         return rewards, not_done, nexts
 
 
-@pytest.mark.parametrize("spec", [
-    VECTOR,
-    EnvSpec(obs_shape=(2 * 2, 1, 1), pixels=True, frame_stack=2, discrete=False, action_dim=1),
-], ids=["vector", "pixels-history-2"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        VECTOR,
+        EnvSpec(obs_shape=(2 * 2, 1, 1), pixels=True, frame_stack=2, discrete=False, action_dim=1),
+    ],
+    ids=["vector", "pixels-history-2"],
+)
 def test_wrap_around_keeps_windows_consistent(spec):
     capacity, horizon = 30, 3
     buffer = ReplayBuffer(spec, capacity, horizons=(horizon,), prioritized=True, device="cpu")
     writer = ScriptedWriter(buffer, spec)
-    plan = [(7, "truncated"), (4, "terminated"), (9, "truncated"), (2, "terminated"), (11, "truncated"),
-            (5, "terminated"), (3, "truncated"), (8, "terminated"), (6, "truncated"), (10, "terminated"),
-            (4, "truncated"), (2, "truncated"), (9, "terminated"), (7, "truncated"), (12, "terminated"),
-            (3, "terminated"), (5, "none")]
+    plan = [
+        (7, "truncated"),
+        (4, "terminated"),
+        (9, "truncated"),
+        (2, "terminated"),
+        (11, "truncated"),
+        (5, "terminated"),
+        (3, "truncated"),
+        (8, "terminated"),
+        (6, "truncated"),
+        (10, "terminated"),
+        (4, "truncated"),
+        (2, "truncated"),
+        (9, "terminated"),
+        (7, "truncated"),
+        (12, "terminated"),
+        (3, "terminated"),
+        (5, "none"),
+    ]
     for length, end in plan:
         writer.episode(length, end)
         # After every episode: the eligible set is what the log says, and every eligible window reads
@@ -324,6 +363,7 @@ def test_wrap_around_by_hand():
 
 def test_too_small_capacity_is_rejected():
     from mrq_agents.errors import ConfigError
+
     with pytest.raises(ConfigError):
         ReplayBuffer(VECTOR, 9, horizons=(3,), device="cpu")  # needs 2 * (3 + 1 + 1) = 10
 

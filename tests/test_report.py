@@ -17,8 +17,11 @@ runner = CliRunner()
 def fake_run(folder, env_id, seed, curve):
     """A run folder as `mrq train` writes it, as far as the report reads it: config.json and metrics.csv."""
     folder.mkdir(parents=True)
-    config = {"env": resolve_env(env_id).to_dict(), "run": {"seed": seed, "env_id": env_id},
-              "algorithm": {"enc_hdim": 128}}
+    config = {
+        "env": resolve_env(env_id).to_dict(),
+        "run": {"seed": seed, "env_id": env_id},
+        "algorithm": {"enc_hdim": 128},
+    }
     (folder / "config.json").write_text(json.dumps(config))
     with open(folder / "metrics.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -47,8 +50,10 @@ def test_report_places_synthetic_runs_inside_and_below_the_paper(tmp_path):
     assert balance["rows"][1]["paper_mean"] == 944.4
     assert [s["where"] for s in balance["seeds"]] == ["inside"] * 3
     swingup = data["envs"]["Dmc-cartpole-swingup"]["rows"]
-    assert [(r["step"], r["paper_step"], r["where"]) for r in swingup] == [(15_000, 15_000, "below"),
-                                                                           (22_000, 20_000, "below")]
+    assert [(r["step"], r["paper_step"], r["where"]) for r in swingup] == [
+        (15_000, 15_000, "below"),
+        (22_000, 20_000, "below"),
+    ]
     assert data["envs"]["CartPole-v1"]["rows"][0]["where"] is None
     md = (out / "report.md").read_text()
     assert "| 20,000 | 960.0 ± 8.2 (3) | 944.4 (912.9 to 995) | inside |" in md
@@ -82,8 +87,9 @@ def test_stratified_bootstrap_resamples_within_tasks():
     point, low, high = report.stratified_bootstrap_ci(tasks, lambda x: float(np.mean(x)), reps=2000)
     # the CI of a mean of 20 scores with sd ~0.1 within tasks: about +/- 1.96 * 0.1 / sqrt(20)
     assert low < point < high and 0.06 < high - low < 0.12
-    assert report.stratified_bootstrap_ci(tasks, reps=100, seed=1) == report.stratified_bootstrap_ci(tasks, reps=100,
-                                                                                                     seed=1)
+    assert report.stratified_bootstrap_ci(tasks, reps=100, seed=1) == report.stratified_bootstrap_ci(
+        tasks, reps=100, seed=1
+    )
 
 
 def test_runs_of_one_env_with_different_configs_are_separate_groups(tmp_path):

@@ -11,18 +11,42 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from helpers.user_env import MRQ, user_env
 from mrq_agents.cli import app
 from mrq_agents.serialization import load_tensors, unflatten_state
-from helpers.user_env import MRQ, user_env
 
-TINY = ["zs_dim=32", "zsa_dim=32", "za_dim=16", "enc_hdim=32", "value_hdim=32", "policy_hdim=32", "batch_size=32",
-        "target_update_freq=20", "buffer_size=5000", "warmup_steps=200"]
+TINY = [
+    "zs_dim=32",
+    "zsa_dim=32",
+    "za_dim=16",
+    "enc_hdim=32",
+    "value_hdim=32",
+    "policy_hdim=32",
+    "batch_size=32",
+    "target_update_freq=20",
+    "buffer_size=5000",
+    "warmup_steps=200",
+]
 SETS = [arg for item in TINY for arg in ("--set", item)]
 
 
 def train_args(out: Path, steps: int = 600, *extra: str) -> list[str]:
-    return ["train", "Pendulum-v1", "--out", str(out), "--steps", str(steps), "--eval-every", "200",
-            "--eval-episodes", "1", "--device", "cpu", *SETS, *extra]
+    return [
+        "train",
+        "Pendulum-v1",
+        "--out",
+        str(out),
+        "--steps",
+        str(steps),
+        "--eval-every",
+        "200",
+        "--eval-episodes",
+        "1",
+        "--device",
+        "cpu",
+        *SETS,
+        *extra,
+    ]
 
 
 def invoke(args):
@@ -69,6 +93,7 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 # ------------------------------------------------------------------------------------------ Ctrl-C and SIGTERM
+
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_signal_writes_a_checkpoint_and_resume_finishes(tmp_path, signum):
@@ -120,18 +145,25 @@ def test_every_way_out_works(tmp_path):
 
 # ------------------------------------------------------------------------------------------ one writer
 
+
 def test_second_writer_is_refused_naming_the_holder(tmp_path):
     out, log = tmp_path / "run", tmp_path / "first.log"
     first = start(train_args(out, 20_000, "--eval-every", "400"), log)
     try:
         wait_for(lambda: (out / "metrics.csv").exists(), first, log)
         for extra in ([], ["--resume"]):
-            second = subprocess.run(MRQ + train_args(out, 20_000, "--eval-every", "400", *extra),
-                                    capture_output=True, text=True, env=user_env(), timeout=120)
+            second = subprocess.run(
+                MRQ + train_args(out, 20_000, "--eval-every", "400", *extra),
+                capture_output=True,
+                text=True,
+                env=user_env(),
+                timeout=120,
+            )
             assert second.returncode == 2, second.stdout + second.stderr
             assert second.stderr.strip() == (
                 f"error: {out} is in use by another mrq process (PID {first.pid}): wait for it to end or stop "
-                "it (Ctrl-C writes a checkpoint), or choose another --out")
+                "it (Ctrl-C writes a checkpoint), or choose another --out"
+            )
         first.send_signal(signal.SIGINT)
         assert first.wait(timeout=120) == 130, log.read_text()
     finally:
@@ -144,6 +176,7 @@ def test_second_writer_is_refused_naming_the_holder(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ leftovers, no-ops
+
 
 def test_leftover_temp_files_are_removed_on_start(tmp_path):
     out = tmp_path / "run"
@@ -168,6 +201,7 @@ def test_noop_resume_with_fewer_steps_keeps_config(tmp_path):
 
 # ------------------------------------------------------------------------------------------ the machine says no
 
+
 def test_out_that_is_a_file_or_under_a_file(tmp_path):
     a_file = tmp_path / "file"
     a_file.write_text("x")
@@ -175,8 +209,15 @@ def test_out_that_is_a_file_or_under_a_file(tmp_path):
     one_line_error(invoke(train_args(a_file / "run", 200)), "Not a directory", "not a folder")
 
 
-@pytest.mark.parametrize("code, fragment", [(errno.ENOSPC, "the disk is full"), (errno.EROFS, "read-only"),
-                                            (errno.EACCES, "no permission"), (errno.ENOENT, "missing mount")])
+@pytest.mark.parametrize(
+    "code, fragment",
+    [
+        (errno.ENOSPC, "the disk is full"),
+        (errno.EROFS, "read-only"),
+        (errno.EACCES, "no permission"),
+        (errno.ENOENT, "missing mount"),
+    ],
+)
 def test_write_failures_are_one_line(tmp_path, monkeypatch, code, fragment):
     """A full disk or a read-only folder (simulated: the tests may run as root, who may write anywhere)."""
     import mrq_agents.serialization as serialization

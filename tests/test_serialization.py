@@ -73,8 +73,14 @@ def test_read_json_errors(tmp_path):
 
 def test_save_load_tensors_shared_noncontiguous_and_metadata(tmp_path):
     base = torch.arange(12.0).reshape(3, 4)
-    tensors = {"base": base, "view": base[1], "t": base.T, "i": torch.tensor([1, 2], dtype=torch.int64),
-               "empty": torch.zeros(0, 5), "h": torch.randn(2, dtype=torch.bfloat16)}
+    tensors = {
+        "base": base,
+        "view": base[1],
+        "t": base.T,
+        "i": torch.tensor([1, 2], dtype=torch.int64),
+        "empty": torch.zeros(0, 5),
+        "h": torch.randn(2, dtype=torch.bfloat16),
+    }
     meta = {"env": "Pendulum-v1", "step": 2**70, "nested": {"a": [1, 2]}}
     ser.save_tensors(tmp_path / "w.safetensors", tensors, meta)
     loaded, got_meta = ser.load_tensors(tmp_path / "w.safetensors")
@@ -90,8 +96,11 @@ def test_same_tensors_and_metadata_give_the_same_bytes(tmp_path):
     """One header key (safetensors orders several at random), so re-saving identical weights changes no sha256."""
     tensors = {"b": torch.randn(3, 4), "a": torch.arange(5)}
     for i in range(4):
-        ser.save_tensors(tmp_path / f"{i}.safetensors", dict(reversed(tensors.items())) if i % 2 else tensors,
-                         {"z": 1, "env_id": "Pendulum-v1"})
+        ser.save_tensors(
+            tmp_path / f"{i}.safetensors",
+            dict(reversed(tensors.items())) if i % 2 else tensors,
+            {"z": 1, "env_id": "Pendulum-v1"},
+        )
     assert len({(tmp_path / f"{i}.safetensors").read_bytes() for i in range(4)}) == 1
     with pytest.raises(ValueError, match="reserved"):
         ser.save_tensors(tmp_path / "x.safetensors", tensors, {"tensors_sha256": "mine"})
@@ -125,6 +134,7 @@ def test_load_tensors_bad_file_is_one_line_checkpoint_error(tmp_path, kind):
         path.write_bytes(np.random.default_rng(0).bytes(5000))
     else:
         from safetensors.torch import save_file
+
         save_file({"x": torch.ones(1)}, str(path), metadata={"mrq": "{not json"})
     with pytest.raises(CheckpointError) as e:
         ser.load_tensors(path, what="value weights")

@@ -15,9 +15,9 @@ from huggingface_hub import ModelCard
 from typer.testing import CliRunner
 
 from helpers.hub_server import HubServer
+from helpers.model_folders import make_model_folder
 from mrq_agents import Policy
 from mrq_agents.cli import app
-from helpers.model_folders import make_model_folder
 
 TOKEN = "hf_dummy_test_token"
 
@@ -26,22 +26,33 @@ TOKEN = "hf_dummy_test_token"
 def run_dir(tmp_path_factory):
     folder, _, _ = make_model_folder(tmp_path_factory.mktemp("run") / "pendulum", "Pendulum-v1")
     # A run folder also has metrics from its evaluations during training.
-    (folder / "metrics.csv").write_text("step,wall_time,episodes,eval_return_mean,eval_return_std\n"
-                                        "500,10.0,2,-1200.5,30.25\n1000,21.5,5,-900.0,12.5\n")
+    (folder / "metrics.csv").write_text(
+        "step,wall_time,episodes,eval_return_mean,eval_return_std\n500,10.0,2,-1200.5,30.25\n1000,21.5,5,-900.0,12.5\n"
+    )
     return folder
 
 
 def client_env(tmp_path, hub, **extra):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE"))}
-    env.update({"HF_ENDPOINT": hub.url if hub else "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf_home"),
-                "HF_HUB_CACHE": str(tmp_path / "hf_cache"), "HF_TOKEN": TOKEN, "HF_HUB_DISABLE_TELEMETRY": "1",
-                "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost", **extra})
+    env.update(
+        {
+            "HF_ENDPOINT": hub.url if hub else "http://127.0.0.1:9",
+            "HF_HOME": str(tmp_path / "hf_home"),
+            "HF_HUB_CACHE": str(tmp_path / "hf_cache"),
+            "HF_TOKEN": TOKEN,
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+            **extra,
+        }
+    )
     return env
 
 
 def mrq(args, env):
-    return subprocess.run([sys.executable, "-m", "mrq_agents.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "mrq_agents.cli", *args], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 ACT = """
@@ -54,19 +65,31 @@ print(json.dumps(policy.act(obs).tolist()))
 
 
 def act_via(env, source, obs, revision=""):
-    run = subprocess.run([sys.executable, "-c", ACT, source, revision, json.dumps(obs.tolist())], env=env,
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-c", ACT, source, revision, json.dumps(obs.tolist())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     return np.asarray(json.loads(run.stdout.splitlines()[-1]))
 
 
 def test_export_writes_the_format_with_a_valid_card(run_dir, tmp_path):
     out = tmp_path / "export"
-    result = CliRunner().invoke(app, ["export", str(run_dir), "--out", str(out), "--episodes", "2",
-                                      "--repo-id", "org/mrq-pendulum"])
+    result = CliRunner().invoke(
+        app, ["export", str(run_dir), "--out", str(out), "--episodes", "2", "--repo-id", "org/mrq-pendulum"]
+    )
     assert result.exit_code == 0, result.output
-    assert {p.name for p in out.iterdir()} == {"config.json", "model.safetensors", "actor.onnx", "README.md",
-                                                 "results.json", "metrics.csv"}
+    assert {p.name for p in out.iterdir()} == {
+        "config.json",
+        "model.safetensors",
+        "actor.onnx",
+        "README.md",
+        "results.json",
+        "metrics.csv",
+    }
     results = json.loads((out / "results.json").read_text())
     assert results["episodes"] == 2 and len(results["returns"]) == 2 and results["deterministic"] is True
     assert results["mean"] == pytest.approx(np.mean(results["returns"]))
@@ -93,8 +116,10 @@ def test_compact_export_is_smaller_and_acts_the_same(run_dir, tmp_path):
     assert size(tmp_path / "compact") < 0.8 * size(tmp_path / "full")
     obs = np.random.default_rng(0).normal(size=(32, 3)).astype(np.float32)
     np.testing.assert_array_equal(full.act(obs), compact.act(obs))
-    assert (json.loads((tmp_path / "full" / "results.json").read_text())["returns"]
-            == json.loads((tmp_path / "compact" / "results.json").read_text())["returns"])
+    assert (
+        json.loads((tmp_path / "full" / "results.json").read_text())["returns"]
+        == json.loads((tmp_path / "compact" / "results.json").read_text())["returns"]
+    )
     # The card says what fine-tuning gets: float32 critics on load, with float16's rounding in their values.
     assert "fine-tuning starts from rounded critics" in (tmp_path / "compact" / "README.md").read_text()
     assert "rounded" not in (tmp_path / "full" / "README.md").read_text()

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mrq_agents import Policy, zoo
 from helpers.model_folders import make_model_folder
+from mrq_agents import Policy, zoo
 
 pytestmark = pytest.mark.slow
 
@@ -68,8 +68,13 @@ def test_zoo_agents_and_exports_act_like_torch_without_torch(python, tmp_path):
         obs = observations(policy)
         np.save(tmp_path / f"{len(cases)}-obs.npy", obs)
         expected[str(source)] = (policy, obs, tmp_path / f"{len(cases)}-out.npy")
-        cases.append({"source": str(source), "obs": str(tmp_path / f"{len(cases)}-obs.npy"),
-                      "out": str(tmp_path / f"{len(cases)}-out.npy")})
+        cases.append(
+            {
+                "source": str(source),
+                "obs": str(tmp_path / f"{len(cases)}-obs.npy"),
+                "out": str(tmp_path / f"{len(cases)}-out.npy"),
+            }
+        )
     result = run([str(python), str(CHILD), json.dumps(cases)], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
@@ -91,18 +96,25 @@ def test_zoo_agents_and_exports_act_like_torch_without_torch(python, tmp_path):
 
 def test_mrq_play_records_a_zoo_agent_without_torch(python, tmp_path):
     mrq = python.parent / "mrq"
-    result = run([str(mrq), "play", "InvertedPendulum-v4", "--episodes", "1", "--record",
-                  "--video-dir", str(tmp_path)], cwd=tmp_path)
+    result = run(
+        [str(mrq), "play", "InvertedPendulum-v4", "--episodes", "1", "--record", "--video-dir", str(tmp_path)],
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     assert "episode 1: return 1000.00, 1000 steps" in result.stdout
     assert (tmp_path / "InvertedPendulum-v4-seed0.mp4").stat().st_size > 10_000
 
 
-@pytest.mark.parametrize("args, message", [
-    (["train", "Pendulum-v1", "--steps", "10"], "`mrq train` needs torch, which is not installed: "
-                                                'pip install "mrq-agents[train]"'),
-    (["play", "InvertedPendulum-v4", "--backend", "torch"], "backend='torch'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["train", "Pendulum-v1", "--steps", "10"],
+            '`mrq train` needs torch, which is not installed: pip install "mrq-agents[train]"',
+        ),
+        (["play", "InvertedPendulum-v4", "--backend", "torch"], "backend='torch'"),
+    ],
+)
 def test_what_needs_torch_says_so_in_one_line(python, args, message, tmp_path):
     result = run([str(python.parent / "mrq"), *args], cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr

@@ -1,4 +1,5 @@
-"""The bundled zoo: every entry loads offline by its repo id and reproduces its manifest score from the shipped files."""
+"""The bundled zoo: every entry loads offline by its repo id and reproduces its manifest score from the shipped
+files."""
 
 import json
 
@@ -19,8 +20,9 @@ def test_zoo_stays_installable():
     assert len(ENTRIES) >= 2
     total = sum(p.stat().st_size for e in ENTRIES for p in (zoo.ZOO_DIR / e["folder"]).iterdir())
     assert total < 150 * 2**20, f"bundled zoo is {total / 2**20:.1f} MiB"
-    assert {e["folder"] for e in ENTRIES} == {p.name for p in zoo.ZOO_DIR.iterdir() if p.is_dir()
-                                              and p.name != "__pycache__"}
+    assert {e["folder"] for e in ENTRIES} == {
+        p.name for p in zoo.ZOO_DIR.iterdir() if p.is_dir() and p.name != "__pycache__"
+    }
 
 
 def test_paper_size_entries_are_stored_compactly():
@@ -34,7 +36,9 @@ def test_paper_size_entries_are_stored_compactly():
             continue
         with safe_open(str(zoo.ZOO_DIR / entry["folder"] / "model.safetensors"), "pt") as f:
             dtypes = {k: f.get_slice(k).get_dtype() for k in f.keys()}
-        assert {k for k, d in dtypes.items() if d == "F16"} == {k for k in dtypes if not is_acting_tensor(k)}, entry["folder"]
+        assert {k for k, d in dtypes.items() if d == "F16"} == {k for k in dtypes if not is_acting_tensor(k)}, entry[
+            "folder"
+        ]
         assert {d for k, d in dtypes.items() if is_acting_tensor(k)} == {"F32"}, entry["folder"]
 
 

@@ -54,12 +54,30 @@ def read_rows(folder: Path) -> list[tuple[int, float]]:
         return [(int(float(r["step"])), float(r["eval_return_mean"])) for r in csv.DictReader(f)]
 
 
-def train_command(env: str, steps: int, eval_every: int, extra: list[str], precision: str, seed: int,
-                  folder: Path, threads: int) -> list[str]:
+def train_command(
+    env: str, steps: int, eval_every: int, extra: list[str], precision: str, seed: int, folder: Path, threads: int
+) -> list[str]:
     mrq = Path(sys.executable).with_name("mrq")
-    command = [str(mrq) if mrq.exists() else "mrq", "train", env, "--steps", str(steps), "--seed", str(seed),
-               "--eval-every", str(eval_every), "--checkpoint-every", str(eval_every), "--precision", precision,
-               "--threads", str(threads), "--out", str(folder), *extra]
+    command = [
+        str(mrq) if mrq.exists() else "mrq",
+        "train",
+        env,
+        "--steps",
+        str(steps),
+        "--seed",
+        str(seed),
+        "--eval-every",
+        str(eval_every),
+        "--checkpoint-every",
+        str(eval_every),
+        "--precision",
+        precision,
+        "--threads",
+        str(threads),
+        "--out",
+        str(folder),
+        *extra,
+    ]
     return command + (["--resume"] if (folder / "checkpoint.safetensors").exists() else [])
 
 
@@ -120,8 +138,10 @@ def report(out: Path, docs: Path) -> None:
             axes.fill_between(x, y.min(0), y.max(0), alpha=0.2)
             final, area = y[:, -1], y.mean(1)
             summary[precision] = (final, area)
-            lines.append(f"| {env} | {steps:,} | {precision} | {len(runs)} | {final.mean():.1f} +- {final.std():.1f} "
-                         f"| {area.mean():.1f} +- {area.std():.1f} |")
+            lines.append(
+                f"| {env} | {steps:,} | {precision} | {len(runs)} | {final.mean():.1f} +- {final.std():.1f} "
+                f"| {area.mean():.1f} +- {area.std():.1f} |"
+            )
         axes.set(title=f"{env} ({' '.join(extra)})", xlabel="env steps", ylabel="eval return")
         axes.legend()
         figure.tight_layout()

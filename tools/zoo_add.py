@@ -46,8 +46,13 @@ def add_onnx(folder: Path) -> Path:
     sha = sha256_file(folder / "model.safetensors")
     path = write_actor_onnx(folder, policy.actor, sha, policy.env_config.env_id)
     results = json.loads((folder / "results.json").read_text())
-    card = render_card(policy.metadata, results, policy.metadata.get("repo_id"),
-                       has_video=(folder / "replay.mp4").exists(), has_curve=(folder / "learning_curve.png").exists())
+    card = render_card(
+        policy.metadata,
+        results,
+        policy.metadata.get("repo_id"),
+        has_video=(folder / "replay.mp4").exists(),
+        has_curve=(folder / "learning_curve.png").exists(),
+    )
     (folder / "README.md").write_text(card)
     return path
 
@@ -70,8 +75,13 @@ def remeasure(name: str, record: bool) -> dict:
     if record:
         shipped.record(folder / "replay.mp4", episodes=1, seed=SEED)
     atomic_write_json(folder / "results.json", results)
-    card = render_card(shipped.metadata, results, shipped.metadata.get("repo_id"),
-                       has_video=(folder / "replay.mp4").exists(), has_curve=(folder / "learning_curve.png").exists())
+    card = render_card(
+        shipped.metadata,
+        results,
+        shipped.metadata.get("repo_id"),
+        has_video=(folder / "replay.mp4").exists(),
+        has_curve=(folder / "learning_curve.png").exists(),
+    )
     (folder / "README.md").write_text(card)
     manifest = json.loads((ZOO / "manifest.json").read_text())
     for entry in manifest["entries"]:
@@ -90,8 +100,10 @@ def score_record(results: dict) -> dict:
 
 def files_record(folder: Path) -> dict[str, int | str]:
     """The manifest's record of an entry's files: the weights' sha256 and the folder's size in bytes."""
-    return {"sha256": sha256_file(folder / "model.safetensors"),
-            "bytes": sum(p.stat().st_size for p in folder.iterdir())}
+    return {
+        "sha256": sha256_file(folder / "model.safetensors"),
+        "bytes": sum(p.stat().st_size for p in folder.iterdir()),
+    }
 
 
 def main() -> None:
@@ -101,13 +113,21 @@ def main() -> None:
     parser.add_argument("--repo-id")
     parser.add_argument("--onnx-only", action="store_true", help="only (re)write zoo/<name>/actor.onnx")
     parser.add_argument("--fp32", action="store_true", help="store every weight in float32 (default: compact)")
-    parser.add_argument("--compact-only", action="store_true",
-                        help="only rewrite zoo/<name>'s weights compactly (float16 for what acting does not read)")
-    parser.add_argument("--remeasure", action="store_true",
-                        help="evaluate zoo/<name>'s shipped files again here and record that score and machine")
+    parser.add_argument(
+        "--compact-only",
+        action="store_true",
+        help="only rewrite zoo/<name>'s weights compactly (float16 for what acting does not read)",
+    )
+    parser.add_argument(
+        "--remeasure",
+        action="store_true",
+        help="evaluate zoo/<name>'s shipped files again here and record that score and machine",
+    )
     parser.add_argument("--record", action="store_true", help="with --remeasure: record replay.mp4 again")
-    parser.add_argument("--note", help="how the run was made, for the card's training row and the manifest "
-                                       "(e.g. where it stopped and why)")
+    parser.add_argument(
+        "--note",
+        help="how the run was made, for the card's training row and the manifest (e.g. where it stopped and why)",
+    )
     args = parser.parse_args()
 
     folder = ZOO / args.name
@@ -138,8 +158,11 @@ def main() -> None:
     meta = json.loads((folder / "config.json").read_text())
     steps = meta["training"]["steps"]
     entry = {
-        "env_id": meta["env"]["env_id"], "repo_id": args.repo_id, "folder": args.name,
-        "command": meta["training"]["command"], "steps": steps,
+        "env_id": meta["env"]["env_id"],
+        "repo_id": args.repo_id,
+        "folder": args.name,
+        "command": meta["training"]["command"],
+        "steps": steps,
         "score": score_record(results),
         "eval_command": eval_command(args.repo_id, results),
         **({"note": args.note} if args.note else {}),

@@ -29,14 +29,19 @@ def main() -> None:
             continue
         deterministic, score = entry["score"]["deterministic"], entry["score"]
         reference = Policy.from_pretrained(entry["repo_id"], backend="torch", threads=1).rollout(
-            episodes=score["episodes"], seed=score["seed"], deterministic=deterministic)
+            episodes=score["episodes"], seed=score["seed"], deterministic=deterministic
+        )
         for dtype in (torch.float16, torch.bfloat16):
-            result = rounded(entry["repo_id"], dtype).rollout(episodes=score["episodes"], seed=score["seed"],
-                                                              deterministic=deterministic)
+            result = rounded(entry["repo_id"], dtype).rollout(
+                episodes=score["episodes"], seed=score["seed"], deterministic=deterministic
+            )
             same = bool((result.returns == reference.returns).all() and (result.lengths == reference.lengths).all())
-            print(f"{entry['env_id']:<18} {str(dtype).removeprefix('torch.'):<9} mean {result.mean:10.2f} "
-                  f"(float32 {reference.mean:.2f})  identical episodes: {str(same):<5}  largest return change "
-                  f"{abs(result.returns - reference.returns).max():.3g}", flush=True)
+            print(
+                f"{entry['env_id']:<18} {str(dtype).removeprefix('torch.'):<9} mean {result.mean:10.2f} "
+                f"(float32 {reference.mean:.2f})  identical episodes: {str(same):<5}  largest return change "
+                f"{abs(result.returns - reference.returns).max():.3g}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -17,8 +17,14 @@ from mrq_agents.envs import EnvSpec, make_env, resolve_env
 from mrq_agents.errors import CheckpointError
 from mrq_agents.files import CHECKPOINT_FILE, CONFIG_FILE, FORMAT_VERSION, MODEL_FILE
 from mrq_agents.learner import MRQLearner
-from mrq_agents.serialization import (atomic_write_json, flatten_state, load_tensors, read_metadata, save_tensors,
-                                      unflatten_state)
+from mrq_agents.serialization import (
+    atomic_write_json,
+    flatten_state,
+    load_tensors,
+    read_metadata,
+    save_tensors,
+    unflatten_state,
+)
 from mrq_agents.training.run_config import RunConfig, run_config_json
 
 
@@ -37,8 +43,11 @@ def checkpoint_step(out: str | Path) -> int | None:
 def write_checkpoint(out: Path, state: dict, env_id: str, step: int) -> None:
     """Write `state` (a tree of tensors and JSON values) to out/checkpoint.safetensors, atomically."""
     tensors, skeleton = flatten_state(state)
-    save_tensors(out / CHECKPOINT_FILE, tensors,
-                 {"format_version": FORMAT_VERSION, "env_id": env_id, "step": step, "state": skeleton})
+    save_tensors(
+        out / CHECKPOINT_FILE,
+        tensors,
+        {"format_version": FORMAT_VERSION, "env_id": env_id, "step": step, "state": skeleton},
+    )
 
 
 def read_checkpoint(path: Path) -> dict:
@@ -51,8 +60,9 @@ def read_checkpoint(path: Path) -> dict:
 
 def write_model(out: Path, learner: MRQLearner, env_id: str, step: int) -> None:
     """out/model.safetensors: the online networks' weights (what Policy.from_pretrained loads)."""
-    save_tensors(out / MODEL_FILE, network_tensors(learner), {"format_version": FORMAT_VERSION, "env_id": env_id,
-                                                               "step": step})
+    save_tensors(
+        out / MODEL_FILE, network_tensors(learner), {"format_version": FORMAT_VERSION, "env_id": env_id, "step": step}
+    )
 
 
 def network_tensors(learner: MRQLearner) -> dict[str, torch.Tensor]:
@@ -60,8 +70,9 @@ def network_tensors(learner: MRQLearner) -> dict[str, torch.Tensor]:
     return {k: v.detach() for k, v in learner.nets.state_dict().items()}
 
 
-def write_model_folder(folder: str | Path, env_id: str, config: MRQConfig, seed: int = 0,
-                       device: str = "cpu") -> tuple[MRQLearner, Any]:
+def write_model_folder(
+    folder: str | Path, env_id: str, config: MRQConfig, seed: int = 0, device: str = "cpu"
+) -> tuple[MRQLearner, Any]:
     """A run-like folder (config.json + model.safetensors) of freshly initialised networks for `env_id`.
 
     For benchmarks and tests that need a loadable model without training one; returns (learner, its env).

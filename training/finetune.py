@@ -60,8 +60,9 @@ class Transfer:
         learner.sync_targets()
 
 
-def plan_transfer(source_tensors: dict[str, torch.Tensor], spec: EnvSpec, config: MRQConfig,
-                  freeze: str, provenance: dict[str, Any]) -> Transfer:
+def plan_transfer(
+    source_tensors: dict[str, torch.Tensor], spec: EnvSpec, config: MRQConfig, freeze: str, provenance: dict[str, Any]
+) -> Transfer:
     """Match the new networks' parameters to the source's by name and shape."""
     if freeze not in FREEZE_CHOICES:
         raise ConfigError(f"--freeze must be one of {FREEZE_CHOICES}, got {freeze!r}")
@@ -72,20 +73,37 @@ def plan_transfer(source_tensors: dict[str, torch.Tensor], spec: EnvSpec, config
         fits = {n for n in fits if not n.startswith(PIXEL_TRUNK)}
     # A layer is kept only when all its tensors fit (weight and bias together).
     layers = {_layer(n) for n in fresh}
-    kept = sorted(l for l in layers if all(n in fits for n in fresh if _layer(n) == l))
+    kept = sorted(layer for layer in layers if all(n in fits for n in fresh if _layer(n) == layer))
     new = sorted(layers - set(kept))
     weights = {n: source_tensors[n] for n in fresh if _layer(n) in kept}
     frozen = tuple(n for n in weights if freeze == "encoder" and n.startswith("encoder."))
-    return Transfer(weights, tuple(kept), tuple(new), frozen,
-                    {**provenance, "freeze": freeze, "kept_layers": kept, "reinitialised_layers": new,
-                     "frozen": list(frozen)})
+    return Transfer(
+        weights,
+        tuple(kept),
+        tuple(new),
+        frozen,
+        {**provenance, "freeze": freeze, "kept_layers": kept, "reinitialised_layers": new, "frozen": list(frozen)},
+    )
 
 
-def finetune(pretrained: Pretrained, env_id: str, steps: int, out: str | Path, seed: int = 0,
-             overrides: list[str] | None = None, freeze: str = "none", warmup_steps: int | None = None,
-             device: str = "auto", fast: bool | None = None, precision: str = "auto", eval_every: int | None = None,
-             eval_episodes: int | None = None, checkpoint_every: int | None = None, overwrite: bool = False,
-             log=print) -> Trainer:
+def finetune(
+    pretrained: Pretrained,
+    env_id: str,
+    steps: int,
+    out: str | Path,
+    seed: int = 0,
+    overrides: list[str] | None = None,
+    freeze: str = "none",
+    warmup_steps: int | None = None,
+    device: str = "auto",
+    fast: bool | None = None,
+    precision: str = "auto",
+    eval_every: int | None = None,
+    eval_episodes: int | None = None,
+    checkpoint_every: int | None = None,
+    overwrite: bool = False,
+    log=print,
+) -> Trainer:
     """Prepare a fine-tune run of `pretrained` on `env_id`.
 
     Returns the Trainer; call `.train()` to run it. The run folder is a normal one: resumable with
@@ -95,16 +113,30 @@ def finetune(pretrained: Pretrained, env_id: str, steps: int, out: str | Path, s
     if warmup_steps is not None:
         # Default: the source config's own warm-up. A tenth of it learned more slowly (docs/finetune.md).
         config = config.with_overrides([f"warmup_steps={warmup_steps}"])
-    run = default_run_config(env_id, steps=steps, seed=seed, device=device, fast=fast, precision=precision,
-                             eval_every=eval_every,
-                             eval_episodes=eval_episodes, checkpoint_every=checkpoint_every)
+    run = default_run_config(
+        env_id,
+        steps=steps,
+        seed=seed,
+        device=device,
+        fast=fast,
+        precision=precision,
+        eval_every=eval_every,
+        eval_episodes=eval_episodes,
+        checkpoint_every=checkpoint_every,
+    )
     env_config = resolve_env(env_id)
     spec = EnvSpec.from_env(make_env(env_config), env_config.frame_stack)
-    tensors, provenance, source_env, source = (pretrained.tensors, pretrained.provenance, pretrained.env,
-                                               pretrained.provenance["source"])
+    tensors, provenance, source_env, source = (
+        pretrained.tensors,
+        pretrained.provenance,
+        pretrained.env,
+        pretrained.provenance["source"],
+    )
     transfer = plan_transfer(tensors, spec, config, freeze, provenance)
-    log(f"fine-tuning {source} ({source_env.env_id}) on {env_id}: kept {len(transfer.kept_layers)} layers, "
-        f"re-initialised {len(transfer.new_layers)}" + (", encoder frozen" if transfer.frozen else ""))
+    log(
+        f"fine-tuning {source} ({source_env.env_id}) on {env_id}: kept {len(transfer.kept_layers)} layers, "
+        f"re-initialised {len(transfer.new_layers)}" + (", encoder frozen" if transfer.frozen else "")
+    )
     log("  kept:           " + ", ".join(transfer.kept_layers))
     log("  re-initialised: " + (", ".join(transfer.new_layers) or "none"))
     if source_env.pixels != spec.pixels:

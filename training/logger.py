@@ -22,7 +22,7 @@ def _tb_name(key: str) -> str:
     if "/" in key:
         return key
     if key.startswith("eval_"):
-        return "eval/" + key[len("eval_"):]
+        return "eval/" + key[len("eval_") :]
     if key == "wall_time":
         return "time/wall_time"
     return ("loss/" if "loss" in key else "train/") + key
@@ -70,8 +70,11 @@ class RunLogger:
             self.csv_path.unlink()
             return
         header, col = lines[0], lines[0].index("step")
-        kept = [r for r in lines[1:] if len(r) == len(header) and _is_number(_parse(r[col]))
-                and _parse(r[col]) <= resume_step]
+        kept = [
+            r
+            for r in lines[1:]
+            if len(r) == len(header) and _is_number(_parse(r[col])) and _parse(r[col]) <= resume_step
+        ]
         buf = io.StringIO(newline="")
         csv.writer(buf).writerows([header, *kept])
         atomic_write_bytes(self.csv_path, buf.getvalue().encode("utf-8"))

@@ -55,8 +55,9 @@ def default_run_config(env_id: str, **overrides: Any) -> RunConfig:
     return RunConfig(env_id=env_id, **values)
 
 
-def run_config_json(run: RunConfig, algo: MRQConfig, env_config: EnvConfig, spec: EnvSpec,
-                    device: torch.device) -> dict:
+def run_config_json(
+    run: RunConfig, algo: MRQConfig, env_config: EnvConfig, spec: EnvSpec, device: torch.device
+) -> dict:
     """config.json of a run; its precision is the resolved one, so a resumed run keeps it on any machine."""
     run_dict = {**dataclasses.asdict(run), "precision": resolve_precision(run.precision, device)}
     return {
@@ -67,9 +68,13 @@ def run_config_json(run: RunConfig, algo: MRQConfig, env_config: EnvConfig, spec
         "spaces": spec.to_dict(),
         "algorithm": algo.to_dict(),
         "run": run_dict,
-        "training": {"device": str(device), "torch": torch.__version__,
-                     "fast_path": resolve_fast(run.fast, device), "precision": run_dict["precision"],
-                     "command": train_command(run.env_id, run_dict, algo.to_dict())},
+        "training": {
+            "device": str(device),
+            "torch": torch.__version__,
+            "fast_path": resolve_fast(run.fast, device),
+            "precision": run_dict["precision"],
+            "command": train_command(run.env_id, run_dict, algo.to_dict()),
+        },
     }
 
 
@@ -88,20 +93,29 @@ def resumed_training_info(saved: dict[str, Any], current: dict[str, Any], step: 
 def check_resumable(saved: dict, run: RunConfig, algo: MRQConfig, env_config: EnvConfig, out: Path) -> None:
     """Refuse to resume a run with another env, algorithm config, seed or eval protocol."""
     if saved.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{out / CONFIG_FILE} has format version {saved.get('format_version')}, this "
-                              f"package reads version {FORMAT_VERSION}: resume it with the version that wrote it")
+        raise CheckpointError(
+            f"{out / CONFIG_FILE} has format version {saved.get('format_version')}, this "
+            f"package reads version {FORMAT_VERSION}: resume it with the version that wrote it"
+        )
     saved_env = EnvConfig.from_dict(saved["env"])  # fills fields added since the run was written
     if saved_env != env_config:
-        detail = (f"with env kwargs {saved_env.env_kwargs}, not {env_config.env_kwargs}"
-                  if saved_env.env_id == env_config.env_id else f"on {saved_env.env_id!r}, not {env_config.env_id!r}")
+        detail = (
+            f"with env kwargs {saved_env.env_kwargs}, not {env_config.env_kwargs}"
+            if saved_env.env_id == env_config.env_id
+            else f"on {saved_env.env_id!r}, not {env_config.env_id!r}"
+        )
         raise ConfigError(f"{out} was trained {detail}: resume with the same env or choose another --out")
     saved_algo = saved["algorithm"]
     changed = sorted(k for k, v in algo.to_dict().items() if saved_algo.get(k) != v)
     if changed:
         detail = ", ".join(f"{k}: {saved_algo.get(k)} -> {getattr(algo, k)}" for k in changed)
-        raise ConfigError(f"cannot resume {out} with a different algorithm config ({detail}): "
-                          "drop the --set overrides that differ or choose another --out")
+        raise ConfigError(
+            f"cannot resume {out} with a different algorithm config ({detail}): "
+            "drop the --set overrides that differ or choose another --out"
+        )
     for name in ("seed", "eval_every", "eval_episodes"):
         if saved["run"][name] != getattr(run, name):
-            raise ConfigError(f"cannot resume {out} with --{name.replace('_', '-')} {getattr(run, name)}: "
-                              f"it was started with {saved['run'][name]}")
+            raise ConfigError(
+                f"cannot resume {out} with --{name.replace('_', '-')} {getattr(run, name)}: "
+                f"it was started with {saved['run'][name]}"
+            )

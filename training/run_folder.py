@@ -45,8 +45,10 @@ def lock(out: Path) -> IO[str] | None:
         handle.seek(0)
         holder = handle.read().strip() or "unknown"
         handle.close()
-        raise RunFolderBusyError(f"{out} is in use by another mrq process (PID {holder}): wait for it to end or "
-                                 "stop it (Ctrl-C writes a checkpoint), or choose another --out") from None
+        raise RunFolderBusyError(
+            f"{out} is in use by another mrq process (PID {holder}): wait for it to end or "
+            "stop it (Ctrl-C writes a checkpoint), or choose another --out"
+        ) from None
     handle.seek(0)
     handle.truncate()
     handle.write(f"{os.getpid()}\n")

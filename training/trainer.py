@@ -40,15 +40,26 @@ from mrq_agents.precision import resolve_precision
 from mrq_agents.replay import ReplayBuffer
 from mrq_agents.serialization import atomic_write_json, read_json
 from mrq_agents.training import run_folder
-from mrq_agents.training.checkpoint import (checkpoint_step, read_checkpoint, to_device,  # noqa: F401
-                                            write_checkpoint, write_model)
+from mrq_agents.training.checkpoint import checkpoint_step, read_checkpoint, to_device, write_checkpoint, write_model  # noqa: F401
 from mrq_agents.training.logger import RunLogger
-from mrq_agents.training.run_config import (RunConfig, check_resumable, default_run_config,
-                                            resumed_training_info, run_config_json)
+from mrq_agents.training.run_config import (
+    RunConfig,
+    check_resumable,
+    default_run_config,
+    resumed_training_info,
+    run_config_json,
+)
 
 CHECKPOINT_COST_RATIO = 20  # default cadence: at least 20x the last checkpoint's write time between checkpoints
-LOSS_COLUMNS = ("encoder_loss", "dynamics_loss", "reward_loss", "termination_loss", "value_loss",
-                "policy_loss", "q_mean")
+LOSS_COLUMNS = (
+    "encoder_loss",
+    "dynamics_loss",
+    "reward_loss",
+    "termination_loss",
+    "value_loss",
+    "policy_loss",
+    "q_mean",
+)
 
 
 class TrainingDivergedError(MRQError):
@@ -63,9 +74,16 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.signum, self.step = signum, step
 
 
-def build_trainer(env_id: str, out: str | Path, preset: str = "paper", overrides: Sequence[str] = (),
-                  resume: bool = False, log: Callable[[str], None] = print, overwrite: bool = False,
-                  **run_options: Any) -> Trainer:
+def build_trainer(
+    env_id: str,
+    out: str | Path,
+    preset: str = "paper",
+    overrides: Sequence[str] = (),
+    resume: bool = False,
+    log: Callable[[str], None] = print,
+    overwrite: bool = False,
+    **run_options: Any,
+) -> Trainer:
     """The Trainer of `mrq train ENV --out OUT [--preset P] [--set ...] [--resume] [run options]`.
 
     The algorithm config is the preset, then `overrides` ("name=value"); run options left None take the
@@ -77,8 +95,10 @@ def build_trainer(env_id: str, out: str | Path, preset: str = "paper", overrides
     if resume and (out / CONFIG_FILE).exists():
         saved = read_json(out / CONFIG_FILE, "run config")
         saved_run = {"precision": "fp32", **saved["run"]}  # runs from before --precision existed trained in fp32
-        run_options = {**{k: v for k, v in saved_run.items() if k != "env_id"},
-                       **{k: v for k, v in run_options.items() if v is not None}}
+        run_options = {
+            **{k: v for k, v in saved_run.items() if k != "env_id"},
+            **{k: v for k, v in run_options.items() if v is not None},
+        }
         base_algo = MRQConfig.from_dict(saved["algorithm"])
     run = default_run_config(env_id, **run_options)
     return Trainer(run, base_algo.with_overrides(list(overrides)), out, resume=resume, log=log, overwrite=overwrite)
@@ -87,8 +107,16 @@ def build_trainer(env_id: str, out: str | Path, preset: str = "paper", overrides
 class Trainer:
     """Owns one run: env, learner, replay, logger; `train()` runs it to `run.steps` env steps."""
 
-    def __init__(self, run: RunConfig, algo: MRQConfig, out: str | Path, resume: bool = False,
-                 log: Callable[[str], None] = print, transfer: Any = None, overwrite: bool = False):
+    def __init__(
+        self,
+        run: RunConfig,
+        algo: MRQConfig,
+        out: str | Path,
+        resume: bool = False,
+        log: Callable[[str], None] = print,
+        transfer: Any = None,
+        overwrite: bool = False,
+    ):
         """`transfer` (a `finetune.Transfer`) starts the networks from a pretrained agent on a fresh run;
         `overwrite` deletes the run already in `out` (its own files only) and starts over."""
         self.run, self.algo, self.out, self.log = run, algo, Path(out), log
@@ -99,9 +127,12 @@ class Trainer:
         self.device = resolve_device(run.device)
         torch.manual_seed(run.seed)
         self.rng = np.random.default_rng(run.seed)
-        self.saved_config = (read_json(self.out / CONFIG_FILE, "run config")
-                             if resume and (self.out / CONFIG_FILE).exists() else {})
-        self.provenance = self.saved_config.get("finetuned_from") or (transfer.provenance if transfer is not None else None)
+        self.saved_config = (
+            read_json(self.out / CONFIG_FILE, "run config") if resume and (self.out / CONFIG_FILE).exists() else {}
+        )
+        self.provenance = self.saved_config.get("finetuned_from") or (
+            transfer.provenance if transfer is not None else None
+        )
         frozen = tuple((self.provenance or {}).get("frozen", ()))
         self.precision = resolve_precision(run.precision, self.device)
         self.fast = resolve_fast(run.fast, self.device)
@@ -110,8 +141,9 @@ class Trainer:
             accelerate(self.learner)
         if transfer is not None and not resume:
             transfer.load_into(self.learner)
-        self.buffer = ReplayBuffer(self.spec, algo.buffer_size, (algo.enc_horizon, algo.q_horizon),
-                                   algo.prioritized, self.device)
+        self.buffer = ReplayBuffer(
+            self.spec, algo.buffer_size, (algo.enc_horizon, algo.q_horizon), algo.prioritized, self.device
+        )
         self.step = 0
         self.episode = 0
         self.last_episode_return = math.nan
@@ -152,32 +184,46 @@ class Trainer:
             run_folder.remove_run(self.out)
         if resume:
             if not checkpoint.exists():
-                raise CheckpointError(f"nothing to resume in {self.out}: its run stopped before writing a "
-                                      f"{CHECKPOINT_FILE}; start it over with --overwrite")
+                raise CheckpointError(
+                    f"nothing to resume in {self.out}: its run stopped before writing a "
+                    f"{CHECKPOINT_FILE}; start it over with --overwrite"
+                )
             saved = self.saved_config or read_json(self.out / CONFIG_FILE, "run config")  # missing: one-line error
             check_resumable(saved, self.run, self.algo, self.env_config, self.out)
             self._load_checkpoint(checkpoint)
             config["training"] = resumed_training_info(saved.get("training", {}), config["training"], self.step)
         elif checkpoint.exists():
-            raise ConfigError(f"{self.out} already holds a run: continue it with --resume, start it over with "
-                              "--overwrite, or choose another --out")
+            raise ConfigError(
+                f"{self.out} already holds a run: continue it with --resume, start it over with "
+                "--overwrite, or choose another --out"
+            )
         elif (self.out / CONFIG_FILE).exists():
-            raise ConfigError(f"{self.out} already holds a run that stopped before its first checkpoint: start it "
-                              "over with --overwrite, or choose another --out")
+            raise ConfigError(
+                f"{self.out} already holds a run that stopped before its first checkpoint: start it "
+                "over with --overwrite, or choose another --out"
+            )
         if not resume or self.step < self.run.steps:  # a resume with nothing to do leaves config.json as it is
             atomic_write_json(self.out / CONFIG_FILE, config)
-        self.logger = RunLogger(self.out, title=f"MR.Q on {self.run.env_id}",
-                                resume_step=self.step if resume else None)
+        self.logger = RunLogger(self.out, title=f"MR.Q on {self.run.env_id}", resume_step=self.step if resume else None)
 
     def _checkpoint_state(self) -> dict:
         rng = {"torch": torch.get_rng_state(), "numpy": self.rng.bit_generator.state}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        counters = {"step": self.step, "episode": self.episode, "elapsed": self.elapsed + self._session_time(),
-                    "last_episode_return": self.last_episode_return, "next_checkpoint": self.next_checkpoint,
-                    "last_eval": list(self.last_eval)}
-        return {"learner": self.learner.state_dict(), "buffer": self.buffer.state_dict(), "rng": rng,
-                "counters": counters}
+        counters = {
+            "step": self.step,
+            "episode": self.episode,
+            "elapsed": self.elapsed + self._session_time(),
+            "last_episode_return": self.last_episode_return,
+            "next_checkpoint": self.next_checkpoint,
+            "last_eval": list(self.last_eval),
+        }
+        return {
+            "learner": self.learner.state_dict(),
+            "buffer": self.buffer.state_dict(),
+            "rng": rng,
+            "counters": counters,
+        }
 
     def save_checkpoint(self) -> None:
         start = time.perf_counter()
@@ -190,8 +236,10 @@ class Trainer:
         try:
             self.learner.load_state_dict(to_device(state["learner"], self.device))
         except (RuntimeError, KeyError, ValueError) as err:
-            raise CheckpointError(f"{path} does not fit this env/config ({str(err).splitlines()[0]}): "
-                                  "resume with the settings it was trained with") from None
+            raise CheckpointError(
+                f"{path} does not fit this env/config ({str(err).splitlines()[0]}): "
+                "resume with the settings it was trained with"
+            ) from None
         self.buffer.load_state_dict(state["buffer"])
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and self.device.type == "cuda":
@@ -237,8 +285,9 @@ class Trainer:
             action = self._action(obs)
             next_obs, reward, terminated, truncated, _ = self.env.step(action)
             if not math.isfinite(float(reward)) or (not self.spec.pixels and not np.isfinite(next_obs).all()):
-                raise TrainingDivergedError(f"the env returned a non-finite reward or observation at step "
-                                            f"{self.step}: check the environment")
+                raise TrainingDivergedError(
+                    f"the env returned a non-finite reward or observation at step {self.step}: check the environment"
+                )
             self.buffer.add(action, float(reward), terminated, truncated, next_obs)
             episode_return += float(reward)
             obs = next_obs
@@ -265,8 +314,13 @@ class Trainer:
         self.logger.close()
 
     def _summary(self) -> dict[str, Any]:
-        return {"step": self.step, "eval_return_mean": self.last_eval[0], "eval_return_std": self.last_eval[1],
-                "wall_time": self.elapsed + self._session_time(), "out": str(self.out)}
+        return {
+            "step": self.step,
+            "eval_return_mean": self.last_eval[0],
+            "eval_return_std": self.last_eval[1],
+            "wall_time": self.elapsed + self._session_time(),
+            "out": str(self.out),
+        }
 
     def _checkpoint_due(self) -> bool:
         if self.step < self.next_checkpoint:
@@ -293,22 +347,37 @@ class Trainer:
         return self.learner.act(obs, explore=True)
 
     def _evaluate(self) -> None:
-        returns, _ = run_episodes(self.eval_env, lambda o: self.learner.act(o, explore=False),
-                                  self.run.eval_episodes, self.run.seed, stream=EVAL_STREAM)
+        returns, _ = run_episodes(
+            self.eval_env,
+            lambda o: self.learner.act(o, explore=False),
+            self.run.eval_episodes,
+            self.run.seed,
+            stream=EVAL_STREAM,
+        )
         self.last_eval = (float(returns.mean()), float(returns.std()))
         losses = {k: float(v) for k, v in self.metrics.items()}  # the only device->host reads of the loop
         bad = [k for k, v in losses.items() if not math.isfinite(v)]
         if bad:
-            raise TrainingDivergedError(f"training diverged at step {self.step}: {', '.join(bad)} became "
-                                        "non-finite; check the env's rewards or lower the learning rates with --set")
-        row = {"step": self.step, "wall_time": round(self.elapsed + self._session_time(), 3),
-               "episodes": self.episode, "eval_return_mean": self.last_eval[0], "eval_return_std": self.last_eval[1],
-               **{k: losses.get(k) for k in LOSS_COLUMNS}, "reward_scale": self.learner.reward_scale}
+            raise TrainingDivergedError(
+                f"training diverged at step {self.step}: {', '.join(bad)} became "
+                "non-finite; check the env's rewards or lower the learning rates with --set"
+            )
+        row = {
+            "step": self.step,
+            "wall_time": round(self.elapsed + self._session_time(), 3),
+            "episodes": self.episode,
+            "eval_return_mean": self.last_eval[0],
+            "eval_return_std": self.last_eval[1],
+            **{k: losses.get(k) for k in LOSS_COLUMNS},
+            "reward_scale": self.learner.reward_scale,
+        }
         self.logger.log_eval(row)
         self.save_model()
-        self.log(f"step {self.step:>9,}/{self.run.steps:,} | eval return {self.last_eval[0]:10.2f} "
-                 f"± {self.last_eval[1]:.2f} | episodes {self.episode} | "
-                 f"elapsed {self.elapsed + self._session_time():.0f}s")
+        self.log(
+            f"step {self.step:>9,}/{self.run.steps:,} | eval return {self.last_eval[0]:10.2f} "
+            f"± {self.last_eval[1]:.2f} | episodes {self.episode} | "
+            f"elapsed {self.elapsed + self._session_time():.0f}s"
+        )
 
     def _progress_info(self, start_step: int) -> dict[str, Any]:
         rate = (self.step - start_step) / max(self._session_time(), 1e-9)
@@ -338,5 +407,3 @@ class _StopSignals:
     def __exit__(self, *exc: Any) -> None:
         for s, handler in self._previous.items():
             signal.signal(s, handler)
-
-

@@ -1,8 +1,8 @@
 """The zoo: pretrained MR.Q agents bundled with the package (installed as `mrq_agents.zoo`).
 
 `manifest.json` maps each env id to its Hub repo id, the command that trained it, its measured score and
-the sha256 of its weights (the paper's reference comes from `mrq_agents.paper`); the entry's export folder lies beside it, so
-`mrq play <env>` and `Policy.from_pretrained(<zoo repo id>)` work offline.
+the sha256 of its weights (the paper's reference comes from `mrq_agents.paper`); the entry's export folder lies
+beside it, so `mrq play <env>` and `Policy.from_pretrained(<zoo repo id>)` work offline.
 """
 
 from __future__ import annotations
@@ -95,11 +95,14 @@ def bundled_folder(entry: dict[str, Any]) -> Path:
     folder = ZOO_DIR / entry["folder"]
     weights = folder / "model.safetensors"
     if not weights.exists():
-        raise CheckpointError(f"the zoo entry {entry['repo_id']} is not bundled in this install ({folder} is "
-                              "missing): reinstall mrq-agents")
+        raise CheckpointError(
+            f"the zoo entry {entry['repo_id']} is not bundled in this install ({folder} is "
+            "missing): reinstall mrq-agents"
+        )
     if sha256_file(weights) != entry["sha256"]:
-        raise CheckpointError(f"{weights} does not match the zoo manifest's sha256: the install is corrupt, "
-                              "reinstall mrq-agents")
+        raise CheckpointError(
+            f"{weights} does not match the zoo manifest's sha256: the install is corrupt, reinstall mrq-agents"
+        )
     return folder
 
 
@@ -116,17 +119,23 @@ def play_source(target: str, model: str | None = None) -> tuple[str, str | None]
         resolve_env(target)
     except MRQError:
         if "/" not in target:
-            raise UnsupportedEnvError(f"{target!r} is not a supported env id, a model folder, or a Hub repo id (org/name); "
-                           "see `mrq train --help` for env ids and `mrq zoo list` for pretrained agents") from None
+            raise UnsupportedEnvError(
+                f"{target!r} is not a supported env id, a model folder, or a Hub repo id (org/name); "
+                "see `mrq train --help` for env ids and `mrq zoo list` for pretrained agents"
+            ) from None
         return target, None  # not an env id: a Hub repo id
     entry = find_by_env(target)
     if entry is None:
         other = find_other_version(target)
         if other is not None:
-            raise UnsupportedEnvError(f"the zoo has no agent for {target!r}; it has one for {play_id(other)!r}, another "
-                           f"version of the same env with the same observation and action spaces: play it with "
-                           f"`mrq play {play_id(other)}`, or train one for {target!r} with `mrq train {target}`")
+            raise UnsupportedEnvError(
+                f"the zoo has no agent for {target!r}; it has one for {play_id(other)!r}, another "
+                f"version of the same env with the same observation and action spaces: play it with "
+                f"`mrq play {play_id(other)}`, or train one for {target!r} with `mrq train {target}`"
+            )
         have = ", ".join(play_id(e) for e in entries()) or "none"
-        raise UnsupportedEnvError(f"the zoo has no agent for {target!r} (zoo envs: {have}); pass one with --model SOURCE "
-                       "or train one with `mrq train`")
+        raise UnsupportedEnvError(
+            f"the zoo has no agent for {target!r} (zoo envs: {have}); pass one with --model SOURCE "
+            "or train one with `mrq train`"
+        )
     return entry["repo_id"], target

@@ -16,8 +16,18 @@ from typing import Any
 import gymnasium as gym
 
 from mrq_agents.envs import atari, dmc, gym_family
-from mrq_agents.envs.base import (SUPPORTED_ACTIONS, SUPPORTED_IDS, SUPPORTED_OBS, ActionRepeat, EnvConfig,  # noqa: F401
-                                  EnvSpec, Family, _error, check_actions, unit_actions)
+from mrq_agents.envs.base import (  # noqa: F401
+    SUPPORTED_ACTIONS,
+    SUPPORTED_IDS,
+    SUPPORTED_OBS,
+    ActionRepeat,
+    EnvConfig,
+    EnvSpec,
+    Family,
+    _error,
+    check_actions,
+    unit_actions,
+)
 from mrq_agents.envs.dmc import DmcPixels, dmc_camera  # noqa: F401
 from mrq_agents.envs.gym_family import LOCOMOTION, follow_agent  # noqa: F401
 
@@ -39,7 +49,7 @@ def resolve_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> EnvCon
     prefixes = {prefix: resolve for family in FAMILIES.values() for prefix, resolve in family.prefixes.items()}
     for prefix, resolve in prefixes.items():
         if env_id.startswith(prefix) and len(env_id) > len(prefix):
-            config = resolve(env_id, env_id[len(prefix):])
+            config = resolve(env_id, env_id[len(prefix) :])
             break
     else:
         config = gym_family.resolve(env_id, env_id)
@@ -75,8 +85,9 @@ def wrap_env(env: gym.Env, config: EnvConfig) -> gym.Env:
     return unit_actions(FAMILIES[config.family].wrap(env, config))
 
 
-def make_env(env: str | EnvConfig, seed: int | None = None, render_mode: str | None = None,
-             **make_kwargs: Any) -> gym.Env:
+def make_env(
+    env: str | EnvConfig, seed: int | None = None, render_mode: str | None = None, **make_kwargs: Any
+) -> gym.Env:
     """Build the env with the paper's preprocessing; `seed` seeds the action space (reset with a seed yourself).
 
     `render_mode='rgb_array'` gives the env's normal full-resolution render(), independent of pixel observations,

@@ -7,8 +7,17 @@ from typing import Any
 
 import gymnasium as gym
 
-from mrq_agents.envs.base import (ActionRepeat, EnvConfig, Family, _check_registered, _error, channel_first,
-                                  nothing_to_set_up, no_kwargs, stack_frames)
+from mrq_agents.envs.base import (
+    ActionRepeat,
+    EnvConfig,
+    Family,
+    _check_registered,
+    _error,
+    channel_first,
+    no_kwargs,
+    nothing_to_set_up,
+    stack_frames,
+)
 
 NATIVE_FPS = 60
 
@@ -26,37 +35,70 @@ def resolve(env_id: str, gym_id: str) -> EnvConfig:
         raise _error(f"unsupported Atari id {env_id!r}: expected ALE/<Game>-v5 or Atari-<Game>-v5 (e.g. ALE/Pong-v5)")
     register()
     _check_registered(gym_id, env_id, "ALE/<Game>-v5 or Atari-<Game>-v5 with an ALE game (e.g. ALE/Pong-v5)")
-    return EnvConfig(env_id=env_id, family="atari", gym_id=gym_id, pixels=True, frame_stack=4, image_size=84,
-                     frame_skip=4, sticky_actions=0.25, max_episode_frames=108_000, grayscale=True)
+    return EnvConfig(
+        env_id=env_id,
+        family="atari",
+        gym_id=gym_id,
+        pixels=True,
+        frame_stack=4,
+        image_size=84,
+        frame_skip=4,
+        sticky_actions=0.25,
+        max_episode_frames=108_000,
+        grayscale=True,
+    )
 
 
 def make_kwargs(config: EnvConfig) -> dict[str, Any]:
-    return {"frameskip": 1, "repeat_action_probability": config.sticky_actions, "full_action_space": False,
-            "max_num_frames_per_episode": config.max_episode_frames}
+    return {
+        "frameskip": 1,
+        "repeat_action_probability": config.sticky_actions,
+        "full_action_space": False,
+        "max_num_frames_per_episode": config.max_episode_frames,
+    }
 
 
 def wrap(env: gym.Env, config: EnvConfig) -> gym.Env:
     if not hasattr(env.unwrapped, "ale") or getattr(env.unwrapped, "_frameskip", None) != 1:
-        raise _error(f"Atari preprocessing for {config.env_id!r} needs an ALE env made with frameskip=1, "
-                     f"e.g. gym.make('ALE/Pong-v5', frameskip=1)")
+        raise _error(
+            f"Atari preprocessing for {config.env_id!r} needs an ALE env made with frameskip=1, "
+            f"e.g. gym.make('ALE/Pong-v5', frameskip=1)"
+        )
     env = gym.wrappers.AtariPreprocessing(
-        env, noop_max=0, frame_skip=config.frame_skip, screen_size=config.image_size, terminal_on_life_loss=False,
-        grayscale_obs=config.grayscale, grayscale_newaxis=True, scale_obs=False)  # (84, 84, C) uint8
+        env,
+        noop_max=0,
+        frame_skip=config.frame_skip,
+        screen_size=config.image_size,
+        terminal_on_life_loss=False,
+        grayscale_obs=config.grayscale,
+        grayscale_newaxis=True,
+        scale_obs=False,
+    )  # (84, 84, C) uint8
     if config.action_repeat > 1:
         env = ActionRepeat(env, config.action_repeat)
     return stack_frames(channel_first(env), config.frame_stack)
 
 
 def describe(config: EnvConfig) -> str:
-    return (f"`{config.gym_id}` with frame skip {config.frame_skip} (max-pool), grayscale 84x84, stack of "
-            f"{config.frame_stack}, sticky actions {config.sticky_actions}, no no-op starts, no life-loss "
-            "terminal, no reward clipping")
+    return (
+        f"`{config.gym_id}` with frame skip {config.frame_skip} (max-pool), grayscale 84x84, stack of "
+        f"{config.frame_stack}, sticky actions {config.sticky_actions}, no no-op starts, no life-loss "
+        "terminal, no reward clipping"
+    )
 
 
 FAMILY = Family(
     name="atari",
-    prefixes={"Atari-": lambda env_id, rest: resolve(env_id, f"ALE/{rest}"),
-              "ALE/": lambda env_id, rest: resolve(env_id, env_id)},
-    register=register, make_kwargs=make_kwargs, wrap=wrap, budget=lambda config: (2_500_000, 100_000),
-    describe=describe, render_kwargs=no_kwargs, set_up_recording=nothing_to_set_up,
-    video_fps=lambda env, config: NATIVE_FPS / config.frame_skip)
+    prefixes={
+        "Atari-": lambda env_id, rest: resolve(env_id, f"ALE/{rest}"),
+        "ALE/": lambda env_id, rest: resolve(env_id, env_id),
+    },
+    register=register,
+    make_kwargs=make_kwargs,
+    wrap=wrap,
+    budget=lambda config: (2_500_000, 100_000),
+    describe=describe,
+    render_kwargs=no_kwargs,
+    set_up_recording=nothing_to_set_up,
+    video_fps=lambda env, config: NATIVE_FPS / config.frame_skip,
+)

@@ -13,10 +13,12 @@ from gymnasium import spaces
 
 from mrq_agents.errors import UnsupportedEnvError
 
-SUPPORTED_IDS = ("a registered Gymnasium id (e.g. Pendulum-v1, HalfCheetah-v4), module:EnvId (imports the module "
-                 "that registers EnvId), dm_control/<domain>-<task>-v0, "
-                 "ALE/<Game>-v5, or a paper alias (Gym-HalfCheetah-v4, Dmc-walker-walk, Dmc-visual-walker-walk, "
-                 "Atari-Pong-v5)")
+SUPPORTED_IDS = (
+    "a registered Gymnasium id (e.g. Pendulum-v1, HalfCheetah-v4), module:EnvId (imports the module "
+    "that registers EnvId), dm_control/<domain>-<task>-v0, "
+    "ALE/<Game>-v5, or a paper alias (Gym-HalfCheetah-v4, Dmc-walker-walk, Dmc-visual-walker-walk, "
+    "Atari-Pong-v5)"
+)
 SUPPORTED_OBS = "a 1-D Box (vector) or an HxWxC uint8 Box (image)"
 SUPPORTED_ACTIONS = "a 1-D Box with finite bounds or Discrete(n) starting at 0"
 FAMILY_NAMES = ("gym", "dmc", "atari")  # EnvConfig.family, as saved in config.json
@@ -28,6 +30,7 @@ def _error(message: str) -> UnsupportedEnvError:
 
 
 # --------------------------------------------------------------------------------------------- config
+
 
 @dataclass(frozen=True)
 class EnvConfig:
@@ -112,8 +115,8 @@ def _check_registered(gym_id: str, env_id: str, expected: str) -> None:
         raise _error(f"unknown env id {env_id!r}: expected {expected} ({e})") from None
 
 
-
 # --------------------------------------------------------------------------------------------- wrappers
+
 
 class ActionRepeat(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Repeat each action `repeat` times and sum the rewards; stops early when the episode ends."""
@@ -145,7 +148,8 @@ def channel_first(env: gym.Env) -> gym.Env:
     space = env.observation_space
     new_space = spaces.Box(space.low.transpose(2, 0, 1), space.high.transpose(2, 0, 1), dtype=space.dtype)
     return gym.wrappers.TransformObservation(
-        env, lambda obs: np.ascontiguousarray(np.transpose(obs, (2, 0, 1))), new_space)  # (H, W, C) -> (C, H, W)
+        env, lambda obs: np.ascontiguousarray(np.transpose(obs, (2, 0, 1))), new_space
+    )  # (H, W, C) -> (C, H, W)
 
 
 def stack_frames(env: gym.Env, frame_stack: int) -> gym.Env:
@@ -165,8 +169,9 @@ def unit_actions(env: gym.Env) -> gym.Env:
         env = gym.wrappers.RescaleAction(env, -unit, unit)
     if env.action_space.dtype != np.float32:
         dtype = env.action_space.dtype
-        env = gym.wrappers.TransformAction(env, lambda a: np.asarray(a, dtype=dtype),
-                                           spaces.Box(-1.0, 1.0, space.shape, np.float32))
+        env = gym.wrappers.TransformAction(
+            env, lambda a: np.asarray(a, dtype=dtype), spaces.Box(-1.0, 1.0, space.shape, np.float32)
+        )
     return env
 
 
@@ -174,8 +179,14 @@ def check_actions(env: gym.Env, name: str) -> None:
     space = env.action_space
     if isinstance(space, spaces.Discrete) and space.start == 0:
         return
-    if (isinstance(space, spaces.Box) and len(space.shape) == 1 and np.issubdtype(space.dtype, np.floating)
-            and np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high)) and np.all(space.low < space.high)):
+    if (
+        isinstance(space, spaces.Box)
+        and len(space.shape) == 1
+        and np.issubdtype(space.dtype, np.floating)
+        and np.all(np.isfinite(space.low))
+        and np.all(np.isfinite(space.high))
+        and np.all(space.low < space.high)
+    ):
         return
     raise _error(f"unsupported action space {space} for {name!r}: expected {SUPPORTED_ACTIONS}")
 
@@ -184,8 +195,8 @@ def is_image(space: spaces.Space) -> bool:
     return isinstance(space, spaces.Box) and len(space.shape) == 3 and space.dtype == np.uint8
 
 
-
 # --------------------------------------------------------------------------------------------- spec
+
 
 @dataclass(frozen=True)
 class EnvSpec:

@@ -10,8 +10,17 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from mrq_agents.envs.base import (ActionRepeat, EnvConfig, Family, _check_registered, _error, float32_obs,
-                                  nothing_to_set_up, no_kwargs, stack_frames)
+from mrq_agents.envs.base import (
+    ActionRepeat,
+    EnvConfig,
+    Family,
+    _check_registered,
+    _error,
+    float32_obs,
+    no_kwargs,
+    nothing_to_set_up,
+    stack_frames,
+)
 
 
 def register() -> None:
@@ -24,12 +33,24 @@ def register() -> None:
 
 def resolve(env_id: str, gym_id: str, pixels: bool) -> EnvConfig:
     register()
-    _check_registered(gym_id, env_id, "a dm_control suite task as dm_control/<domain>-<task>-v0, Dmc-<domain>-<task> "
-                                      "or Dmc-visual-<domain>-<task> (e.g. Dmc-walker-walk)")
+    _check_registered(
+        gym_id,
+        env_id,
+        "a dm_control suite task as dm_control/<domain>-<task>-v0, Dmc-<domain>-<task> "
+        "or Dmc-visual-<domain>-<task> (e.g. Dmc-walker-walk)",
+    )
     if not pixels:
         return EnvConfig(env_id=env_id, family="dmc", gym_id=gym_id, action_repeat=2)
-    return EnvConfig(env_id=env_id, family="dmc", gym_id=gym_id, pixels=True, action_repeat=2, frame_stack=3,
-                     image_size=84, camera_id=dmc_camera(gym_id))
+    return EnvConfig(
+        env_id=env_id,
+        family="dmc",
+        gym_id=gym_id,
+        pixels=True,
+        action_repeat=2,
+        frame_stack=3,
+        image_size=84,
+        camera_id=dmc_camera(gym_id),
+    )
 
 
 def dmc_camera(gym_id: str) -> int:
@@ -58,8 +79,10 @@ class DmcPixels(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
 
 def wrap(env: gym.Env, config: EnvConfig) -> gym.Env:
     if not isinstance(env.observation_space, spaces.Dict):
-        raise _error(f"expected a shimmy dm_control env with Dict observations for {config.env_id!r}, "
-                     f"got {env.observation_space}")
+        raise _error(
+            f"expected a shimmy dm_control env with Dict observations for {config.env_id!r}, "
+            f"got {env.observation_space}"
+        )
     env = ActionRepeat(env, config.action_repeat) if config.action_repeat > 1 else env  # render once per agent step
     if config.pixels:
         return stack_frames(DmcPixels(env, config.image_size, config.camera_id), config.frame_stack)
@@ -68,8 +91,11 @@ def wrap(env: gym.Env, config: EnvConfig) -> gym.Env:
 
 def describe(config: EnvConfig) -> str:
     text = f"dm_control `{config.gym_id}` via shimmy, action repeat {config.action_repeat}, 500 agent steps per episode"
-    return text + (f", 84x84 RGB from camera {config.camera_id}, stack of {config.frame_stack}" if config.pixels
-                   else ", flattened observations")
+    return text + (
+        f", 84x84 RGB from camera {config.camera_id}, stack of {config.frame_stack}"
+        if config.pixels
+        else ", flattened observations"
+    )
 
 
 def render_kwargs(config: EnvConfig) -> dict[str, Any]:
@@ -89,5 +115,12 @@ FAMILY = Family(
         "Dmc-": lambda env_id, rest: resolve(env_id, f"dm_control/{rest}-v0", pixels=False),
         "dm_control/": lambda env_id, rest: resolve(env_id, env_id, pixels=False),
     },
-    register=register, make_kwargs=no_kwargs, wrap=wrap, budget=lambda config: (500_000, 5_000), describe=describe,
-    render_kwargs=render_kwargs, set_up_recording=nothing_to_set_up, video_fps=video_fps)
+    register=register,
+    make_kwargs=no_kwargs,
+    wrap=wrap,
+    budget=lambda config: (500_000, 5_000),
+    describe=describe,
+    render_kwargs=render_kwargs,
+    set_up_recording=nothing_to_set_up,
+    video_fps=video_fps,
+)

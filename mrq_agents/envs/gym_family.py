@@ -10,8 +10,19 @@ from typing import Any
 import gymnasium as gym
 from gymnasium import spaces
 
-from mrq_agents.envs.base import (SUPPORTED_IDS, SUPPORTED_OBS, ActionRepeat, EnvConfig, Family, _check_registered,
-                                  _error, channel_first, float32_obs, is_image, no_kwargs)
+from mrq_agents.envs.base import (
+    SUPPORTED_IDS,
+    SUPPORTED_OBS,
+    ActionRepeat,
+    EnvConfig,
+    Family,
+    _check_registered,
+    _error,
+    channel_first,
+    float32_obs,
+    is_image,
+    no_kwargs,
+)
 
 LOCOMOTION = ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid")
 DEFAULT_FPS = 30
@@ -24,8 +35,10 @@ def resolve(env_id: str, gym_id: str) -> EnvConfig:
         try:
             importlib.import_module(module)
         except ImportError as e:
-            raise _error(f"cannot import {module!r} for env {env_id!r} ({e}): put the module that registers "
-                         f"{name!r} on PYTHONPATH or install it") from None
+            raise _error(
+                f"cannot import {module!r} for env {env_id!r} ({e}): put the module that registers "
+                f"{name!r} on PYTHONPATH or install it"
+            ) from None
     _check_registered(name, env_id, SUPPORTED_IDS)
     return EnvConfig(env_id=env_id, family="gym", gym_id=gym_id)
 
@@ -104,6 +117,15 @@ def _draw_floor_to_horizon(model: Any) -> None:
             rescaled.add(material)
 
 
-FAMILY = Family(name="gym", prefixes={"Gym-": lambda env_id, rest: resolve(env_id, rest)}, register=lambda: None,
-                make_kwargs=no_kwargs, wrap=wrap, budget=budget, describe=describe, render_kwargs=no_kwargs,
-                set_up_recording=follow_agent, video_fps=video_fps)
+FAMILY = Family(
+    name="gym",
+    prefixes={"Gym-": lambda env_id, rest: resolve(env_id, rest)},
+    register=lambda: None,
+    make_kwargs=no_kwargs,
+    wrap=wrap,
+    budget=budget,
+    describe=describe,
+    render_kwargs=no_kwargs,
+    set_up_recording=follow_agent,
+    video_fps=video_fps,
+)

@@ -24,8 +24,10 @@ from urllib.parse import unquote, urlsplit
 
 GITATTRIBUTES = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"  # what the Hub puts in a new repo
 
-API = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)"
-                 r"(?:/(?P<op>revision|tree|preupload|commit)/(?P<rev>[^/]+))?(?P<rest>/.*)?$")
+API = re.compile(
+    r"^/api/models/(?P<repo>[^/]+/[^/]+)"
+    r"(?:/(?P<op>revision|tree|preupload|commit)/(?P<rev>[^/]+))?(?P<rest>/.*)?$"
+)
 RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
 
 
@@ -80,8 +82,10 @@ class HubServer:
                     files.pop(path, None)
                 else:
                     files[path] = content
-            sha = hashlib.sha1(f"{repo.main}|{len(repo.commits)}|{message}".encode()
-                               + b"".join(git_blob_sha(v).encode() for v in files.values())).hexdigest()
+            sha = hashlib.sha1(
+                f"{repo.main}|{len(repo.commits)}|{message}".encode()
+                + b"".join(git_blob_sha(v).encode() for v in files.values())
+            ).hexdigest()
             repo.commits[sha], repo.main = files, sha
             return sha
 
@@ -150,12 +154,23 @@ class _Handler(BaseHTTPRequestHandler):
         sha, files = found
         if m["op"] == "tree":  # GET /api/models/{repo}/tree/{rev}[/{path}]?recursive=...: one page, no Link header
             prefix = unquote(m["rest"] or "/").strip("/")
-            entries = [{"type": "file", "path": p, "size": len(c), "oid": git_blob_sha(c)}
-                       for p, c in sorted(files.items()) if not prefix or p.startswith(prefix + "/")]
+            entries = [
+                {"type": "file", "path": p, "size": len(c), "oid": git_blob_sha(c)}
+                for p, c in sorted(files.items())
+                if not prefix or p.startswith(prefix + "/")
+            ]
             return self._json(200, entries)
         # GET /api/models/{repo}[/revision/{rev}]: what ModelInfo needs
-        self._json(200, {"id": repo_id, "modelId": repo_id, "sha": sha, "private": self.hub.repos[repo_id].private,
-                         "siblings": [{"rfilename": p} for p in sorted(files)]})
+        self._json(
+            200,
+            {
+                "id": repo_id,
+                "modelId": repo_id,
+                "sha": sha,
+                "private": self.hub.repos[repo_id].private,
+                "siblings": [{"rfilename": p} for p in sorted(files)],
+            },
+        )
 
     def _resolve(self, repo_id: str, rev: str, filename: str, head: bool) -> None:
         """HEAD/GET /{repo}/resolve/{rev}/{filename}: the file, with the headers hf_hub_download reads."""
@@ -166,13 +181,17 @@ class _Handler(BaseHTTPRequestHandler):
         if filename not in files:
             return self._error(404, "EntryNotFound", "Entry not found", head=head, **{"X-Repo-Commit": sha})
         data = files[filename]
-        headers = {"X-Repo-Commit": sha, "ETag": f'"{git_blob_sha(data)}"', "Accept-Ranges": "bytes",
-                   "Content-Type": "application/octet-stream"}
+        headers = {
+            "X-Repo-Commit": sha,
+            "ETag": f'"{git_blob_sha(data)}"',
+            "Accept-Ranges": "bytes",
+            "Content-Type": "application/octet-stream",
+        }
         status = 200
         if m := re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", "")):  # resumed download
             start, end = int(m[1]), int(m[2]) if m[2] else len(data) - 1
             headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
-            data, status = data[start:end + 1], 206
+            data, status = data[start : end + 1], 206
         self._send(status, data, headers, head=head)
 
     # ---------------------------------------------------------------- POST
@@ -187,8 +206,9 @@ class _Handler(BaseHTTPRequestHandler):
             payload = json.loads(self._body())
             repo_id = f"{payload['organization']}/{payload['name']}" if payload.get("organization") else payload["name"]
             if repo_id in self.hub.repos:
-                return self._json(409, {"error": "You already created this model repo",
-                                        "url": f"{self.hub.url}/{repo_id}"})
+                return self._json(
+                    409, {"error": "You already created this model repo", "url": f"{self.hub.url}/{repo_id}"}
+                )
             self.hub.create(repo_id, private=payload.get("visibility") == "private" or bool(payload.get("private")))
             return self._json(200, {"url": f"{self.hub.url}/{repo_id}"})
         m = API.match(path)
@@ -201,10 +221,20 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if m["op"] == "preupload":  # every file goes inline in the commit ("regular"); oid lets the client skip no-ops
             files = found[1]
-            return self._json(200, {"files": [
-                {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False,
-                 "oid": git_blob_sha(files[f["path"]]) if f["path"] in files else None}
-                for f in json.loads(body)["files"]]})
+            return self._json(
+                200,
+                {
+                    "files": [
+                        {
+                            "path": f["path"],
+                            "uploadMode": "regular",
+                            "shouldIgnore": False,
+                            "oid": git_blob_sha(files[f["path"]]) if f["path"] in files else None,
+                        }
+                        for f in json.loads(body)["files"]
+                    ]
+                },
+            )
         # POST /api/models/{repo}/commit/{rev}: NDJSON, a header line then one line per operation
         changes, message = {}, "commit"
         for line in body.splitlines():
@@ -219,5 +249,6 @@ class _Handler(BaseHTTPRequestHandler):
             else:  # lfsFile / deletedFolder / copies: never produced against this server
                 return self._error(400, None, f"unsupported commit operation {key}")
         sha = self.hub.commit(repo_id, changes, message)
-        self._json(200, {"commitUrl": f"{self.hub.url}/{repo_id}/commit/{sha}", "commitOid": sha,
-                         "pullRequestUrl": None})
+        self._json(
+            200, {"commitUrl": f"{self.hub.url}/{repo_id}/commit/{sha}", "commitOid": sha, "pullRequestUrl": None}
+        )

@@ -15,6 +15,7 @@ def fill_random(buffer, spec, rng, steps, episode_length, terminal_every=3, offs
     """Start an episode and add `steps` random transitions (uniform actions, normal rewards) in episodes of
     `episode_length` steps; episode k (from 0) ends in a termination when (k + offset) % terminal_every == 0,
     else in a truncation."""
+
     def obs():
         if spec.pixels:
             return rng.integers(0, 256, spec.obs_shape, dtype=np.uint8)

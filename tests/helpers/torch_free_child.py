@@ -26,9 +26,16 @@ for case in json.loads(sys.argv[1]):
     np.save(case["out"], policy.act(obs))
     single, _ = policy.predict(obs[0])
     evaluation = policy.evaluate(episodes=1, seed=1)
-    report.append({"source": case["source"], "backend": policy.backend, "return": rollout.mean,
-                   "length": int(rollout.lengths[0]), "single": np.asarray(single).tolist(),
-                   "evaluate_episodes": evaluation["episodes"]})
+    report.append(
+        {
+            "source": case["source"],
+            "backend": policy.backend,
+            "return": rollout.mean,
+            "length": int(rollout.lengths[0]),
+            "single": np.asarray(single).tolist(),
+            "evaluate_episodes": evaluation["episodes"],
+        }
+    )
 wrapped = Policy.from_pretrained(json.loads(sys.argv[1])[0]["source"])
 env = wrapped.wrap(gym.make(wrapped.env_config.gym_id))
 obs, _ = env.reset(seed=0)
