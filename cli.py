@@ -12,6 +12,7 @@ from typing import Any, Callable, List, Optional
 
 import typer
 
+from mrq_agents import display
 from mrq_agents.errors import MRQError, os_error_message
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -103,7 +104,7 @@ def train(
         out = Path("runs") / f"{env.replace('/', '_')}-seed{seed or 0}"
     _check_threads(threads)
     trainer = build_trainer(env, out, preset=preset, overrides=set_ or [], resume=resume, overwrite=overwrite,
-                            log=_console().print, steps=steps, seed=seed, device=device, fast=fast,
+                            log=display.console().print, steps=steps, seed=seed, device=device, fast=fast,
                             precision=precision, eval_every=eval_every, eval_episodes=eval_episodes,
                             checkpoint_every=checkpoint_every, env_kwargs=_json_object("--env-kwargs", env_kwargs))
     _set_threads(threads if threads is not None else _training_threads(trainer))
@@ -164,7 +165,7 @@ def _run(trainer, env: str, out: Path) -> None:
                f"actions ({trainer.spec.action_dim}) | out {out}"
                + (f" | resumed at step {trainer.step:,}" if trainer.step else ""))
     try:
-        with _progress(run.steps, trainer.step) as update:
+        with display.progress(run.steps, trainer.step) as update:
             summary = trainer.train(progress=update)
     except KeyboardInterrupt as stop:
         _interrupted(stop if isinstance(stop, TrainingInterrupted) else None, env, out)
@@ -231,7 +232,7 @@ def finetune(
     trainer = prepare(load_pretrained(source, revision), env, steps, out, seed=seed, overrides=set_ or [],
                       freeze=freeze, warmup_steps=warmup_steps, device=device, fast=fast, precision=precision,
                       eval_every=eval_every, eval_episodes=eval_episodes, checkpoint_every=checkpoint_every,
-                      overwrite=overwrite, log=_console().print)
+                      overwrite=overwrite, log=display.console().print)
     _set_threads(threads if threads is not None else _training_threads(trainer))
     _run(trainer, env, out)
 
@@ -423,9 +424,7 @@ def zoo_list() -> None:
         policy = "" if score.get("deterministic", True) else ", sampled"
         rows.append((zoo.play_id(e), paper_env_name(e["env_id"]) or "-", e["repo_id"], zoo.preset(e), f"{e['steps']:,}",
                      f"{score['mean']:.1f} ± {score['std']:.1f} ({score['episodes']}{policy})", paper, where))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    display.print_table(rows)
 
 
 @app.command()
@@ -500,7 +499,7 @@ class _SweepDisplay:
         if sys.stdout.isatty():
             from rich.live import Live
 
-            self.live = Live(console=_console(), refresh_per_second=2, transient=False)
+            self.live = Live(console=display.console(), refresh_per_second=2, transient=False)
             self.live.__enter__()
         return self
 
@@ -558,40 +557,6 @@ def report_(
 
     path = write_report(sources, out)
     typer.echo(f"report: {path} (figures beside it)")
-
-
-def _console():
-    from rich.console import Console
-
-    return Console(stderr=False, highlight=False, soft_wrap=True)
-
-
-class _progress:
-    """A rich progress bar with steps/s, the last episode return and the last evaluation."""
-
-    def __init__(self, total: int, done: int):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=_console(),
-                            disable=not sys.stdout.isatty())
-        self.task = self.bar.add_task("train", total=total, completed=done, info="")
-
-    def __enter__(self) -> Callable[[int, dict], None]:
-        self.bar.__enter__()
-
-        def update(step: int, info: dict) -> None:
-            episode = info["episode_return"]
-            evaluation = info["eval_return"]
-            text = (f"{info['steps_per_s']:.1f} steps/s | ep return "
-                    f"{'-' if math.isnan(episode) else f'{episode:.1f}'} | eval "
-                    f"{'-' if math.isnan(evaluation) else f'{evaluation:.1f}'}")
-            self.bar.update(self.task, completed=step, info=text)
-
-        return update
-
-    def __exit__(self, *exc: Any) -> None:
-        self.bar.__exit__(*exc)
 
 
 def main() -> None:
