@@ -24,9 +24,9 @@ from mrq_agents.envs.base import (  # noqa: F401
     EnvConfig,
     EnvSpec,
     Family,
-    _error,
     check_actions,
     unit_actions,
+    unsupported,
 )
 from mrq_agents.envs.dmc import DmcPixels, dmc_camera  # noqa: F401
 from mrq_agents.envs.gym_family import LOCOMOTION, follow_agent  # noqa: F401
@@ -43,9 +43,9 @@ def resolve_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> EnvCon
     Unknown ids raise UnsupportedEnvError.
     """
     if not isinstance(env_id, str) or not env_id.strip():
-        raise _error(f"invalid env id {env_id!r}: expected {SUPPORTED_IDS}")
+        raise unsupported(f"invalid env id {env_id!r}: expected {SUPPORTED_IDS}")
     if env_kwargs is not None and not isinstance(env_kwargs, dict):
-        raise _error(f"env kwargs must be a dict of keyword arguments for gymnasium.make, got {env_kwargs!r}")
+        raise unsupported(f"env kwargs must be a dict of keyword arguments for gymnasium.make, got {env_kwargs!r}")
     prefixes = {prefix: resolve for family in FAMILIES.values() for prefix, resolve in family.prefixes.items()}
     for prefix, resolve in prefixes.items():
         if env_id.startswith(prefix) and len(env_id) > len(prefix):
@@ -95,7 +95,7 @@ def make_env(
     `make_kwargs` go to `gymnasium.make` (e.g. `width=640, height=480` for MuJoCo renders).
     """
     if not isinstance(env, (str, EnvConfig)):
-        raise _error(f"invalid env {env!r}: expected an env id string or an EnvConfig")
+        raise unsupported(f"invalid env {env!r}: expected an env id string or an EnvConfig")
     config = env if isinstance(env, EnvConfig) else resolve_env(env)
     family = FAMILIES[config.family]
     family.register()
@@ -105,7 +105,7 @@ def make_env(
             kwargs = {**family.render_kwargs(config), **kwargs, "render_mode": render_mode}
         made = gym.make(config.gym_id, **kwargs)
     except (gym.error.Error, ImportError, TypeError) as e:
-        raise _error(f"cannot build env {config.env_id!r} ({config.gym_id}): {e}") from None
+        raise unsupported(f"cannot build env {config.env_id!r} ({config.gym_id}): {e}") from None
     if render_mode is not None and not {"camera_id", "camera_name"} & kwargs.keys():
         family.set_up_recording(made)
     wrapped = wrap_env(made, config)

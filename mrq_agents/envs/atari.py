@@ -7,34 +7,23 @@ from typing import Any
 
 import gymnasium as gym
 
-from mrq_agents.envs.base import (
-    ActionRepeat,
-    EnvConfig,
-    Family,
-    _check_registered,
-    _error,
-    channel_first,
-    no_kwargs,
-    nothing_to_set_up,
-    stack_frames,
-)
+from mrq_agents.envs import base
+from mrq_agents.envs.base import EnvConfig, Family
 
 NATIVE_FPS = 60
 
 
 def register() -> None:
-    try:
-        import ale_py
-    except ImportError as e:
-        raise _error(f"Atari envs need ale-py ({e})") from None
-    gym.register_envs(ale_py)
+    base.register_envs_of("ale_py", "Atari envs need ale-py")
 
 
 def resolve(env_id: str, gym_id: str) -> EnvConfig:
     if not gym_id.endswith("-v5"):
-        raise _error(f"unsupported Atari id {env_id!r}: expected ALE/<Game>-v5 or Atari-<Game>-v5 (e.g. ALE/Pong-v5)")
+        raise base.unsupported(
+            f"unsupported Atari id {env_id!r}: expected ALE/<Game>-v5 or Atari-<Game>-v5 (e.g. ALE/Pong-v5)"
+        )
     register()
-    _check_registered(gym_id, env_id, "ALE/<Game>-v5 or Atari-<Game>-v5 with an ALE game (e.g. ALE/Pong-v5)")
+    base.check_registered(gym_id, env_id, "ALE/<Game>-v5 or Atari-<Game>-v5 with an ALE game (e.g. ALE/Pong-v5)")
     return EnvConfig(
         env_id=env_id,
         family="atari",
@@ -60,7 +49,7 @@ def make_kwargs(config: EnvConfig) -> dict[str, Any]:
 
 def wrap(env: gym.Env, config: EnvConfig) -> gym.Env:
     if not hasattr(env.unwrapped, "ale") or getattr(env.unwrapped, "_frameskip", None) != 1:
-        raise _error(
+        raise base.unsupported(
             f"Atari preprocessing for {config.env_id!r} needs an ALE env made with frameskip=1, "
             f"e.g. gym.make('ALE/Pong-v5', frameskip=1)"
         )
@@ -75,8 +64,8 @@ def wrap(env: gym.Env, config: EnvConfig) -> gym.Env:
         scale_obs=False,
     )  # (84, 84, C) uint8
     if config.action_repeat > 1:
-        env = ActionRepeat(env, config.action_repeat)
-    return stack_frames(channel_first(env), config.frame_stack)
+        env = base.ActionRepeat(env, config.action_repeat)
+    return base.stack_frames(base.channel_first(env), config.frame_stack)
 
 
 def describe(config: EnvConfig) -> str:
@@ -93,12 +82,10 @@ FAMILY = Family(
         "Atari-": lambda env_id, rest: resolve(env_id, f"ALE/{rest}"),
         "ALE/": lambda env_id, rest: resolve(env_id, env_id),
     },
-    register=register,
-    make_kwargs=make_kwargs,
     wrap=wrap,
     budget=lambda config: (2_500_000, 100_000),
     describe=describe,
-    render_kwargs=no_kwargs,
-    set_up_recording=nothing_to_set_up,
     video_fps=lambda env, config: NATIVE_FPS / config.frame_skip,
+    register=register,
+    make_kwargs=make_kwargs,
 )

@@ -4,6 +4,7 @@ record each family module fills in, and the wrappers more than one family uses."
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -24,7 +25,7 @@ SUPPORTED_ACTIONS = "a 1-D Box with finite bounds or Discrete(n) starting at 0"
 FAMILY_NAMES = ("gym", "dmc", "atari")  # EnvConfig.family, as saved in config.json
 
 
-def _error(message: str) -> UnsupportedEnvError:
+def unsupported(message: str) -> UnsupportedEnvError:
     """An UnsupportedEnvError whose message is a single line."""
     return UnsupportedEnvError(" ".join(message.split()))
 
@@ -52,16 +53,16 @@ class EnvConfig:
 
     def __post_init__(self) -> None:
         if self.family not in FAMILY_NAMES:
-            raise _error(f"unknown env family {self.family!r}: expected one of {', '.join(FAMILY_NAMES)}")
+            raise unsupported(f"unknown env family {self.family!r}: expected one of {', '.join(FAMILY_NAMES)}")
         for name in ("action_repeat", "frame_stack", "frame_skip"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise _error(f"EnvConfig.{name} must be an integer >= 1, got {getattr(self, name)!r}")
+                raise unsupported(f"EnvConfig.{name} must be an integer >= 1, got {getattr(self, name)!r}")
         if not 0.0 <= self.sticky_actions <= 1.0:
-            raise _error(f"EnvConfig.sticky_actions must be in [0, 1], got {self.sticky_actions!r}")
+            raise unsupported(f"EnvConfig.sticky_actions must be in [0, 1], got {self.sticky_actions!r}")
         if self.pixels and self.family != "gym" and self.image_size is None:
-            raise _error(f"EnvConfig for {self.env_id!r} has pixels=True but no image_size")
+            raise unsupported(f"EnvConfig for {self.env_id!r} has pixels=True but no image_size")
         if self.pixels and self.family == "dmc" and self.camera_id is None:
-            raise _error(f"EnvConfig for {self.env_id!r} has pixels=True but no camera_id")
+            raise unsupported(f"EnvConfig for {self.env_id!r} has pixels=True but no camera_id")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -76,28 +77,11 @@ def _checked_fields(cls: type, d: dict[str, Any]) -> dict[str, Any]:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - set(fields))
     if unknown:
-        raise _error(f"unknown {cls.__name__} field(s) {unknown}: expected {sorted(fields)}")
+        raise unsupported(f"unknown {cls.__name__} field(s) {unknown}: expected {sorted(fields)}")
     missing = sorted(n for n, f in fields.items() if n not in d and f.default is dataclasses.MISSING)
     if missing:
-        raise _error(f"{cls.__name__} is missing field(s) {missing}")
+        raise unsupported(f"{cls.__name__} is missing field(s) {missing}")
     return dict(d)
-
-
-@dataclass(frozen=True)
-class Family:
-    """One kind of env, all in one module: how its ids resolve, how it is built, preprocessed and recorded, the
-    paper's budget for it and the model card's sentence about it."""
-
-    name: str  # EnvConfig.family
-    prefixes: dict[str, Callable[[str, str], EnvConfig]]  # id prefix -> resolver(env_id, the id after the prefix)
-    register: Callable[[], None]  # imports what registers the family's ids with gymnasium
-    make_kwargs: Callable[[EnvConfig], dict[str, Any]]  # keyword arguments for gymnasium.make
-    wrap: Callable[[gym.Env, EnvConfig], gym.Env]  # the preprocessing (before actions are scaled to [-1, 1])
-    budget: Callable[[EnvConfig], tuple[int, int]]  # the paper's (total env steps, evaluate every)
-    describe: Callable[[EnvConfig], str]  # the preprocessing, in the model card's words
-    render_kwargs: Callable[[EnvConfig], dict[str, Any]]  # gymnasium.make arguments for recordings
-    set_up_recording: Callable[[gym.Env], None]  # after gymnasium.make with a render mode
-    video_fps: Callable[[gym.Env, EnvConfig], float]  # real-time playback: one frame per agent step
 
 
 def no_kwargs(config: EnvConfig) -> dict[str, Any]:
@@ -108,11 +92,41 @@ def nothing_to_set_up(env: gym.Env) -> None:
     return None
 
 
-def _check_registered(gym_id: str, env_id: str, expected: str) -> None:
+def nothing_to_register() -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Family:
+    """One kind of env, all in one module: how its ids resolve, how it is built, preprocessed and recorded, the
+    paper's budget for it and the model card's sentence about it."""
+
+    name: str  # EnvConfig.family
+    prefixes: dict[str, Callable[[str, str], EnvConfig]]  # id prefix -> resolver(env_id, the id after the prefix)
+    wrap: Callable[[gym.Env, EnvConfig], gym.Env]  # the preprocessing (before actions are scaled to [-1, 1])
+    budget: Callable[[EnvConfig], tuple[int, int]]  # the paper's (total env steps, evaluate every)
+    describe: Callable[[EnvConfig], str]  # the preprocessing, in the model card's words
+    video_fps: Callable[[gym.Env, EnvConfig], float]  # real-time playback: one frame per agent step
+    register: Callable[[], None] = nothing_to_register  # imports what registers the family's ids with gymnasium
+    make_kwargs: Callable[[EnvConfig], dict[str, Any]] = no_kwargs  # keyword arguments for gymnasium.make
+    render_kwargs: Callable[[EnvConfig], dict[str, Any]] = no_kwargs  # gymnasium.make arguments for recordings
+    set_up_recording: Callable[[gym.Env], None] = nothing_to_set_up  # after gymnasium.make with a render mode
+
+
+def register_envs_of(module: str, requirement: str) -> None:
+    """Import `module` and register its envs with gymnasium; without it, one line naming `requirement`."""
+    try:
+        package = importlib.import_module(module)
+    except ImportError as e:
+        raise unsupported(f"{requirement} ({e})") from None
+    gym.register_envs(package)
+
+
+def check_registered(gym_id: str, env_id: str, expected: str) -> None:
     try:
         gym.spec(gym_id)
     except gym.error.Error as e:
-        raise _error(f"unknown env id {env_id!r}: expected {expected} ({e})") from None
+        raise unsupported(f"unknown env id {env_id!r}: expected {expected} ({e})") from None
 
 
 # --------------------------------------------------------------------------------------------- wrappers
@@ -188,7 +202,7 @@ def check_actions(env: gym.Env, name: str) -> None:
         and np.all(space.low < space.high)
     ):
         return
-    raise _error(f"unsupported action space {space} for {name!r}: expected {SUPPORTED_ACTIONS}")
+    raise unsupported(f"unsupported action space {space} for {name!r}: expected {SUPPORTED_ACTIONS}")
 
 
 def is_image(space: spaces.Space) -> bool:
@@ -222,22 +236,26 @@ class EnvSpec:
         hint = "build it with mrq_agents.envs.make_env or wrap_env"
         if isinstance(obs, spaces.Box) and len(obs.shape) == 1:
             if frame_stack != 1:
-                raise _error(f"frame_stack must be 1 for vector observations, got {frame_stack}")
+                raise unsupported(f"frame_stack must be 1 for vector observations, got {frame_stack}")
             pixels = False
         elif isinstance(obs, spaces.Box) and len(obs.shape) == 3 and obs.dtype == np.uint8:
             if frame_stack < 1 or obs.shape[0] % frame_stack:
-                raise _error(f"{obs.shape[0]} observation channels do not split into frame_stack={frame_stack} frames")
+                raise unsupported(
+                    f"{obs.shape[0]} observation channels do not split into frame_stack={frame_stack} frames"
+                )
             pixels = True
         else:
-            raise _error(f"unsupported observation space {obs}: expected a 1-D Box or a uint8 Box (C, H, W); {hint}")
+            raise unsupported(
+                f"unsupported observation space {obs}: expected a 1-D Box or a uint8 Box (C, H, W); {hint}"
+            )
         if isinstance(act, spaces.Discrete) and act.start == 0:
             discrete, action_dim = True, int(act.n)
         elif isinstance(act, spaces.Box) and len(act.shape) == 1:
             if not (np.all(act.low == -1.0) and np.all(act.high == 1.0)):
-                raise _error(f"Box actions must lie in [-1, 1], got {act}; {hint}")
+                raise unsupported(f"Box actions must lie in [-1, 1], got {act}; {hint}")
             discrete, action_dim = False, int(act.shape[0])
         else:
-            raise _error(f"unsupported action space {act}: expected {SUPPORTED_ACTIONS}")
+            raise unsupported(f"unsupported action space {act}: expected {SUPPORTED_ACTIONS}")
         return cls(tuple(int(n) for n in obs.shape), pixels, frame_stack, discrete, action_dim)
 
     def to_dict(self) -> dict[str, Any]:

@@ -10,30 +10,17 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from mrq_agents.envs.base import (
-    ActionRepeat,
-    EnvConfig,
-    Family,
-    _check_registered,
-    _error,
-    float32_obs,
-    no_kwargs,
-    nothing_to_set_up,
-    stack_frames,
-)
+from mrq_agents.envs import base
+from mrq_agents.envs.base import EnvConfig, Family
 
 
 def register() -> None:
-    try:
-        import shimmy
-    except ImportError as e:
-        raise _error(f"dm_control envs need shimmy[dm-control] and dm_control ({e})") from None
-    gym.register_envs(shimmy)
+    base.register_envs_of("shimmy", "dm_control envs need shimmy[dm-control] and dm_control")
 
 
 def resolve(env_id: str, gym_id: str, pixels: bool) -> EnvConfig:
     register()
-    _check_registered(
+    base.check_registered(
         gym_id,
         env_id,
         "a dm_control suite task as dm_control/<domain>-<task>-v0, Dmc-<domain>-<task> "
@@ -68,7 +55,7 @@ class DmcPixels(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         gym.utils.RecordConstructorArgs.__init__(self, size=size, camera_id=camera_id)
         super().__init__(env)
         if not hasattr(env.unwrapped, "_env") or not hasattr(env.unwrapped._env, "physics"):
-            raise _error(f"DMC pixel observations need a shimmy dm_control env, got {env.unwrapped!r}")
+            raise base.unsupported(f"DMC pixel observations need a shimmy dm_control env, got {env.unwrapped!r}")
         self.size, self.camera_id = size, camera_id
         self.observation_space = spaces.Box(0, 255, (3, size, size), np.uint8)
 
@@ -79,14 +66,16 @@ class DmcPixels(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
 
 def wrap(env: gym.Env, config: EnvConfig) -> gym.Env:
     if not isinstance(env.observation_space, spaces.Dict):
-        raise _error(
+        raise base.unsupported(
             f"expected a shimmy dm_control env with Dict observations for {config.env_id!r}, "
             f"got {env.observation_space}"
         )
-    env = ActionRepeat(env, config.action_repeat) if config.action_repeat > 1 else env  # render once per agent step
+    env = (
+        base.ActionRepeat(env, config.action_repeat) if config.action_repeat > 1 else env
+    )  # render once per agent step
     if config.pixels:
-        return stack_frames(DmcPixels(env, config.image_size, config.camera_id), config.frame_stack)
-    return float32_obs(gym.wrappers.FlattenObservation(env))
+        return base.stack_frames(DmcPixels(env, config.image_size, config.camera_id), config.frame_stack)
+    return base.float32_obs(gym.wrappers.FlattenObservation(env))
 
 
 def describe(config: EnvConfig) -> str:
@@ -115,12 +104,10 @@ FAMILY = Family(
         "Dmc-": lambda env_id, rest: resolve(env_id, f"dm_control/{rest}-v0", pixels=False),
         "dm_control/": lambda env_id, rest: resolve(env_id, env_id, pixels=False),
     },
-    register=register,
-    make_kwargs=no_kwargs,
     wrap=wrap,
     budget=lambda config: (500_000, 5_000),
     describe=describe,
-    render_kwargs=render_kwargs,
-    set_up_recording=nothing_to_set_up,
     video_fps=video_fps,
+    register=register,
+    render_kwargs=render_kwargs,
 )

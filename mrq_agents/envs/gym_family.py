@@ -10,19 +10,8 @@ from typing import Any
 import gymnasium as gym
 from gymnasium import spaces
 
-from mrq_agents.envs.base import (
-    SUPPORTED_IDS,
-    SUPPORTED_OBS,
-    ActionRepeat,
-    EnvConfig,
-    Family,
-    _check_registered,
-    _error,
-    channel_first,
-    float32_obs,
-    is_image,
-    no_kwargs,
-)
+from mrq_agents.envs import base
+from mrq_agents.envs.base import EnvConfig, Family
 
 LOCOMOTION = ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid")
 DEFAULT_FPS = 30
@@ -35,21 +24,23 @@ def resolve(env_id: str, gym_id: str) -> EnvConfig:
         try:
             importlib.import_module(module)
         except ImportError as e:
-            raise _error(
+            raise base.unsupported(
                 f"cannot import {module!r} for env {env_id!r} ({e}): put the module that registers "
                 f"{name!r} on PYTHONPATH or install it"
             ) from None
-    _check_registered(name, env_id, SUPPORTED_IDS)
+    base.check_registered(name, env_id, base.SUPPORTED_IDS)
     return EnvConfig(env_id=env_id, family="gym", gym_id=gym_id)
 
 
 def wrap(env: gym.Env, config: EnvConfig) -> gym.Env:
     space = env.observation_space
-    if not (isinstance(space, spaces.Box) and len(space.shape) == 1) and not is_image(space):
-        raise _error(f"unsupported observation space {space} for {config.env_id!r}: expected {SUPPORTED_OBS}")
+    if not (isinstance(space, spaces.Box) and len(space.shape) == 1) and not base.is_image(space):
+        raise base.unsupported(
+            f"unsupported observation space {space} for {config.env_id!r}: expected {base.SUPPORTED_OBS}"
+        )
     if config.action_repeat > 1:
-        env = ActionRepeat(env, config.action_repeat)
-    return channel_first(env) if is_image(space) else float32_obs(env)
+        env = base.ActionRepeat(env, config.action_repeat)
+    return base.channel_first(env) if base.is_image(space) else base.float32_obs(env)
 
 
 def budget(config: EnvConfig) -> tuple[int, int]:
@@ -120,12 +111,9 @@ def _draw_floor_to_horizon(model: Any) -> None:
 FAMILY = Family(
     name="gym",
     prefixes={"Gym-": lambda env_id, rest: resolve(env_id, rest)},
-    register=lambda: None,
-    make_kwargs=no_kwargs,
     wrap=wrap,
     budget=budget,
     describe=describe,
-    render_kwargs=no_kwargs,
-    set_up_recording=follow_agent,
     video_fps=video_fps,
+    set_up_recording=follow_agent,
 )
