@@ -16,6 +16,17 @@ def _f(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
+AT_LEAST_ONE = (
+    "batch_size buffer_size enc_horizon q_horizon target_update_freq num_bins zs_dim zsa_dim za_dim enc_hdim "
+    "value_hdim policy_hdim"
+).split()
+POSITIVE = ("enc_lr", "value_lr", "policy_lr", "value_grad_clip", "gumbel_tau", "min_priority")
+NON_NEGATIVE = (
+    "alpha exploration_noise target_policy_noise noise_clip dyn_weight reward_weight done_weight enc_wd value_wd "
+    "policy_wd pre_activ_weight"
+).split()
+
+
 @dataclass(frozen=True)
 class MRQConfig:
     """Every MR.Q hyperparameter. The defaults reproduce the paper; override with `--set name=value`."""
@@ -63,48 +74,18 @@ class MRQConfig:
     pre_activ_weight: float = _f(1e-5, "weight of the policy's pre-activation penalty")
 
     def __post_init__(self) -> None:
-        positive = [
-            "batch_size",
-            "buffer_size",
-            "enc_horizon",
-            "q_horizon",
-            "target_update_freq",
-            "num_bins",
-            "zs_dim",
-            "zsa_dim",
-            "za_dim",
-            "enc_hdim",
-            "value_hdim",
-            "policy_hdim",
-        ]
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.warmup_steps < 0:
-            raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
-        floats = [f.name for f in dataclasses.fields(self) if f.type == "float"]
-        for name in floats:
-            if not math.isfinite(getattr(self, name)):
-                raise ConfigError(f"{name} must be a finite number, got {getattr(self, name)}")
-        for name in ("enc_lr", "value_lr", "policy_lr", "value_grad_clip", "gumbel_tau", "min_priority"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
-        non_negative = [
-            "alpha",
-            "exploration_noise",
-            "target_policy_noise",
-            "noise_clip",
-            "dyn_weight",
-            "reward_weight",
-            "done_weight",
-            "enc_wd",
-            "value_wd",
-            "policy_wd",
-            "pre_activ_weight",
-        ]
-        for name in non_negative:
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        floats = tuple(f.name for f in dataclasses.fields(self) if f.type == "float")
+        rules = (  # (fields, what holds for each, how to say it), checked in this order
+            (AT_LEAST_ONE, lambda v: v >= 1, ">= 1"),
+            (("warmup_steps",), lambda v: v >= 0, ">= 0"),
+            (floats, math.isfinite, "a finite number"),
+            (POSITIVE, lambda v: v > 0, "> 0"),
+            (NON_NEGATIVE, lambda v: v >= 0, ">= 0"),
+        )
+        for names, holds, what in rules:
+            for name in names:
+                if not holds(getattr(self, name)):
+                    raise ConfigError(f"{name} must be {what}, got {getattr(self, name)}")
         if not 0.0 <= self.discount <= 1.0:
             raise ConfigError(f"discount must be in [0, 1], got {self.discount}")
         if self.lower >= self.upper:

@@ -165,6 +165,14 @@ def render_card(
     return f"---\n{data.to_yaml()}\n---\n\n{body}"
 
 
+def write_card(folder: Path, meta: dict[str, Any], results: dict[str, Any] | None, repo_id: str | None) -> None:
+    """folder/README.md: the model card of the export in `folder` (linking its video and curve when it has them)."""
+    card = render_card(
+        meta, results, repo_id, has_video=(folder / VIDEO_FILE).exists(), has_curve=(folder / CURVE_FILE).exists()
+    )
+    (folder / CARD_FILE).write_text(card)
+
+
 def _eval_machine(results: dict[str, Any] | None) -> str:
     if not results:
         return "-"

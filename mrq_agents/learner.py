@@ -82,6 +82,24 @@ class ValueNoise(NamedTuple):
     state_shifts: torch.Tensor | None  # (B, 2) random shifts of the states
 
 
+class DeviceMirrored:
+    """A learner's float that the update steps read on the device: reading gives the host number (for checkpoints
+    and logs), setting also fills `learner.scales[index]` (from a host number: no synchronisation)."""
+
+    def __init__(self, index: int, doc: str):
+        self.index, self.__doc__ = index, doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.attribute = "_" + name
+
+    def __get__(self, learner: "MRQLearner | None", owner: type | None = None) -> float:
+        return self if learner is None else getattr(learner, self.attribute)
+
+    def __set__(self, learner: "MRQLearner", value: float) -> None:
+        setattr(learner, self.attribute, float(value))
+        learner.scales[self.index].fill_(float(value))
+
+
 class MRQLearner:
     """Networks, target copies, optimizers, reward scales and the update counter of one MR.Q agent."""
 
@@ -133,25 +151,10 @@ class MRQLearner:
         self.target_noise = c.target_policy_noise * noise_factor
         self.target_noise_clip = c.noise_clip * noise_factor
 
-    @property
-    def reward_scale(self) -> float:
-        """Mean |r| of the buffer at the last target sync (1 before any reward); targets are divided by it."""
-        return self._reward_scale
-
-    @reward_scale.setter
-    def reward_scale(self, value: float) -> None:
-        self._reward_scale = float(value)
-        self.scales[0].fill_(self._reward_scale)  # from a host number: no synchronisation
-
-    @property
-    def target_reward_scale(self) -> float:
-        """The reward scale of the previous sync, that of the target networks' values (0 before the first)."""
-        return self._target_reward_scale
-
-    @target_reward_scale.setter
-    def target_reward_scale(self, value: float) -> None:
-        self._target_reward_scale = float(value)
-        self.scales[1].fill_(self._target_reward_scale)
+    reward_scale = DeviceMirrored(0, "mean |r| of the buffer at the last target sync (1 before any reward)")
+    target_reward_scale = DeviceMirrored(
+        1, "the reward scale of the previous sync, of the targets' values (0 at first)"
+    )
 
     # ---------------------------------------------------------------- acting
     @torch.no_grad()

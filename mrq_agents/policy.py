@@ -26,7 +26,7 @@ from mrq_agents.deps import has_torch, require_torch
 from mrq_agents.envs import EnvConfig, EnvSpec, make_env, wrap_env
 from mrq_agents.episodes import EVAL_STREAM, episode_seed, run_episodes
 from mrq_agents.errors import CheckpointError, ConfigError, ObservationError, UnsupportedEnvError, one_line
-from mrq_agents.files import CARD_FILE, CONFIG_FILE, CURVE_FILE, MODEL_FILE, ONNX_FILE, RESULTS_FILE, VIDEO_FILE
+from mrq_agents.files import CONFIG_FILE, MODEL_FILE, ONNX_FILE, RESULTS_FILE
 from mrq_agents.files import FORMAT_VERSION as SUPPORTED_FORMAT
 from mrq_agents.machine import fingerprint
 from mrq_agents.serialization import atomic_write_json, read_json
@@ -382,14 +382,7 @@ class Policy:
         if results is not None:
             atomic_write_json(folder / RESULTS_FILE, results)
         export.copy_run_files(self.folder, folder)
-        card = export.render_card(
-            meta,
-            results,
-            repo_id or self.metadata.get("repo_id"),
-            has_video=(folder / VIDEO_FILE).exists(),
-            has_curve=(folder / CURVE_FILE).exists(),
-        )
-        (folder / CARD_FILE).write_text(card)
+        export.write_card(folder, meta, results, repo_id or self.metadata.get("repo_id"))
         return folder
 
     def finetune(self, env_id: str, steps: int, out: str | Path, **kwargs: Any) -> dict[str, Any]:

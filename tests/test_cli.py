@@ -18,29 +18,12 @@ import torch
 from typer.testing import CliRunner
 
 import mrq_agents
+from helpers.tiny import TINY_SETTINGS
 from mrq_agents.cli import app
 from mrq_agents.serialization import load_tensors, unflatten_state
 
-TINY = [
-    "zs_dim=32",
-    "zsa_dim=32",
-    "za_dim=16",
-    "enc_hdim=32",
-    "value_hdim=32",
-    "policy_hdim=32",
-    "batch_size=32",
-    "target_update_freq=20",
-    "buffer_size=5000",
-]
-LOSS_COLUMNS = [
-    "encoder_loss",
-    "dynamics_loss",
-    "reward_loss",
-    "termination_loss",
-    "value_loss",
-    "policy_loss",
-    "q_mean",
-]
+TINY = TINY_SETTINGS
+LOSS_COLUMNS = "encoder_loss dynamics_loss reward_loss termination_loss value_loss policy_loss q_mean".split()
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MRQ = (
     [str(Path(sys.executable).with_name("mrq"))]

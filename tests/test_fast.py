@@ -6,24 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.replay import SPECS, fill_random
-from mrq_agents.config import MRQConfig
+from helpers.replay import fill_random
+from helpers.tiny import SPECS, tiny_config
 from mrq_agents.fast import FastPath, accelerate, restore
 from mrq_agents.learner import MRQLearner
 from mrq_agents.replay import ReplayBuffer
 from mrq_agents.serialization import flatten_state, load_tensors, save_tensors, unflatten_state
 
-CONFIG = MRQConfig(
-    zs_dim=16,
-    zsa_dim=16,
-    za_dim=8,
-    enc_hdim=32,
-    value_hdim=32,
-    policy_hdim=32,
-    batch_size=16,
-    buffer_size=2_000,
-    target_update_freq=50,
-)
+CONFIG = tiny_config(batch_size=16, buffer_size=2_000, target_update_freq=50)
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 

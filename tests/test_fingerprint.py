@@ -20,25 +20,15 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.replay import SPECS, fill_random
-from mrq_agents.config import MRQConfig
+from helpers.replay import fill_random
+from helpers.tiny import SPECS, tiny_config
 from mrq_agents.fast import accelerate
 from mrq_agents.learner import MRQLearner
 from mrq_agents.machine import fingerprint
 from mrq_agents.replay import ReplayBuffer
 
 RECORD = Path(__file__).parent / "data" / "fingerprints.json"
-CONFIG = MRQConfig(
-    zs_dim=16,
-    zsa_dim=16,
-    za_dim=8,
-    enc_hdim=32,
-    value_hdim=32,
-    policy_hdim=32,
-    batch_size=8,
-    buffer_size=1_000,
-    target_update_freq=5,
-)
+CONFIG = tiny_config(batch_size=8, buffer_size=1_000, target_update_freq=5)
 CASES = [f"{kind}-{path}" for kind in SPECS for path in ("plain", "fast")]
 UPDATES = 12
 

@@ -5,22 +5,13 @@ import numpy as np
 import pytest
 import torch
 
+from helpers.tiny import tiny_config
 from mrq_agents.config import MRQConfig
 from mrq_agents.envs import EnvSpec
 from mrq_agents.learner import MRQLearner
 from mrq_agents.replay import ReplayBuffer
 
-CONFIG = MRQConfig(
-    zs_dim=16,
-    zsa_dim=16,
-    za_dim=8,
-    enc_hdim=16,
-    value_hdim=16,
-    policy_hdim=16,
-    batch_size=4,
-    buffer_size=200,
-    target_update_freq=5,
-)
+CONFIG = tiny_config(hidden=16, batch_size=4, buffer_size=200, target_update_freq=5)
 CONTINUOUS = EnvSpec(obs_shape=(3,), pixels=False, frame_stack=1, discrete=False, action_dim=2)
 DISCRETE = EnvSpec(obs_shape=(3,), pixels=False, frame_stack=1, discrete=True, action_dim=4)
 SPECS = pytest.mark.parametrize("spec", [CONTINUOUS, DISCRETE], ids=["continuous", "discrete"])

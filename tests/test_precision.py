@@ -11,27 +11,17 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from helpers.replay import SPECS, fill_random
+from helpers.replay import fill_random
+from helpers.tiny import SPECS, tiny_config
 from mrq_agents import precision as precision_module
 from mrq_agents.cli import app
-from mrq_agents.config import MRQConfig
 from mrq_agents.errors import ConfigError
 from mrq_agents.learner import MRQLearner
 from mrq_agents.networks import PixelTrunk
 from mrq_agents.precision import compute_context, fast_bf16, resolve_precision
 from mrq_agents.replay import ReplayBuffer
 
-CONFIG = MRQConfig(
-    zs_dim=32,
-    zsa_dim=32,
-    za_dim=16,
-    enc_hdim=32,
-    value_hdim=32,
-    policy_hdim=32,
-    batch_size=16,
-    buffer_size=2_000,
-    target_update_freq=3,
-)
+CONFIG = tiny_config(embedding=32, batch_size=16, buffer_size=2_000, target_update_freq=3)
 CPU = torch.device("cpu")
 
 

@@ -11,22 +11,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from helpers.tiny import TINY_SETTINGS
 from helpers.user_env import MRQ, user_env
 from mrq_agents.cli import app
 from mrq_agents.serialization import load_tensors, unflatten_state
 
-TINY = [
-    "zs_dim=32",
-    "zsa_dim=32",
-    "za_dim=16",
-    "enc_hdim=32",
-    "value_hdim=32",
-    "policy_hdim=32",
-    "batch_size=32",
-    "target_update_freq=20",
-    "buffer_size=5000",
-    "warmup_steps=200",
-]
+TINY = [*TINY_SETTINGS, "warmup_steps=200"]
 SETS = [arg for item in TINY for arg in ("--set", item)]
 
 

@@ -58,33 +58,50 @@ def write_spec(path: Path, text: str) -> Path:
 
 # --------------------------------------------------------------------------------------------- the spec
 
+
 def test_the_issue_spec_expands_to_a_grid(tmp_path):
     runs = load_spec(write_spec(tmp_path / "s.toml", ISSUE_SPEC))
-    assert [r.name for r in runs] == ["Dmc-walker-walk-seed0", "Dmc-walker-walk-seed1", "Dmc-walker-walk-seed2",
-                                      "Dmc-cheetah-run-seed0", "Dmc-cheetah-run-seed1", "Dmc-cheetah-run-seed2",
-                                      "CartPole-v1-seed0"]
+    assert [r.name for r in runs] == [
+        "Dmc-walker-walk-seed0",
+        "Dmc-walker-walk-seed1",
+        "Dmc-walker-walk-seed2",
+        "Dmc-cheetah-run-seed0",
+        "Dmc-cheetah-run-seed1",
+        "Dmc-cheetah-run-seed2",
+        "CartPole-v1-seed0",
+    ]
     assert runs[0] == RunSpec("Dmc-walker-walk", 0, steps=100_000, preset="paper", eval_every=5000)
-    assert runs[-1] == RunSpec("CartPole-v1", 0, steps=20_000, preset="paper", eval_every=5000,
-                               overrides=("enc_hdim=128",))
-    assert runs[-1].command(Path("out")) == ("mrq train CartPole-v1 --seed 0 --out out/CartPole-v1-seed0 "
-                                             "--steps 20000 --eval-every 5000 --set enc_hdim=128")
+    assert runs[-1] == RunSpec(
+        "CartPole-v1", 0, steps=20_000, preset="paper", eval_every=5000, overrides=("enc_hdim=128",)
+    )
+    assert runs[-1].command(Path("out")) == (
+        "mrq train CartPole-v1 --seed 0 --out out/CartPole-v1-seed0 --steps 20000 --eval-every 5000 --set enc_hdim=128"
+    )
     assert RunSpec("dm_control/walker-walk-v0", 3).name == "dm_control_walker-walk-v0-seed3"
 
 
-@pytest.mark.parametrize("text, message", [
-    ("[defaults]\nstepz = 5\n[[runs]]\nenvs = ['CartPole-v1']\n", "[defaults]: unknown key 'stepz'"),
-    ("[[runs]]\nenvs = ['CartPole-v1']\nsteps = 'many'\n", "[[runs]] #1: key 'steps' must be an integer, got 'many'"),
-    ("[[runs]]\nenvs = 'CartPole-v1'\n", "key 'envs' must be a non-empty list of env ids"),
-    ("[[runs]]\nenvs = ['CartPole-v1']\nseeds = [0, -1]\n", "key 'seeds' must be a non-empty list of integers"),
-    ("[[runs]]\nenv = 'CartPole-v1'\n", "unknown key 'env' (use 'envs = [...]')"),
-    ("[[runs]]\nenvs = ['CartPole-v1']\nset = ['no_such=1']\n", "key 'set'"),
-    ("[[runs]]\nenvs = ['CartPole-v1']\npreset = 'huge'\n", "key 'preset': unknown preset 'huge'"),
-    ("[[runs]]\nenvs = ['CartPole-v1']\nprecision = 16\n", "key 'precision'"),
-    ("[defaults]\nsteps = 5\n", "'runs' must be one or more [[runs]] tables"),
-    ("[[runs]]\nenvs = ['CartPole-v1']\n[[runs]]\nenvs = ['CartPole-v1']\nsteps = 9\n",
-     "[[runs]] #2: CartPole-v1 seed 0 is also in"),
-    ("[[runs]\nenvs = 1\n", "is not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[defaults]\nstepz = 5\n[[runs]]\nenvs = ['CartPole-v1']\n", "[defaults]: unknown key 'stepz'"),
+        (
+            "[[runs]]\nenvs = ['CartPole-v1']\nsteps = 'many'\n",
+            "[[runs]] #1: key 'steps' must be an integer, got 'many'",
+        ),
+        ("[[runs]]\nenvs = 'CartPole-v1'\n", "key 'envs' must be a non-empty list of env ids"),
+        ("[[runs]]\nenvs = ['CartPole-v1']\nseeds = [0, -1]\n", "key 'seeds' must be a non-empty list of integers"),
+        ("[[runs]]\nenv = 'CartPole-v1'\n", "unknown key 'env' (use 'envs = [...]')"),
+        ("[[runs]]\nenvs = ['CartPole-v1']\nset = ['no_such=1']\n", "key 'set'"),
+        ("[[runs]]\nenvs = ['CartPole-v1']\npreset = 'huge'\n", "key 'preset': unknown preset 'huge'"),
+        ("[[runs]]\nenvs = ['CartPole-v1']\nprecision = 16\n", "key 'precision'"),
+        ("[defaults]\nsteps = 5\n", "'runs' must be one or more [[runs]] tables"),
+        (
+            "[[runs]]\nenvs = ['CartPole-v1']\n[[runs]]\nenvs = ['CartPole-v1']\nsteps = 9\n",
+            "[[runs]] #2: CartPole-v1 seed 0 is also in",
+        ),
+        ("[[runs]\nenvs = 1\n", "is not valid TOML"),
+    ],
+)
 def test_a_bad_spec_is_one_line_naming_the_key(tmp_path, text, message):
     spec = write_spec(tmp_path / "bad.toml", text)
     with pytest.raises(SweepSpecError) as err:
@@ -109,18 +126,22 @@ def test_without_ray_sweep_says_how_to_install_it(tmp_path, monkeypatch):
 
 
 def test_importing_the_package_does_not_import_ray():
-    code = ("import sys, mrq_agents, mrq_agents.cli, mrq_agents.sweep, mrq_agents.report, mrq_agents.paper; "
-            "assert 'ray' not in sys.modules, 'ray imported'")
+    code = (
+        "import sys, mrq_agents, mrq_agents.cli, mrq_agents.sweep, mrq_agents.report, mrq_agents.paper; "
+        "assert 'ray' not in sys.modules, 'ray imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_parse_spec_defaults_apply_to_every_group():
-    runs = parse_spec({"defaults": {"steps": 7, "seeds": [4]}, "runs": [{"envs": ["A-v0"]}, {"envs": ["B-v0"],
-                                                                                           "steps": 9}]})
+    runs = parse_spec(
+        {"defaults": {"steps": 7, "seeds": [4]}, "runs": [{"envs": ["A-v0"]}, {"envs": ["B-v0"], "steps": 9}]}
+    )
     assert [(r.env, r.seed, r.steps) for r in runs] == [("A-v0", 4, 7), ("B-v0", 4, 9)]
 
 
 # --------------------------------------------------------------------------------------------- on Ray
+
 
 def _ray_processes() -> dict[int, tuple[int, int, str]]:
     """Live Ray processes (raylet, GCS, workers, agents): pid -> (ppid, pgid, args); zombies left out."""
@@ -135,9 +156,13 @@ def _ray_processes() -> dict[int, tuple[int, int, str]]:
 
 def _assert_no_ray_left(before: dict, groups: tuple[int, ...], timeout: float = 30.0) -> None:
     """No Ray process started since `before` is left in `groups` or orphaned (other Ray clusters untouched)."""
+
     def leftover():
-        return [args for pid, (ppid, pgid, args) in _ray_processes().items()
-                if pid not in before and (pgid in groups or ppid == 1)]
+        return [
+            args
+            for pid, (ppid, pgid, args) in _ray_processes().items()
+            if pid not in before and (pgid in groups or ppid == 1)
+        ]
 
     deadline = time.monotonic() + timeout
     while leftover() and time.monotonic() < deadline:
@@ -152,8 +177,10 @@ def _eval_steps(folder: Path) -> list[int]:
 
 def test_sweep_of_two_runs_and_a_failing_one_then_report(tmp_path):
     before = _ray_processes()
-    spec = write_spec(tmp_path / "s.toml", TINY.format(steps=200, envs='["CartPole-v1"]')
-                      + '[[runs]]\nenvs = ["NoSuchEnv-v0"]\nseeds = [0]\n')
+    spec = write_spec(
+        tmp_path / "s.toml",
+        TINY.format(steps=200, envs='["CartPole-v1"]') + '[[runs]]\nenvs = ["NoSuchEnv-v0"]\nseeds = [0]\n',
+    )
     out = tmp_path / "sweep"
     result = runner.invoke(app, ["sweep", str(spec), "--out", str(out), "--max-concurrent", "2"])
     assert result.exit_code == 1, result.output  # one run failed
@@ -187,8 +214,18 @@ def test_a_killed_sweep_resumes_both_runs_without_duplicated_evaluations(tmp_pat
     steps = 600
     spec = write_spec(tmp_path / "s.toml", TINY.format(steps=steps, envs='["CartPole-v1"]'))
     out = tmp_path / "sweep"
-    command = [sys.executable, "-m", "mrq_agents.cli", "sweep", str(spec), "--out", str(out),
-               "--max-concurrent", "2", "--no-report"]
+    command = [
+        sys.executable,
+        "-m",
+        "mrq_agents.cli",
+        "sweep",
+        str(spec),
+        "--out",
+        str(out),
+        "--max-concurrent",
+        "2",
+        "--no-report",
+    ]
     driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     folders = [out / "CartPole-v1-seed0", out / "CartPole-v1-seed1"]
     try:
@@ -202,8 +239,11 @@ def test_a_killed_sweep_resumes_both_runs_without_duplicated_evaluations(tmp_pat
         deadline = time.monotonic() + 60
         # Wait for every run worker, orphaned or not yet: on a loaded machine one still ending (a SIGTERM'd run
         # writes a last checkpoint) under a dying parent was missed by waiting only for orphans (CI, 2026-11-26).
-        while any("raylet" in args or "_train_task" in args
-                  for pid, (ppid, pgid, args) in _ray_processes().items() if pid not in before):
+        while any(
+            "raylet" in args or "_train_task" in args
+            for pid, (ppid, pgid, args) in _ray_processes().items()
+            if pid not in before
+        ):
             assert time.monotonic() < deadline, "Ray outlived its killed driver"
             time.sleep(0.5)
         killed_at = [checkpoint_step(f) for f in folders]

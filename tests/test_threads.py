@@ -77,47 +77,15 @@ def test_acting_commands_use_one_thread_by_default_and_take_threads(tmp_path, re
 
 def test_train_reports_its_thread_count(tmp_path, restore_threads):
     torch.set_num_threads(2)
-    result = CliRunner().invoke(
-        app,
-        [
-            "train",
-            "Pendulum-v1",
-            "--preset",
-            "small",
-            "--steps",
-            "5",
-            "--eval-every",
-            "5",
-            "--eval-episodes",
-            "1",
-            "--out",
-            str(tmp_path / "run"),
-        ],
-    )
+    args = "train Pendulum-v1 --preset small --steps 5 --eval-every 5 --eval-episodes 1 --out".split()
+    result = CliRunner().invoke(app, [*args, str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     assert "(plain path, fp32) | threads 1 |" in result.stdout and torch.get_num_threads() == 1
 
 
 def test_finetune_takes_threads(tmp_path, restore_threads):
     folder, _, _ = make_model_folder(tmp_path / "model", "Pendulum-v1")
-    result = CliRunner().invoke(
-        app,
-        [
-            "finetune",
-            str(folder),
-            "--env",
-            "Pendulum-v1",
-            "--steps",
-            "5",
-            "--eval-every",
-            "5",
-            "--eval-episodes",
-            "1",
-            "--out",
-            str(tmp_path / "ft"),
-            "--threads",
-            "2",
-        ],
-    )
+    options = "--env Pendulum-v1 --steps 5 --eval-every 5 --eval-episodes 1 --threads 2 --out".split()
+    result = CliRunner().invoke(app, ["finetune", str(folder), *options, str(tmp_path / "ft")])
     assert result.exit_code == 0, result.output
     assert torch.get_num_threads() == 2

@@ -40,20 +40,13 @@ EPISODES, SEED = 10, 0
 def add_onnx(folder: Path) -> Path:
     """Write folder/actor.onnx from folder/model.safetensors and re-render README.md; the rest stays as it is."""
     from mrq_agents.actor_torch import write_actor_onnx
-    from mrq_agents.export import render_card
+    from mrq_agents.export import write_card
 
     policy = Policy.from_pretrained(folder, backend="torch")
     sha = sha256_file(folder / "model.safetensors")
     path = write_actor_onnx(folder, policy.actor, sha, policy.env_config.env_id)
     results = json.loads((folder / "results.json").read_text())
-    card = render_card(
-        policy.metadata,
-        results,
-        policy.metadata.get("repo_id"),
-        has_video=(folder / "replay.mp4").exists(),
-        has_curve=(folder / "learning_curve.png").exists(),
-    )
-    (folder / "README.md").write_text(card)
+    write_card(folder, policy.metadata, results, policy.metadata.get("repo_id"))
     return path
 
 
@@ -67,7 +60,7 @@ def evaluate_shipped(folder: Path, source: str) -> tuple[Policy, dict]:
 
 def remeasure(name: str, record: bool) -> dict:
     """Evaluate zoo/<name> again here; rewrite results.json, the card and the manifest's score (weights untouched)."""
-    from mrq_agents.export import render_card
+    from mrq_agents.export import write_card
     from mrq_agents.serialization import atomic_write_json
 
     folder = ZOO / name
@@ -75,14 +68,7 @@ def remeasure(name: str, record: bool) -> dict:
     if record:
         shipped.record(folder / "replay.mp4", episodes=1, seed=SEED)
     atomic_write_json(folder / "results.json", results)
-    card = render_card(
-        shipped.metadata,
-        results,
-        shipped.metadata.get("repo_id"),
-        has_video=(folder / "replay.mp4").exists(),
-        has_curve=(folder / "learning_curve.png").exists(),
-    )
-    (folder / "README.md").write_text(card)
+    write_card(folder, shipped.metadata, results, shipped.metadata.get("repo_id"))
     manifest = json.loads((ZOO / "manifest.json").read_text())
     for entry in manifest["entries"]:
         if entry["folder"] == name:

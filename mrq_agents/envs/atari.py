@@ -11,6 +11,15 @@ from mrq_agents.envs import base
 from mrq_agents.envs.base import EnvConfig, Family
 
 NATIVE_FPS = 60
+PREPROCESSING = {  # the paper's: 84x84 grayscale, 4 stacked, frame skip 4, sticky actions, 108k frames per episode
+    "pixels": True,
+    "frame_stack": 4,
+    "image_size": 84,
+    "frame_skip": 4,
+    "sticky_actions": 0.25,
+    "max_episode_frames": 108_000,
+    "grayscale": True,
+}
 
 
 def register() -> None:
@@ -24,18 +33,7 @@ def resolve(env_id: str, gym_id: str) -> EnvConfig:
         )
     register()
     base.check_registered(gym_id, env_id, "ALE/<Game>-v5 or Atari-<Game>-v5 with an ALE game (e.g. ALE/Pong-v5)")
-    return EnvConfig(
-        env_id=env_id,
-        family="atari",
-        gym_id=gym_id,
-        pixels=True,
-        frame_stack=4,
-        image_size=84,
-        frame_skip=4,
-        sticky_actions=0.25,
-        max_episode_frames=108_000,
-        grayscale=True,
-    )
+    return EnvConfig(env_id=env_id, family="atari", gym_id=gym_id, **PREPROCESSING)
 
 
 def make_kwargs(config: EnvConfig) -> dict[str, Any]:

@@ -28,16 +28,8 @@ def resolve(env_id: str, gym_id: str, pixels: bool) -> EnvConfig:
     )
     if not pixels:
         return EnvConfig(env_id=env_id, family="dmc", gym_id=gym_id, action_repeat=2)
-    return EnvConfig(
-        env_id=env_id,
-        family="dmc",
-        gym_id=gym_id,
-        pixels=True,
-        action_repeat=2,
-        frame_stack=3,
-        image_size=84,
-        camera_id=dmc_camera(gym_id),
-    )
+    pixels_config = {"pixels": True, "frame_stack": 3, "image_size": 84, "camera_id": dmc_camera(gym_id)}
+    return EnvConfig(env_id=env_id, family="dmc", gym_id=gym_id, action_repeat=2, **pixels_config)
 
 
 def dmc_camera(gym_id: str) -> int:

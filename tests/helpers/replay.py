@@ -1,14 +1,6 @@
-"""The tiny agents' spaces and random replay contents the learner tests train on."""
+"""Random replay contents the learner tests train on."""
 
 import numpy as np
-
-from mrq_agents.envs import EnvSpec
-
-SPECS = {  # one of each kind: continuous vector, discrete vector, pixels (2 stacked 32x32 RGB frames)
-    "continuous": EnvSpec(obs_shape=(5,), pixels=False, frame_stack=1, discrete=False, action_dim=2),
-    "discrete": EnvSpec(obs_shape=(5,), pixels=False, frame_stack=1, discrete=True, action_dim=4),
-    "pixels": EnvSpec(obs_shape=(2 * 3, 32, 32), pixels=True, frame_stack=2, discrete=False, action_dim=2),
-}
 
 
 def fill_random(buffer, spec, rng, steps, episode_length, terminal_every=3, offset=0):
