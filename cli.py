@@ -209,6 +209,9 @@ def finetune(
     warmup_steps: Optional[int] = typer.Option(None, help="Random-action steps before updates. [default: the "
                                                "source config's warm-up; a tenth of it learned more slowly, see "
                                                "docs/finetune.md]"),
+    warmup_actions: str = typer.Option("random", help="The warm-up's actions: random (uniform, as the paper and "
+                                       "`mrq train`) or policy (the pretrained policy with the training exploration "
+                                       "noise; docs/finetune.md)."),
     revision: Optional[str] = typer.Option(None, help="Hub revision of SOURCE."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     fast: Optional[bool] = typer.Option(None, "--fast/--no-fast", help=FAST_HELP),
@@ -232,7 +235,7 @@ def finetune(
     trainer = prepare(load_pretrained(source, revision), env, steps, out, seed=seed, overrides=set_ or [],
                       freeze=freeze, warmup_steps=warmup_steps, device=device, fast=fast, precision=precision,
                       eval_every=eval_every, eval_episodes=eval_episodes, checkpoint_every=checkpoint_every,
-                      overwrite=overwrite, log=display.console().print)
+                      overwrite=overwrite, log=display.console().print, warmup_actions=warmup_actions)
     _set_threads(threads if threads is not None else _training_threads(trainer))
     _run(trainer, env, out)
 

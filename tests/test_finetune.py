@@ -202,3 +202,46 @@ def test_finetune_starts_from_a_compact_export_in_float32(tmp_path):
     for name, value in learner.nets.state_dict().items():
         assert started[name].dtype == torch.float32
         assert torch.equal(started[name], value if is_acting_tensor(name) else value.half().float()), name
+
+
+@pytest.mark.parametrize("warmup_actions, policy_acts", [("random", 0), ("policy", 20)])
+def test_warmup_actions_come_from_the_policy_on_request(tmp_path, pendulum_model, warmup_actions, policy_acts):
+    """`--warmup-actions policy`: the warm-up's actions are the pretrained policy's, with the exploration noise."""
+    from mrq_agents.policy import load_pretrained
+    from mrq_agents.training.finetune import finetune
+
+    trainer = finetune(
+        load_pretrained(pendulum_model[0]),
+        "Pendulum-v1",
+        steps=20,
+        out=tmp_path / "ft",
+        warmup_steps=100,
+        eval_every=20,
+        eval_episodes=1,
+        warmup_actions=warmup_actions,
+        log=lambda *_: None,
+    )
+    act, explored = trainer.learner.act, []
+    trainer.learner.act = lambda obs, explore, **kw: (explored.append(explore), act(obs, explore, **kw))[1]
+    trainer.train()
+    assert explored.count(True) == policy_acts
+    assert json.loads((tmp_path / "ft" / "config.json").read_text())["run"]["warmup_actions"] == warmup_actions
+
+
+def test_unknown_warmup_actions_are_one_line(tmp_path, pendulum_model):
+    result = CliRunner().invoke(
+        app,
+        [
+            "finetune",
+            str(pendulum_model[0]),
+            "--env",
+            "Pendulum-v1",
+            "--steps",
+            "10",
+            "--out",
+            str(tmp_path / "ft"),
+            "--warmup-actions",
+            "expert",
+        ],
+    )
+    assert result.exit_code == 2 and "unknown warm-up actions 'expert': choose one of random, policy" in result.stderr

@@ -91,20 +91,15 @@ def finetune(
     env_id: str,
     steps: int,
     out: str | Path,
-    seed: int = 0,
     overrides: list[str] | None = None,
     freeze: str = "none",
     warmup_steps: int | None = None,
-    device: str = "auto",
-    fast: bool | None = None,
-    precision: str = "auto",
-    eval_every: int | None = None,
-    eval_episodes: int | None = None,
-    checkpoint_every: int | None = None,
     overwrite: bool = False,
     log=print,
+    **run_options: Any,
 ) -> Trainer:
-    """Prepare a fine-tune run of `pretrained` on `env_id`.
+    """Prepare a fine-tune run of `pretrained` on `env_id`; `run_options` are RunConfig's (seed, device, fast,
+    precision, eval_every, eval_episodes, checkpoint_every, warmup_actions), None for their defaults.
 
     Returns the Trainer; call `.train()` to run it. The run folder is a normal one: resumable with
     `mrq train ENV --out DIR --resume`, exportable and pushable; its config.json records `finetuned_from`.
@@ -113,26 +108,11 @@ def finetune(
     if warmup_steps is not None:
         # Default: the source config's own warm-up. A tenth of it learned more slowly (docs/finetune.md).
         config = config.with_overrides([f"warmup_steps={warmup_steps}"])
-    run = default_run_config(
-        env_id,
-        steps=steps,
-        seed=seed,
-        device=device,
-        fast=fast,
-        precision=precision,
-        eval_every=eval_every,
-        eval_episodes=eval_episodes,
-        checkpoint_every=checkpoint_every,
-    )
+    run = default_run_config(env_id, steps=steps, **run_options)
     env_config = resolve_env(env_id)
     spec = EnvSpec.from_env(make_env(env_config), env_config.frame_stack)
-    tensors, provenance, source_env, source = (
-        pretrained.tensors,
-        pretrained.provenance,
-        pretrained.env,
-        pretrained.provenance["source"],
-    )
-    transfer = plan_transfer(tensors, spec, config, freeze, provenance)
+    source_env, source = pretrained.env, pretrained.provenance["source"]
+    transfer = plan_transfer(pretrained.tensors, spec, config, freeze, pretrained.provenance)
     log(
         f"fine-tuning {source} ({source_env.env_id}) on {env_id}: kept {len(transfer.kept_layers)} layers, "
         f"re-initialised {len(transfer.new_layers)}" + (", encoder frozen" if transfer.frozen else "")

@@ -23,6 +23,10 @@ from mrq_agents.files import CONFIG_FILE, FORMAT_VERSION
 from mrq_agents.learner import resolve_fast
 from mrq_agents.precision import PRECISIONS, resolve_precision
 
+# What the agent does during the warm-up (no updates yet): uniform random actions, as the paper; or, for a
+# fine-tune, the transferred policy's own actions with the training exploration noise.
+WARMUP_ACTIONS = ("random", "policy")
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -38,8 +42,13 @@ class RunConfig:
     fast: bool | None = None  # the fast update path (mrq_agents.fast); None: on for CUDA, off for the CPU
     precision: str = "auto"  # fp32 or bf16 matrix products (mrq_agents.precision); config.json stores the resolved one
     env_kwargs: dict[str, Any] | None = None  # keyword arguments for gymnasium.make (--env-kwargs)
+    warmup_actions: str = "random"  # the warm-up's actions: "random" (the paper's) or "policy" (with its noise)
 
     def __post_init__(self) -> None:
+        if self.warmup_actions not in WARMUP_ACTIONS:
+            raise ConfigError(
+                f"unknown warm-up actions {self.warmup_actions!r}: choose one of {', '.join(WARMUP_ACTIONS)}"
+            )
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         for name in ("steps", "eval_every", "eval_episodes", "checkpoint_every"):

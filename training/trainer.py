@@ -340,7 +340,7 @@ class Trainer:
         return obs
 
     def _action(self, obs: np.ndarray) -> np.ndarray | int:
-        if self.step < self.algo.warmup_steps:
+        if self.step < self.algo.warmup_steps and self.run.warmup_actions == "random":
             if self.spec.discrete:
                 return int(self.rng.integers(self.spec.action_dim))
             return self.rng.uniform(-1.0, 1.0, self.spec.action_dim).astype(np.float32)
