@@ -464,22 +464,27 @@ def zoo_list() -> None:
 def sweep(
     spec: Path = typer.Argument(..., help="A TOML spec: [defaults] and [[runs]] groups of envs x seeds (keys are "
                                 "`mrq train`'s options with underscores; `set` lists --set overrides)."),
-    out: Path = typer.Option(..., help="Sweep folder: one run folder per env and seed, sweep.json, report/."),
-    address: Optional[str] = typer.Option(None, help="Ray cluster to attach to (also RAY_ADDRESS). [default: an "
-                                          "embedded local Ray on this machine]"),
+    out: Optional[Path] = typer.Option(None, help="Sweep folder: one run folder per env and seed, sweep.json, "
+                                       "report/ (on a cluster: storage every node mounts at this path)."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster to attach to, HOST:PORT of its head (also "
+                                          "RAY_ADDRESS); its token comes from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH "
+                                          "or ~/.ray/auth_token. [default: an embedded local Ray on 127.0.0.1]"),
     max_concurrent: Optional[int] = typer.Option(None, help="Runs training at once. [default: as many as the "
                                                  "CPUs/GPUs allow]"),
     cpus_per_run: float = typer.Option(1.0, help="CPUs reserved per run (also its torch threads)."),
     gpus_per_run: float = typer.Option(0.0, help="GPUs per run; a fraction (0.25) lets runs share a GPU."),
-    retries: int = typer.Option(2, help="Tries again a run that crashed, up to this many times (bad input is "
-                                "not retried)."),
+    retries: int = typer.Option(2, help="Tries again a run that crashed or lost its node, up to this many times, "
+                                "from its last checkpoint (bad input is not retried)."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write the report to OUT/report at the end."),
 ) -> None:
     """Train many runs on Ray; relaunch the same command to resume (finished runs are skipped)."""
-    from mrq_agents.ray_sweep import import_ray, run_sweep
     from mrq_agents.sweep import load_spec
 
     runs = load_spec(spec)
+    if out is None:
+        raise MRQError("--out DIR is missing: the sweep folder, one run folder per env and seed")
+    from mrq_agents.ray_sweep import import_ray, run_sweep
+
     import_ray()  # without Ray: one line saying how to install it
     typer.echo(f"sweep of {len(runs)} run(s) into {out}: " + ", ".join(r.name for r in runs))
     show = _SweepDisplay()
@@ -518,6 +523,9 @@ def _sweep_summary(records: list[dict]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         typer.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    for r in records:  # what happened to runs that did not go through in one attempt (lost nodes, crashes)
+        if r["events"]:
+            typer.echo(f"{r['name']}: " + "; ".join(r["events"]))
 
 
 class _SweepDisplay:

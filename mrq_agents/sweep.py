@@ -39,6 +39,7 @@ RUN_KEYS = {  # key -> (type(s), description); the options of `mrq train`
     "precision": (str, "a string"),
 }
 RUN_FILES = ("config.json", "metrics.csv", "learning_curve.png", "model.safetensors")  # what a run writes first
+BUSY_WAIT_S = 60.0  # how long a run waits for a killed sweep's worker to let go of its folder
 
 
 class SweepSpecError(ConfigError):
@@ -217,16 +218,23 @@ def clear_unstarted(folder: Path) -> None:
 
 
 def train_run(run: RunSpec, out: Path, threads: int | None = None,
-              report: Callable[[dict[str, Any]], None] | None = None, report_every: float = 1.0) -> dict[str, Any]:
+              report: Callable[[dict[str, Any]], None] | None = None, report_every: float = 1.0,
+              busy_wait_s: float = BUSY_WAIT_S) -> dict[str, Any]:
     """Train (or resume, or skip if finished) one run in `out / run.name`; returns its summary.
 
-    `report(info)` gets {"step", "steps", "steps_per_s", "eval_return"} at most every `report_every` seconds
-    and after each evaluation. Exceptions propagate (the scheduler records them).
+    `report(info)` first gets {"step", "started_from"} (the checkpointed step it starts from, 0 for none), then
+    {"step", "steps", "steps_per_s", "eval_return"} at most every `report_every` seconds and after each
+    evaluation. A run folder that another process still writes (a killed sweep's worker saving its last
+    checkpoint) is waited for up to `busy_wait_s` seconds, then a one-line `RunFolderBusyError`. Exceptions
+    propagate (the scheduler records them).
     """
     from mrq_agents.training.trainer import build_trainer
 
     folder = out / run.name
-    status, _ = run_status(run, folder)
+    wait_for_folder(folder, busy_wait_s)
+    status, step = run_status(run, folder)
+    if report is not None:
+        report({"step": step, "started_from": step if status in ("resume", "done") else 0})
     if status == "restart":
         clear_unstarted(folder)
     if threads is not None:
@@ -250,6 +258,27 @@ def train_run(run: RunSpec, out: Path, threads: int | None = None,
         report({"step": summary["step"], "steps": trainer.run.steps, "steps_per_s": math.nan,
                 "eval_return": summary["eval_return_mean"]})
     return summary
+
+
+def wait_for_folder(folder: Path, timeout: float) -> None:
+    """Return once no other process holds the run folder's lock (at once if it is free or absent); after
+    `timeout` seconds, raise the lock's one-line `RunFolderBusyError` naming the holder."""
+    from mrq_agents.training import run_folder
+
+    if not folder.is_dir():
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            handle = run_folder.lock(folder)
+        except run_folder.RunFolderBusyError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
+            continue
+        if handle is not None:
+            handle.close()
+        return
 
 
 # --------------------------------------------------------------------------------------------- sweep state
