@@ -476,13 +476,22 @@ def sweep(
     retries: int = typer.Option(2, help="Tries again a run that crashed or lost its node, up to this many times, "
                                 "from its last checkpoint (bad input is not retried)."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write the report to OUT/report at the end."),
+    plan: bool = typer.Option(False, "--plan", help="Print the runs the spec expands to and what they cost (device-"
+                              "hours at the rates measured in benchmarks/README.md, replay memory per run); train "
+                              "nothing (no Ray, no --out needed)."),
 ) -> None:
     """Train many runs on Ray; relaunch the same command to resume (finished runs are skipped)."""
     from mrq_agents.sweep import load_spec
 
     runs = load_spec(spec)
+    if plan:
+        from mrq_agents.plan import plan_text
+
+        typer.echo(plan_text(runs, spec))
+        return
     if out is None:
-        raise MRQError("--out DIR is missing: the sweep folder, one run folder per env and seed")
+        raise MRQError("--out DIR is missing: the sweep folder, one run folder per env and seed (or --plan to see "
+                       "what the spec costs)")
     from mrq_agents.ray_sweep import import_ray, run_sweep
 
     import_ray()  # without Ray: one line saying how to install it
