@@ -9,8 +9,9 @@ loopback (Ray 2.60 refuses `ray start --address` when its multi-node mode is off
 node off 127.0.0.1). Both run in a process group of their own, which teardown kills.
 
 Every process of these clusters sees RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, which keeps a Linux node on 127.0.0.1
-(and its servers listening there only), RAY_AUTH_MODE=token with the cluster's token, and fast node health
-checks, so that a killed node is declared dead in about a second (Ray's default takes 15 s or more).
+(and its servers listening there only), and RAY_AUTH_MODE=token with the cluster's token in ~/.ray/auth_token
+of a HOME of its own (drivers get the same HOME: the user's token where Ray keeps it); the nodes check each
+other's health fast, so that a killed node is declared dead in about a second (Ray's default takes 15 s or more).
 """
 
 from __future__ import annotations
@@ -39,17 +40,17 @@ TCP_STATES = {"01": "ESTABLISHED", "0A": "LISTEN"}
 @dataclass
 class Cluster:
     address: str  # 127.0.0.1:PORT of the head's GCS
-    token: str
     pgid: int  # the process group of every process of the cluster
-    home: Path  # HOME of its processes and of the drivers the tests start
+    home: Path  # HOME of its processes, whose ~/.ray/auth_token holds the token
     worker: dict | None = None  # two_nodes: the worker node's raylet pid and node id
 
-    def env(self, token: str | None = "cluster's", **extra: str) -> dict[str, str]:
-        """Environment of a driver on this machine: the cluster's token (or `token`, or none), and a HOME of its own."""
+    def env(self, token: str | None = None, **extra: str) -> dict[str, str]:
+        """Environment of a driver on this machine: by default the user's token in ~/.ray/auth_token (the
+        cluster's HOME); `token` in RAY_AUTH_TOKEN instead; token="" for none at all (a HOME without one)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-        env.update(HOME=str(self.home), **extra)
-        if token is not None:
-            env["RAY_AUTH_TOKEN"] = self.token if token == "cluster's" else token
+        env.update(HOME=str(self.home if token != "" else _home(self.home.parent / "no-token")), **extra)
+        if token:
+            env["RAY_AUTH_TOKEN"] = token
         return env
 
 
@@ -59,9 +60,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cluster_env(home: Path, token: str) -> dict[str, str]:
+def cluster_env(home: Path) -> dict[str, str]:
+    """The environment of a cluster's processes: token authentication with the token of `home`, loopback only."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    env.update(HOME=str(home), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token,
+    env.update(HOME=str(home), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", RAY_AUTH_MODE="token",
                RAY_USAGE_STATS_ENABLED="0")
     return env
 
@@ -69,18 +71,19 @@ def cluster_env(home: Path, token: str) -> dict[str, str]:
 @contextmanager
 def head(folder: Path, cpus: int = 1) -> Iterator[Cluster]:
     """A one-node cluster from `ray start --head`, with token authentication, on 127.0.0.1 only."""
-    home, token, port, temp = _home(folder), secrets.token_hex(32), free_port(), tempfile.mkdtemp(prefix="mrq-ray-")
+    home, port, temp = _home(folder), free_port(), tempfile.mkdtemp(prefix="mrq-ray-")
+    _write_token(home)
     command = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", f"--port={port}",
                f"--temp-dir={temp}", f"--num-cpus={cpus}", "--num-gpus=0", "--include-dashboard=false",
                f"--dashboard-port={free_port()}", f"--ray-client-server-port={free_port()}",
                f"--object-store-memory={OBJECT_STORE_BYTES}", f"--system-config={json.dumps(HEALTH_CHECKS)}",
                "--disable-usage-stats"]
-    starter = subprocess.Popen(command, env=cluster_env(home, token), stdout=subprocess.PIPE,
+    starter = subprocess.Popen(command, env=cluster_env(home), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         output, _ = starter.communicate(timeout=120)
         assert starter.returncode == 0, output
-        yield Cluster(f"127.0.0.1:{port}", token, starter.pid, home)
+        yield Cluster(f"127.0.0.1:{port}", starter.pid, home)
     finally:
         kill_group(starter.pid)
         shutil.rmtree(temp, ignore_errors=True)
@@ -89,15 +92,16 @@ def head(folder: Path, cpus: int = 1) -> Iterator[Cluster]:
 @contextmanager
 def two_nodes(folder: Path, cpus: int = 1) -> Iterator[Cluster]:
     """A head and a worker node (`cpus` CPUs each) from Ray's test-cluster helper, on 127.0.0.1 only."""
-    home, token, port, temp = _home(folder), secrets.token_hex(32), free_port(), tempfile.mkdtemp(prefix="mrq-ray-")
+    home, port, temp = _home(folder), free_port(), tempfile.mkdtemp(prefix="mrq-ray-")
+    _write_token(home)
     helper = subprocess.Popen([sys.executable, __file__, temp, str(port), str(cpus)],
-                              env=cluster_env(home, token), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              env=cluster_env(home), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True, start_new_session=True)
     try:
         line = helper.stdout.readline()
         assert line, "the test cluster did not start"
         info = json.loads(line)
-        yield Cluster(info["address"], token, helper.pid, home, worker=info["worker"])
+        yield Cluster(info["address"], helper.pid, home, worker=info["worker"])
     finally:
         kill_group(helper.pid)
         shutil.rmtree(temp, ignore_errors=True)
@@ -128,6 +132,12 @@ def _home(folder: Path) -> Path:
     home = folder / "home"
     home.mkdir(parents=True, exist_ok=True)
     return home
+
+
+def _write_token(home: Path) -> None:
+    """A new token in the cluster's ~/.ray/auth_token, where `ray get-auth-token --generate` puts one."""
+    (home / ".ray").mkdir(exist_ok=True)
+    (home / ".ray" / "auth_token").write_text(secrets.token_hex(32))
 
 
 # --------------------------------------------------------------------------------------------- processes
