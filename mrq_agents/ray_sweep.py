@@ -15,8 +15,7 @@ address and starts its servers on every interface; a loopback `--address` and th
 process on 127.0.0.1 instead. The embedded Ray gets a token of this process's own, so no other user of the
 machine can join it and nothing is written to ~/.ray. Attaching sends the user's Ray token (RAY_AUTH_TOKEN,
 RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token), which Ray 2.60 itself does only when it finds a cluster without an
-address.
-A malformed address, a dead cluster and a refused token are each one line.
+address. A malformed address, a dead cluster and a refused token are each one line.
 
 Why core tasks rather than Ray Tune: a run already has its own folder, checkpoints, resume logic and
 metrics; Tune would add a second experiment folder, its own trial checkpoints and restore rules to keep in
@@ -281,37 +280,44 @@ def run_sweep(runs: list[RunSpec], out: Path, address: str | None = None, max_co
     write_state(out, state)
     if not todo:
         return list(records.values())
-    local_cpus = None if (address or os.environ.get("RAY_ADDRESS")) else _local_cpus(max_concurrent, cpus_per_run)
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    local_cpus = None if address else _local_cpus(max_concurrent, cpus_per_run)
     with connected(address, local_cpus) as ray:
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+        try:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        # the board lives on the driver's node, so that losing another node loses no progress
-        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-        board = ray.remote(num_cpus=0)(ProgressBoard).options(scheduling_strategy=here).remote()
-        # one retry policy, ours: a dead worker or node comes back from ray.get as an error and is retried below
-        task = ray.remote(_train_task).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)
-        threads = max(1, int(cpus_per_run))
-        inflight: dict[Any, RunSpec] = {}
-        limit = max_concurrent or len(todo)
-        while todo or inflight:
-            while todo and len(inflight) < limit:
-                run = todo.popleft()
-                rec = records[run.name]
-                rec.update(status="queued", attempts=rec["attempts"] + 1, error=None)
-                inflight[task.remote(run, str(out), threads, gpus_per_run, board, rec["attempts"])] = run
-            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=poll_s)
-            _merge_progress(records, ray.get(board.snapshot.remote()))
-            for ref in ready:
-                run = inflight.pop(ref)
-                try:
-                    result = ray.get(ref)
-                except Exception as err:  # noqa: BLE001 - the worker or its node died
-                    result = {"ok": False, "retry": True, "error": _loss(err)}
-                if _finish_attempt(records[run.name], result, retries):
-                    todo.append(run)
+            # the board lives on the driver's node, so that losing another node loses no progress
+            here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+            board = ray.remote(num_cpus=0)(ProgressBoard).options(scheduling_strategy=here).remote()
+            # one retry policy, ours: a dead worker or node comes back from ray.get as an error and is retried below
+            task = ray.remote(_train_task).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)
+            threads = max(1, int(cpus_per_run))
+            inflight: dict[Any, RunSpec] = {}
+            limit = max_concurrent or len(todo)
+            while todo or inflight:
+                while todo and len(inflight) < limit:
+                    run = todo.popleft()
+                    rec = records[run.name]
+                    rec.update(status="queued", attempts=rec["attempts"] + 1, error=None)
+                    inflight[task.remote(run, str(out), threads, gpus_per_run, board, rec["attempts"])] = run
+                ready, _ = ray.wait(list(inflight), num_returns=1, timeout=poll_s)
+                _merge_progress(records, ray.get(board.snapshot.remote()))
+                for ref in ready:
+                    run = inflight.pop(ref)
+                    try:
+                        result = ray.get(ref)
+                    except Exception as err:  # noqa: BLE001 - the worker or its node died
+                        result = {"ok": False, "retry": True, "error": _loss(err)}
+                    if _finish_attempt(records[run.name], result, retries):
+                        todo.append(run)
+                write_state(out, state)
+                if show is not None:
+                    show(list(records.values()))
+        except (ray.exceptions.RayError, ConnectionError) as err:  # the driver's node or the whole cluster is gone
             write_state(out, state)
-            if show is not None:
-                show(list(records.values()))
+            where = f"the Ray cluster at {address}" if address else "the embedded local Ray"
+            raise MRQError(f"lost {where} mid-sweep ({type(err).__name__}): the run folders keep their checkpoints; "
+                           "relaunch the same command once it is back") from None
     return list(records.values())
 
 

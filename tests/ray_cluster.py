@@ -183,12 +183,14 @@ def sockets(pids: set[int]) -> list[tuple[str, str, ipaddress._BaseAddress, ipad
             continue
     found = []
     for protocol in ("tcp", "tcp6", "udp", "udp6"):
-        with open(f"/proc/net/{protocol}") as table:
-            for line in table.readlines()[1:]:
-                fields = line.split()
-                if fields[9] in inodes:
-                    state = TCP_STATES.get(fields[3], fields[3]) if protocol.startswith("tcp") else "UDP"
-                    found.append((protocol, state, _ip(fields[1]), _ip(fields[2])))
+        table = Path(f"/proc/net/{protocol}")
+        if not table.exists():  # no IPv6 on this machine
+            continue
+        for line in table.read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                state = TCP_STATES.get(fields[3], fields[3]) if protocol.startswith("tcp") else "UDP"
+                found.append((protocol, state, _ip(fields[1]), _ip(fields[2])))
     return found
 
 

@@ -1,10 +1,12 @@
 """`mrq sweep` on Ray clusters that these tests start on the loopback (tests/ray_cluster.py): attaching with the
 cluster's token and refusing a wrong or missing one in one line, a killed driver relaunched, two nodes and a lost
-one, the embedded default kept to 127.0.0.1 and to this process; a bad address or a dead cluster is one line.
-Every Ray process started here listens on, and talks to, 127.0.0.1 only, and none is left behind."""
+one, then a lost cluster, the embedded default kept to 127.0.0.1 and to this process; a bad address or a dead
+cluster is one line. Every Ray process started here listens on, and talks to, 127.0.0.1 only, and none is left
+behind."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -39,7 +41,7 @@ def wait_for(condition, timeout: float, what: str, driver: subprocess.Popen | No
     while not condition():
         assert driver is None or driver.poll() is None, driver.stdout.read() if driver.stdout else "driver ended"
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -126,10 +128,11 @@ def test_attached_with_the_users_token_a_killed_driver_is_relaunched(cluster, tm
 
 # --------------------------------------------------------------------------------------------- two nodes
 
-def test_two_nodes_lose_one_and_its_run_resumes_on_the_other(tmp_path):
+def test_two_nodes_lose_one_then_the_whole_cluster(tmp_path):
     """A head and a worker node of 1 CPU each: the two runs train one on each; the worker node is killed (its
     raylet and every process it started) while its run trains; the run is retried on the head and resumes from
-    its checkpoint; every evaluation is written once; the sweep says what happened."""
+    its checkpoint; every evaluation is written once; the sweep says what happened. Then a sweep loses the whole
+    cluster: one line, and the run keeps its checkpoint."""
     before = ray_processes()
     steps = 300
     spec = write_spec(tmp_path / "s.toml", TINY.format(steps=steps, envs='["CartPole-v1"]'))
@@ -139,14 +142,13 @@ def test_two_nodes_lose_one_and_its_run_resumes_on_the_other(tmp_path):
         driver = subprocess.Popen(sweep_command(spec, out, c.address), env=c.env(), stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True, start_new_session=True)
         try:
-            def on_worker() -> str | None:  # the run training on the worker node, once it has a checkpoint
-                return next((name for name, r in sweep_records(out).items() if (r["node"] or "").endswith(worker)
-                             and (checkpoint_step(out / name) or 0) >= 100), None)
+            def nodes() -> dict[str, str]:
+                return {name: r["node"] for name, r in sweep_records(out).items() if r["node"]}
 
-            wait_for(on_worker, 120, "a checkpoint of the run on the worker node", driver)
-            victim = on_worker()
-            nodes = {r["node"] for r in sweep_records(out).values()}
-            assert len(nodes) == 2, nodes  # one run on each node
+            wait_for(lambda: len(nodes()) == 2, 120, "both runs to start", driver)
+            assert len(set(nodes().values())) == 2, nodes()  # one run on each node
+            victim = next(name for name, node in nodes().items() if node.endswith(worker))
+            wait_for(lambda: (checkpoint_step(out / victim) or 0) >= 100, 120, "a checkpoint on the worker", driver)
             pids = group_pids(c.pgid) | group_pids(driver.pid)
             assert off_loopback(pids) == []
             killed_at = checkpoint_step(out / victim)
@@ -155,7 +157,19 @@ def test_two_nodes_lose_one_and_its_run_resumes_on_the_other(tmp_path):
         finally:
             kill_group(driver.pid)
         assert driver.returncode == 0, output
-    assert_no_ray_left(before, (c.pgid, driver.pid))
+        long_spec = write_spec(tmp_path / "long.toml", TINY.format(steps=100_000, envs='["CartPole-v1"]'))
+        last = subprocess.Popen(sweep_command(long_spec, tmp_path / "lost", c.address), env=c.env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            wait_for(lambda: checkpoint_step(tmp_path / "lost" / "CartPole-v1-seed0"), 120, "a checkpoint", last)
+            kill_group(c.pgid)  # the whole cluster, head included
+            _, errors = last.communicate(timeout=120)
+        finally:
+            kill_group(last.pid)
+    assert last.returncode == 2 and "Traceback" not in errors, errors
+    assert re.fullmatch(rf"error: lost the Ray cluster at {c.address} mid-sweep \(\w+\): the run folders keep "
+                        r"their checkpoints; relaunch the same command once it is back", errors.splitlines()[-1])
+    assert_no_ray_left(before, (c.pgid, driver.pid, last.pid))
     record = sweep_records(out)[victim]
     assert record["status"] == "done" and record["attempts"] == 2
     lost, resumed = record["events"]
