@@ -2,10 +2,10 @@
 
 Device-hours come from the training rates measured in benchmarks/README.md at the paper's config (every default
 of `MRQConfig`), each printed with the env, machine and README section it was measured in; replay memory from
-the bytes per stored transition measured there. Where a benchmark has no measured rate the plan says so and
-marks its hours as an estimate at the rate of the same kind of networks (vector or pixel); runs with another
-algorithm config (a preset, `--set`, `fast` or `precision` of their own) get no hours at all. `tests/test_sweep_plan.py`
-checks every figure here against benchmarks/README.md.
+the bytes per stored transition measured there. Only HalfCheetah-v4 (vector networks) and ALE/Pong-v5 (pixel
+networks) were measured: every other env's hours use the rate of its kind of networks, and the table says on
+which envs its rates were measured. Runs with another algorithm config (a preset, `--set`, `fast` or `precision`
+of their own) get no hours at all. tests/test_sweep_plan.py checks every figure here against the README.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ CPU_SECTION = "CPU (measured 2026-11-25)"
 GPU_SECTION = "GPU (measured 2026-11-26, one NVIDIA H200, the only device time so far)"
 CPU_MACHINE = "2-core Intel Xeon, torch 2.13.0+cpu, plain path (the CPU default)"
 GPU_MACHINE = "one NVIDIA H200, fast path, fp32 (the CUDA default)"
+DEVICES = ("cpu", "gpu")
 ORDER = ("gym", "dmc", "dmc-visual", "atari", "other")  # the table's rows
 
 
@@ -27,7 +28,7 @@ class Measured:
     """A figure of benchmarks/README.md, and what and where it was measured."""
 
     value: float
-    env: str  # what it was measured on, as the README's table names it
+    env: str  # what it was measured on, as the README names it
     detail: str  # the machine and path of a rate; what a replay figure counts
     section: str  # the README section (heading) that holds it
 
@@ -42,117 +43,119 @@ RATES = {
     ("gpu", "vector"): Measured(196.8, "HalfCheetah-v4", GPU_MACHINE, GPU_SECTION),
     ("gpu", "pixels"): Measured(104.9, "ALE/Pong-v5", GPU_MACHINE, GPU_SECTION),
 }
-# bytes per stored transition ("0.12 GB at 1M", "7 GB at 1M", "21 GB at 1M" in the README's CPU section)
+# bytes per stored transition ("0.12 GB at 1M", "7 GB at 1M", "21 GB at 1M" in the README's CPU section); the
+# frames' figures hold for every env of their benchmark, the vector one for HalfCheetah-v4's observations only
 REPLAY_BYTES = {
-    "vector": Measured(120, "HalfCheetah", "float32 observation, action, reward, flags, priority", CPU_SECTION),
+    "vector": Measured(120, "HalfCheetah-v4", "float32 observation, action, reward, flags, priority", CPU_SECTION),
     "atari": Measured(7_000, "Atari", "one 84x84 grayscale frame", CPU_SECTION),
     "dmc-visual": Measured(21_000, "DMC pixels", "one 84x84 RGB frame", CPU_SECTION),
 }
-
-
-@dataclass(frozen=True)
-class Family:
-    """How a benchmark's runs are costed: which rates and replay size apply, and whether they were measured on it."""
-
-    kind: str  # "vector" or "pixels": the key of RATES
-    rate_measured: bool  # False: an estimate at the rate of the same kind of networks
-    replay: str | None  # the key of REPLAY_BYTES (None: unknown)
-    replay_measured: bool
-
-
-FAMILIES = {  # the paper's benchmarks; Gym's rate was measured on HalfCheetah-v4, whose networks all five share
-    "gym": Family("vector", True, "vector", True),
-    "dmc": Family("vector", False, "vector", False),  # vector observations of other sizes
-    "dmc-visual": Family("pixels", False, "dmc-visual", True),
-    "atari": Family("pixels", True, "atari", True),
+KINDS = {  # the paper's benchmarks -> (their kind of networks: the key of RATES, their replay figure)
+    "gym": ("vector", "vector"), "dmc": ("vector", "vector"),
+    "dmc-visual": ("pixels", "dmc-visual"), "atari": ("pixels", "atari"),
 }
 
 
 @dataclass(frozen=True)
 class RunCost:
-    """One run's budget, replay and device-hours (None: no measured rate applies to its config)."""
+    """One run's budget, replay memory and device-hours."""
 
     run: RunSpec
-    benchmark: str
-    family: Family
+    benchmark: str  # the paper's benchmark of its env, or "other"
+    paper_name: str | None  # the paper's name of its env
+    networks: str  # "vector" or "pixels": which rates apply
     steps: int
-    replay_bytes: float | None
-    hours: dict[str, float | None]  # "cpu", "gpu"
+    replay_bytes: float | None  # None: no figure for this kind of observation
+    replay_measured: bool  # False: HalfCheetah-v4's figure used for another env's vector observations
+    hours: dict[str, float] | None  # per device; None: a config other than the paper's, for which no rate exists
+
+    @property
+    def rate_measured(self) -> bool:
+        """Whether its rates were measured on this very env."""
+        from mrq_agents.paper import paper_env_name
+
+        return self.paper_name is not None and self.paper_name == paper_env_name(RATES["cpu", self.networks].env)
 
 
 def run_cost(run: RunSpec) -> RunCost:
     """What one run costs at the measured rates."""
     from mrq_agents.config import MRQConfig, preset_config
     from mrq_agents.envs import benchmark_defaults, resolve_env
-    from mrq_agents.paper import benchmark
+    from mrq_agents.paper import benchmark, paper_env_name
 
     name = benchmark(run.env)
     if name is not None and run.steps is not None:
-        family, steps = FAMILIES[name], run.steps
+        (networks, replay_key), steps = KINDS[name], run.steps
     else:  # resolving the env tells its budget and, outside the paper's benchmarks, vector or pixels
         config = resolve_env(run.env)
         steps = run.steps or benchmark_defaults(config)[0]
-        kind = "pixels" if config.pixels else "vector"
-        family = FAMILIES[name] if name is not None else Family(kind, False, None if config.pixels else "vector", False)
+        networks, replay_key = KINDS[name] if name else ("pixels", None) if config.pixels else ("vector", "vector")
     algo = preset_config(run.preset).with_overrides(run.overrides)
     paper_config = algo == MRQConfig() and run.fast is None and run.precision in (None, "auto", "fp32")
-    hours = {device: steps / RATES[device, family.kind].value / 3600 if paper_config else None
-             for device in ("cpu", "gpu")}
-    replay = min(steps, algo.buffer_size) * REPLAY_BYTES[family.replay].value if family.replay else None
-    return RunCost(run, name or "other", family, steps, replay, hours)
+    hours = {d: steps / RATES[d, networks].value / 3600 for d in DEVICES} if paper_config else None
+    replay = min(steps, algo.buffer_size) * REPLAY_BYTES[replay_key].value if replay_key else None
+    paper_name = paper_env_name(run.env)
+    replay_measured = replay_key != "vector" or paper_name == paper_env_name(REPLAY_BYTES["vector"].env)
+    return RunCost(run, name or "other", paper_name, networks, steps, replay, replay_measured, hours)
 
 
 def plan_text(runs: list[RunSpec], spec: Path | str) -> str:
     """The runs of a spec, then per benchmark its runs, budget, replay per run and CPU/GPU device-hours."""
     costs = [run_cost(run) for run in runs]
     notes = Notes()
-    rows = [("benchmark", "envs", "runs", "steps per run", "replay per run", "CPU hours", "GPU hours")]
+    rows = [("benchmark", "envs", "runs", "steps per run", "replay per run", "CPU hours", "GPU hours",
+             "rates measured on")]
     for name in ORDER:
-        for paper_config in (True, False):
-            group = [c for c in costs if c.benchmark == name and (c.hours["cpu"] is not None) == paper_config]
-            if group:
-                rows.append(_row(name if paper_config else f"{name}, own config", group, notes))
+        for networks in ("vector", "pixels"):
+            for rated in (True, False):
+                group = [c for c in costs if (c.benchmark, c.networks, c.hours is not None) == (name, networks, rated)]
+                if group:
+                    label = name + (f" ({networks})" if name == "other" else "") + ("" if rated else ", own config")
+                    rows.append(_row(label, group, notes))
     rows.append(_total_row(costs))
     lines = [f"plan for {spec}: {len(runs):,} runs of {len({r.env for r in runs}):,} envs; nothing is trained", "",
              "runs:", *_run_lines(costs), "", *_table(rows), "",
              "hours: one run per device at a time, training at the measured rate (evaluation not included); runs "
-             "sharing a GPU (--gpus-per-run < 1) each go slower (benchmarks/README.md)",
-             *notes.lines(),
-             "replay: transitions stored (at most the run's buffer_size) x bytes per transition measured in "
-             f'benchmarks/README.md ("{CPU_SECTION}"): ' + ", ".join(
-                 f"{m.env} {m.value:,.0f} B ({m.detail})" for m in REPLAY_BYTES.values())]
-    if any(not c.family.rate_measured or not c.family.replay_measured for c in costs):
-        lines.append("* not measured on this benchmark: estimated from the figure measured on the same kind of "
-                     "networks or observations")
+             "sharing a GPU (--gpus-per-run < 1) each go slower (benchmarks/README.md)"]
+    if any(c.hours is not None and not c.rate_measured for c in costs):
+        lines.append("rates measured on: benchmarks/README.md has rates for HalfCheetah-v4 and ALE/Pong-v5 only; "
+                     "every other env's hours are estimates at the rate of its kind of networks (vector or pixels)")
+    lines += [*notes.lines(),
+              "replay: transitions stored (at most the run's buffer_size) x bytes per transition measured in "
+              f'benchmarks/README.md ("{CPU_SECTION}"): ' + ", ".join(
+                  f"{m.env} {m.value:,.0f} B ({m.detail})" for m in REPLAY_BYTES.values())]
+    if any(not c.replay_measured for c in costs):
+        lines.append("* not measured for these envs' observations: HalfCheetah-v4's bytes per transition; larger "
+                     "observations need more")
     return "\n".join(lines)
 
 
 def _row(label: str, group: list[RunCost], notes: "Notes") -> tuple[str, ...]:
-    """A benchmark's row: envs, runs, steps, the largest replay, and the hours of all its runs per device."""
-    family = group[0].family
+    """A row of the table: envs, runs, steps, the largest replay, the hours of all its runs, where rates come from."""
+    envs = {c.run.env for c in group}
     steps = sorted({c.steps for c in group})
     replay = max((c.replay_bytes for c in group if c.replay_bytes is not None), default=None)
-    estimate = ("", "") if family.replay_measured else ("~", " *")
-    cells = [label, f"{len({c.run.env for c in group}):,}", f"{len(group):,}",
-             f"{steps[0]:,}" + (f" to {steps[-1]:,}" if len(steps) > 1 else ""),
-             "not measured" if replay is None else estimate[0] + _gb(replay) + estimate[1]]
-    estimate = ("", "") if family.rate_measured else ("~", " *")
-    for device in ("cpu", "gpu"):
-        if group[0].hours[device] is None:
-            cells.append("no rate" + notes.add("config"))
-        else:
-            total = sum(c.hours[device] for c in group)
-            cells.append(estimate[0] + _hours(total) + notes.add(RATES[device, family.kind]) + estimate[1])
+    guessed = not all(c.replay_measured for c in group)
+    span = f"{steps[0]:,}" + (f" to {steps[-1]:,}" if len(steps) > 1 else "")
+    cells = [label, f"{len(envs):,}", f"{len(group):,}", span,
+             "no figure" if replay is None else ("~" if guessed else "") + _gb(replay) + (" *" if guessed else "")]
+    if group[0].hours is None:
+        no_rate = "no rate" + notes.add("config")
+        return (*cells, no_rate, no_rate, "-")
+    networks = group[0].networks
+    cells += [_hours(sum(c.hours[d] for c in group)) + notes.add(RATES[d, networks]) for d in DEVICES]
+    measured = {c.run.env for c in group if c.rate_measured}
+    source = RATES["cpu", networks].env
+    cells.append(f"{source} ({len(measured)} of {len(envs)} envs)" if measured else f"none: {source}'s rates")
     return tuple(cells)
 
 
 def _total_row(costs: list[RunCost]) -> tuple[str, ...]:
-    """The hours of every run with a rate ("~" if some are estimates), and how many runs have none."""
-    rated = [c for c in costs if c.hours["cpu"] is not None]
-    approx = "~" if any(not c.family.rate_measured for c in rated) else ""
+    """The hours of every run with a rate, and how many runs have none."""
+    rated = [c for c in costs if c.hours is not None]
     without = f" + {len(costs) - len(rated):,} runs without a rate" if len(rated) < len(costs) else ""
     return ("total", f"{len({c.run.env for c in costs}):,}", f"{len(costs):,}", "", "",
-            *(approx + _hours(sum(c.hours[device] for c in rated)) + without for device in ("cpu", "gpu")))
+            *(_hours(sum(c.hours[d] for c in rated)) + without for d in DEVICES), "")
 
 
 class Notes:

@@ -43,20 +43,27 @@ def test_the_plan_of_the_paper_grid_needs_no_ray_nor_torch_and_trains_nothing(tm
     assert f"plan for {PAPER_TOML}: 1,180 runs of 118 envs; nothing is trained" in output
     assert "  Atari-Pong-v5" in output and "seeds 0-9  2,500,000 steps, eval every 100,000 (10 episodes)" in output
     assert list(tmp_path.iterdir()) == []  # nothing written
-    rows = {line.split()[0]: line for line in output.splitlines() if re.match(r"(gym|dmc|dmc-visual|atari|total) ",
-                                                                             line)}
+    rows = table_rows(output)
     hours = {family: {device: runs * steps / RATES[device, kind].value / 3600 for device in ("cpu", "gpu")}
              for family, runs, steps, kind in (("gym", 50, 1_000_000, "vector"), ("atari", 570, 2_500_000, "pixels"))}
-    assert rows["gym"].split()[1:5] == ["5", "50", "1,000,000", "0.12"]  # replay 0.12 GB
-    assert f"{hours['gym']['cpu']:,.0f} [1]" in rows["gym"] and f"{hours['gym']['gpu']:.1f} [2]" in rows["gym"]
-    assert rows["atari"].split()[1:5] == ["57", "570", "2,500,000", "7.0"]  # Atari: about 7 GB at 1M stored steps
-    assert f"{hours['atari']['cpu']:,.0f} [3]" in rows["atari"] and f"{hours['atari']['gpu']:,.0f} [4]" in rows["atari"]
-    # no rate measured on DMC: estimates, marked so (and the replay of vector DMC, whose observations differ)
-    assert rows["dmc"].count(" *") == 3 and rows["dmc-visual"].count(" *") == 2
-    assert "10.5 GB" in rows["dmc-visual"]
-    assert '[1] 9.05 env-steps/s: HalfCheetah-v4, 2-core Intel Xeon, torch 2.13.0+cpu, plain path' in output
-    assert '[4] 104.9 env-steps/s: ALE/Pong-v5, one NVIDIA H200' in output
-    assert "* not measured on this benchmark: estimated from the figure measured on the same kind" in output
+    assert rows["gym"][1:5] == ["5", "50", "1,000,000", "~0.12 GB *"]  # Humanoid's observations are larger
+    assert rows["gym"][5:] == [f"{hours['gym']['cpu']:,.0f} [1]", f"{hours['gym']['gpu']:.1f} [2]",
+                               "HalfCheetah-v4 (1 of 5 envs)"]
+    assert rows["atari"][1:5] == ["57", "570", "2,500,000", "7.0 GB"]  # Atari: about 7 GB at 1M stored steps
+    assert rows["atari"][5:] == [f"{hours['atari']['cpu']:,.0f} [3]", f"{hours['atari']['gpu']:,.0f} [4]",
+                                 "ALE/Pong-v5 (1 of 57 envs)"]
+    assert rows["dmc"][-1] == "none: HalfCheetah-v4's rates" and rows["dmc-visual"][-1] == "none: ALE/Pong-v5's rates"
+    assert rows["dmc-visual"][4] == "10.5 GB"
+    assert "[1] 9.05 env-steps/s: HalfCheetah-v4, 2-core Intel Xeon, torch 2.13.0+cpu, plain path" in output
+    assert "[4] 104.9 env-steps/s: ALE/Pong-v5, one NVIDIA H200" in output
+    assert "benchmarks/README.md has rates for HalfCheetah-v4 and ALE/Pong-v5 only; every other env's hours" in output
+
+
+def table_rows(output: str) -> dict[str, list[str]]:
+    """The plan's table: first cell -> cells (cells are two or more spaces apart)."""
+    rows = [re.split(r" {2,}", line.strip()) for line in output.splitlines()]
+    start = next(i for i, row in enumerate(rows) if row[0] == "benchmark")
+    return {row[0]: row for row in rows[start + 1:rows.index([""], start)]}
 
 
 @pytest.mark.parametrize("measured", [*RATES.values(), *REPLAY_BYTES.values()], ids=lambda m: f"{m.env} {m.value:g}")
@@ -80,15 +87,18 @@ def test_the_plan_says_where_no_rate_applies(tmp_path):
                       '[[runs]]\nenvs = ["CartPole-v1"]\nseeds = [0, 1]\nsteps = 1000\npreset = "small"\n'
                       '[[runs]]\nenvs = ["Pendulum-v1"]\nsteps = 2000\n')
     runs = load_spec(spec)
-    assert run_cost(runs[0]).steps == 1_000_000 and run_cost(runs[1]).hours == {"cpu": None, "gpu": None}
+    assert run_cost(runs[0]).steps == 1_000_000 and run_cost(runs[1]).hours is None
     result = runner.invoke(app, ["sweep", str(spec), "--plan"])
     assert result.exit_code == 0, result.output
-    rows = {line[:17].strip(): line for line in result.output.splitlines() if re.match(r"(gym|other|total)", line)}
-    assert "1,000,000" in rows["gym"] and "0.12 GB" in rows["gym"]
-    assert "~0.00024 GB *" in rows["other"] and " [1] *" in rows["other"]  # Pendulum: an estimate, marked so
-    assert rows["other, own config"].count("no rate [3]") == 2  # CartPole's small preset: no measured rate at all
+    rows = table_rows(result.output)
+    cpu, gpu = (RATES[device, "vector"].value * 3600 for device in ("cpu", "gpu"))  # steps an hour
+    assert rows["gym"][3:] == ["1,000,000", "~0.12 GB *", f"{1e6 / cpu:.1f} [1]", f"{1e6 / gpu:.1f} [2]",
+                               "none: HalfCheetah-v4's rates"]
+    assert rows["other (vector)"][-1] == "none: HalfCheetah-v4's rates"  # Pendulum: an estimate, and says so
+    assert rows["other (vector), own config"][5:] == ["no rate [3]", "no rate [3]", "-"]  # CartPole's small preset
     assert "[3] benchmarks/README.md measured the paper's config only; these runs set a preset" in result.output
-    assert rows["total"].count("+ 2 runs without a rate") == 2
+    assert rows["total"][3:] == [f"{1.002e6 / cpu:.1f} + 2 runs without a rate",  # Hopper and Pendulum
+                                 f"{1.002e6 / gpu:.1f} + 2 runs without a rate"]
 
 
 def test_without_plan_the_sweep_folder_is_required(tmp_path):
