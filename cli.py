@@ -6,7 +6,6 @@ import dataclasses
 import functools
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any, Callable, List, Optional
 
@@ -15,19 +14,31 @@ import typer
 from mrq_agents import display
 from mrq_agents.errors import MRQError, os_error_message
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
-                  help="MR.Q: train, evaluate and share general-purpose model-free RL agents.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="MR.Q: train, evaluate and share general-purpose model-free RL agents.",
+)
 
-PRECISION_HELP = ("auto, fp32 or bf16: bf16 runs the updates' matrix products and convolutions in bfloat16 "
-                  "(float32 weights, optimizer, losses and targets); it needs AMX/AVX512-BF16 or a bf16 GPU. "
-                  "auto is fp32 until docs/precision.md clears bf16. [default: auto; with --resume the run's own]")
-TRAIN_THREADS_HELP = ("CPU threads for torch. [default: 1 for small vector networks (widest layer <= 256) and on "
-                      "a GPU, else the idle CPUs up to 4; see benchmarks/README.md]")
+PRECISION_HELP = (
+    "auto, fp32 or bf16: bf16 runs the updates' matrix products and convolutions in bfloat16 "
+    "(float32 weights, optimizer, losses and targets); it needs AMX/AVX512-BF16 or a bf16 GPU. "
+    "auto is fp32 until docs/precision.md clears bf16. [default: auto; with --resume the run's own]"
+)
+TRAIN_THREADS_HELP = (
+    "CPU threads for torch. [default: 1 for small vector networks (widest layer <= 256) and on "
+    "a GPU, else the idle CPUs up to 4; see benchmarks/README.md]"
+)
 ACT_THREADS_HELP = "CPU threads for torch. [default: 1, fastest for acting on one observation at a time]"
-BACKEND_HELP = ("auto, torch or onnx: which one computes the actor (onnx: onnxruntime on the export's actor.onnx, "
-                "no torch). [default: auto = torch when it is installed, else onnx]")
-FAST_HELP = ("The fast update path: fused optimizers, and on CUDA each update replayed from a captured CUDA graph; "
-             "same math as --no-fast (benchmarks/README.md). [default: on for CUDA, off for the CPU]")
+BACKEND_HELP = (
+    "auto, torch or onnx: which one computes the actor (onnx: onnxruntime on the export's actor.onnx, "
+    "no torch). [default: auto = torch when it is installed, else onnx]"
+)
+FAST_HELP = (
+    "The fast update path: fused optimizers, and on CUDA each update replayed from a captured CUDA graph; "
+    "same math as --no-fast (benchmarks/README.md). [default: on for CUDA, off for the CPU]"
+)
 
 
 def _print_version(value: bool) -> None:
@@ -39,8 +50,11 @@ def _print_version(value: bool) -> None:
 
 
 @app.callback()
-def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
-                                       help="Print the version and exit.")) -> None:
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
     """MR.Q: train, evaluate and share general-purpose model-free RL agents."""
 
 
@@ -64,34 +78,54 @@ def _friendly_errors(command: Callable) -> Callable:
 @app.command()
 @_friendly_errors
 def train(
-    env: str = typer.Argument(..., help="Gymnasium id (Pendulum-v1, HalfCheetah-v4), module:EnvId for a custom env "
-                              "(imports the module that registers it), dm_control/<domain>-<task>-v0, "
-                              "ALE/<Game>-v5, or a paper alias (Gym-HalfCheetah-v4, Dmc-walker-walk, "
-                              "Dmc-visual-walker-walk, Atari-Pong-v5)."),
-    steps: Optional[int] = typer.Option(None, help="Total env steps (agent decisions). Default per benchmark: "
-                                        "Gym MuJoCo 1M, DMC 500k, Atari 2.5M; any other env 100k."),
+    env: str = typer.Argument(
+        ...,
+        help="Gymnasium id (Pendulum-v1, HalfCheetah-v4), module:EnvId for a custom env "
+        "(imports the module that registers it), dm_control/<domain>-<task>-v0, "
+        "ALE/<Game>-v5, or a paper alias (Gym-HalfCheetah-v4, Dmc-walker-walk, "
+        "Dmc-visual-walker-walk, Atari-Pong-v5).",
+    ),
+    steps: Optional[int] = typer.Option(
+        None,
+        help="Total env steps (agent decisions). Default per benchmark: "
+        "Gym MuJoCo 1M, DMC 500k, Atari 2.5M; any other env 100k.",
+    ),
     seed: Optional[int] = typer.Option(None, help="Random seed. [default: 0]"),
     out: Optional[Path] = typer.Option(None, help="Run folder. [default: runs/<env>-seed<seed>]"),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N. [default: auto]"),
     fast: Optional[bool] = typer.Option(None, "--fast/--no-fast", help=FAST_HELP),
     precision: Optional[str] = typer.Option(None, help=PRECISION_HELP),
-    eval_every: Optional[int] = typer.Option(None, help="Evaluate every N steps. Default per benchmark: "
-                                             "Atari 100k, others 5k."),
+    eval_every: Optional[int] = typer.Option(
+        None, help="Evaluate every N steps. Default per benchmark: Atari 100k, others 5k."
+    ),
     eval_episodes: Optional[int] = typer.Option(None, help="Episodes per evaluation. [default: 10]"),
-    checkpoint_every: Optional[int] = typer.Option(None, help="Write a resumable checkpoint at the first episode "
-                                                   "end after every N steps. [default: the eval cadence, skipped "
-                                                   "while writing would take over 5% of the time; Ctrl-C and "
-                                                   "SIGTERM always write one]"),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override an algorithm hyperparameter, "
-                                             "e.g. --set enc_hdim=128 (repeatable; names as in the paper)."),
-    preset: str = typer.Option("paper", help="Named config before --set, one of: paper, small. 'paper': the "
-                               "paper's defaults; 'small': 128-wide networks, 1k warm-up (small envs learn on a CPU in "
-                               "minutes). With --resume the run's saved config is used."),
-    env_kwargs: Optional[str] = typer.Option(None, help="Keyword arguments for gymnasium.make as a JSON object, "
-                                             "e.g. '{\"size\": 7}' (saved with the run; eval and play reuse them)."),
+    checkpoint_every: Optional[int] = typer.Option(
+        None,
+        help="Write a resumable checkpoint at the first episode "
+        "end after every N steps. [default: the eval cadence, skipped "
+        "while writing would take over 5% of the time; Ctrl-C and "
+        "SIGTERM always write one]",
+    ),
+    set_: Optional[List[str]] = typer.Option(
+        None,
+        "--set",
+        help="Override an algorithm hyperparameter, e.g. --set enc_hdim=128 (repeatable; names as in the paper).",
+    ),
+    preset: str = typer.Option(
+        "paper",
+        help="Named config before --set, one of: paper, small. 'paper': the "
+        "paper's defaults; 'small': 128-wide networks, 1k warm-up (small envs learn on a CPU in "
+        "minutes). With --resume the run's saved config is used.",
+    ),
+    env_kwargs: Optional[str] = typer.Option(
+        None,
+        help="Keyword arguments for gymnasium.make as a JSON object, "
+        "e.g. '{\"size\": 7}' (saved with the run; eval and play reuse them).",
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Delete the run in --out (its run files only) and "
-                                   "start over."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Delete the run in --out (its run files only) and start over."
+    ),
     threads: Optional[int] = typer.Option(None, help=TRAIN_THREADS_HELP),
 ) -> None:
     """Train MR.Q on ENV and write a run folder (config, metrics, curves, weights, checkpoint)."""
@@ -103,10 +137,24 @@ def train(
     if out is None:
         out = Path("runs") / f"{env.replace('/', '_')}-seed{seed or 0}"
     _check_threads(threads)
-    trainer = build_trainer(env, out, preset=preset, overrides=set_ or [], resume=resume, overwrite=overwrite,
-                            log=display.console().print, steps=steps, seed=seed, device=device, fast=fast,
-                            precision=precision, eval_every=eval_every, eval_episodes=eval_episodes,
-                            checkpoint_every=checkpoint_every, env_kwargs=_json_object("--env-kwargs", env_kwargs))
+    trainer = build_trainer(
+        env,
+        out,
+        preset=preset,
+        overrides=set_ or [],
+        resume=resume,
+        overwrite=overwrite,
+        log=display.console().print,
+        steps=steps,
+        seed=seed,
+        device=device,
+        fast=fast,
+        precision=precision,
+        eval_every=eval_every,
+        eval_episodes=eval_episodes,
+        checkpoint_every=checkpoint_every,
+        env_kwargs=_json_object("--env-kwargs", env_kwargs),
+    )
     _set_threads(threads if threads is not None else _training_threads(trainer))
     _run(trainer, env, out)
 
@@ -159,18 +207,22 @@ def _run(trainer, env: str, out: Path) -> None:
     from mrq_agents.training.trainer import TrainingInterrupted
 
     run = trainer.run
-    typer.echo(f"MR.Q on {run.env_id} | {run.steps:,} steps | seed {run.seed} | device {trainer.device} "
-               f"({'fast' if trainer.fast else 'plain'} path, {trainer.precision}) | threads {torch.get_num_threads()} | "
-               f"obs {trainer.spec.obs_shape} | {'discrete' if trainer.spec.discrete else 'continuous'} "
-               f"actions ({trainer.spec.action_dim}) | out {out}"
-               + (f" | resumed at step {trainer.step:,}" if trainer.step else ""))
+    typer.echo(
+        f"MR.Q on {run.env_id} | {run.steps:,} steps | seed {run.seed} | device {trainer.device} "
+        f"({'fast' if trainer.fast else 'plain'} path, {trainer.precision}) | threads {torch.get_num_threads()} | "
+        f"obs {trainer.spec.obs_shape} | {'discrete' if trainer.spec.discrete else 'continuous'} "
+        f"actions ({trainer.spec.action_dim}) | out {out}"
+        + (f" | resumed at step {trainer.step:,}" if trainer.step else "")
+    )
     try:
         with display.progress(run.steps, trainer.step) as update:
             summary = trainer.train(progress=update)
     except KeyboardInterrupt as stop:
         _interrupted(stop if isinstance(stop, TrainingInterrupted) else None, env, out)
-    typer.echo(f"done: {summary['step']:,} steps in {summary['wall_time']:.0f}s | last eval return "
-               f"{summary['eval_return_mean']:.2f} ± {summary['eval_return_std']:.2f} | {out}")
+    typer.echo(
+        f"done: {summary['step']:,} steps in {summary['wall_time']:.0f}s | last eval return "
+        f"{summary['eval_return_mean']:.2f} ± {summary['eval_return_std']:.2f} | {out}"
+    )
 
 
 def _interrupted(stop, env: str, out: Path) -> None:
@@ -184,14 +236,18 @@ def _interrupted(stop, env: str, out: Path) -> None:
 
     signum = stop.signum if stop is not None else signal.SIGINT
     if stop is not None:
-        typer.echo(f"\nstopped at step {stop.step:,} with a checkpoint; continue with: mrq train {env} --out {out} "
-                   "--resume", err=True)
+        typer.echo(
+            f"\nstopped at step {stop.step:,} with a checkpoint; continue with: mrq train {env} --out {out} --resume",
+            err=True,
+        )
     elif (out / CHECKPOINT_FILE).exists():
-        typer.echo(f"\nstopped at once; continue from the last checkpoint with: mrq train {env} --out {out} --resume",
-                   err=True)
+        typer.echo(
+            f"\nstopped at once; continue from the last checkpoint with: mrq train {env} --out {out} --resume", err=True
+        )
     else:
-        typer.echo(f"\nstopped before the first checkpoint; start over with: mrq train {env} --out {out} --overwrite",
-                   err=True)
+        typer.echo(
+            f"\nstopped before the first checkpoint; start over with: mrq train {env} --out {out} --overwrite", err=True
+        )
     raise typer.Exit(128 + signum)
 
 
@@ -204,27 +260,36 @@ def finetune(
     out: Path = typer.Option(..., help="Run folder to write (a normal, resumable run folder)."),
     seed: int = typer.Option(0, help="Random seed."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a hyperparameter of the source's config."),
-    freeze: str = typer.Option("none", help="One of: none, encoder. 'encoder' keeps the transferred encoder layers "
-                               "fixed."),
-    warmup_steps: Optional[int] = typer.Option(None, help="Random-action steps before updates. [default: the "
-                                               "source config's warm-up; a tenth of it learned more slowly, see "
-                                               "docs/finetune.md]"),
-    warmup_actions: str = typer.Option("random", help="The warm-up's actions: random (uniform, as the paper and "
-                                       "`mrq train`) or policy (the pretrained policy with the training exploration "
-                                       "noise; docs/finetune.md)."),
+    freeze: str = typer.Option(
+        "none", help="One of: none, encoder. 'encoder' keeps the transferred encoder layers fixed."
+    ),
+    warmup_steps: Optional[int] = typer.Option(
+        None,
+        help="Random-action steps before updates. [default: the "
+        "source config's warm-up; a tenth of it learned more slowly, see "
+        "docs/finetune.md]",
+    ),
+    warmup_actions: str = typer.Option(
+        "random",
+        help="The warm-up's actions: random (uniform, as the paper and "
+        "`mrq train`) or policy (the pretrained policy with the training exploration "
+        "noise; docs/finetune.md).",
+    ),
     revision: Optional[str] = typer.Option(None, help="Hub revision of SOURCE."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     fast: Optional[bool] = typer.Option(None, "--fast/--no-fast", help=FAST_HELP),
     precision: str = typer.Option("auto", help=PRECISION_HELP.replace("; with --resume the run's own", "")),
     eval_every: Optional[int] = typer.Option(None, help="Evaluate every N steps. [default: per benchmark]"),
     eval_episodes: Optional[int] = typer.Option(None, help="Episodes per evaluation. [default: 10]"),
-    checkpoint_every: Optional[int] = typer.Option(None, help="Checkpoint cadence in steps. [default: the eval "
-                                                   "cadence, bounded by the write cost]"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Delete the run in --out (its run files only) and "
-                                   "start over."),
+    checkpoint_every: Optional[int] = typer.Option(
+        None, help="Checkpoint cadence in steps. [default: the eval cadence, bounded by the write cost]"
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Delete the run in --out (its run files only) and start over."
+    ),
     threads: Optional[int] = typer.Option(None, help=TRAIN_THREADS_HELP),
 ) -> None:
-    """Fine-tune a pretrained MR.Q agent on another env (continue a killed one with `mrq train ENV --out DIR --resume`)."""
+    """Fine-tune a pretrained MR.Q agent on another env (continue a killed one: `mrq train ENV --out DIR --resume`)."""
     from mrq_agents.deps import require_torch
 
     require_torch("`mrq finetune`")
@@ -232,10 +297,25 @@ def finetune(
     from mrq_agents.training.finetune import finetune as prepare
 
     _check_threads(threads)
-    trainer = prepare(load_pretrained(source, revision), env, steps, out, seed=seed, overrides=set_ or [],
-                      freeze=freeze, warmup_steps=warmup_steps, device=device, fast=fast, precision=precision,
-                      eval_every=eval_every, eval_episodes=eval_episodes, checkpoint_every=checkpoint_every,
-                      overwrite=overwrite, log=display.console().print, warmup_actions=warmup_actions)
+    trainer = prepare(
+        load_pretrained(source, revision),
+        env,
+        steps,
+        out,
+        seed=seed,
+        overrides=set_ or [],
+        freeze=freeze,
+        warmup_steps=warmup_steps,
+        device=device,
+        fast=fast,
+        precision=precision,
+        eval_every=eval_every,
+        eval_episodes=eval_episodes,
+        checkpoint_every=checkpoint_every,
+        overwrite=overwrite,
+        log=display.console().print,
+        warmup_actions=warmup_actions,
+    )
     _set_threads(threads if threads is not None else _training_threads(trainer))
     _run(trainer, env, out)
 
@@ -261,8 +341,12 @@ def evaluate(
     source: str = typer.Argument(..., help="A run folder of `mrq train`, an export folder, a zoo id or a Hub repo id."),
     episodes: int = typer.Option(10, help="Episodes to play."),
     seed: int = typer.Option(0, help="Seed of the evaluation episodes."),
-    deterministic: bool = typer.Option(False, "--deterministic", help="Discrete actions: argmax(pre) instead of "
-                                       "the paper's sample argmax(gumbel_softmax(pre)). No effect for continuous."),
+    deterministic: bool = typer.Option(
+        False,
+        "--deterministic",
+        help="Discrete actions: argmax(pre) instead of "
+        "the paper's sample argmax(gumbel_softmax(pre)). No effect for continuous.",
+    ),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     threads: Optional[int] = typer.Option(None, help=ACT_THREADS_HELP),
@@ -274,17 +358,21 @@ def evaluate(
 
     _at_least_one("--episodes", episodes)
     _check_threads(threads)
-    policy = Policy.from_pretrained(source, device=device, backend=backend,
-                                    threads=threads if threads is not None else _acting_threads())
+    policy = Policy.from_pretrained(
+        source, device=device, backend=backend, threads=threads if threads is not None else _acting_threads()
+    )
     result = policy.evaluate(episodes=episodes, seed=seed, deterministic=deterministic, source="mrq eval")
     place = _paper_placement(policy, result["mean"])
     if as_json:
         typer.echo(json.dumps({**result, "paper": dataclasses.asdict(place)}))
     else:
-        typer.echo(f"{result['env_id']}: return {result['mean']:.2f} ± {result['std']:.2f} over {episodes} episodes "
-                   f"(seed {seed}, {'deterministic' if result['deterministic'] else 'stochastic'} policy) | vs paper: "
-                   f"{place.text()}" + (f" (this agent: {place.step:,} steps)" if place.step else "")
-                   + protocol_note(place, policy.spec.discrete, result["deterministic"]))
+        typer.echo(
+            f"{result['env_id']}: return {result['mean']:.2f} ± {result['std']:.2f} over {episodes} episodes "
+            f"(seed {seed}, {'deterministic' if result['deterministic'] else 'stochastic'} policy) | vs paper: "
+            f"{place.text()}"
+            + (f" (this agent: {place.step:,} steps)" if place.step else "")
+            + protocol_note(place, policy.spec.discrete, result["deterministic"])
+        )
 
 
 def _paper_placement(policy, score: float):
@@ -304,13 +392,21 @@ def export_(
     episodes: int = typer.Option(10, help="Evaluation episodes for results.json and the model card."),
     seed: int = typer.Option(0, help="Seed of the evaluation episodes."),
     record: bool = typer.Option(False, "--record", help="Also record one episode to replay.mp4."),
-    deterministic: bool = typer.Option(False, "--deterministic/--stochastic", help="Discrete actions: argmax(pre), "
-                                       "or the paper's sampled argmax(gumbel_softmax(pre)) (the default, as in "
-                                       "`mrq eval` and training's evaluations). No effect for continuous."),
+    deterministic: bool = typer.Option(
+        False,
+        "--deterministic/--stochastic",
+        help="Discrete actions: argmax(pre), "
+        "or the paper's sampled argmax(gumbel_softmax(pre)) (the default, as in "
+        "`mrq eval` and training's evaluations). No effect for continuous.",
+    ),
     repo_id: Optional[str] = typer.Option(None, help="Hub repo id to name in the model card's usage snippets."),
-    compact: bool = typer.Option(False, "--compact", help="Store the weights acting does not read (critics, the "
-                                 "encoder's model layers) as float16: a third smaller, acting unchanged; fine-tuning "
-                                 "starts from the rounded critics."),
+    compact: bool = typer.Option(
+        False,
+        "--compact",
+        help="Store the weights acting does not read (critics, the "
+        "encoder's model layers) as float16: a third smaller, acting unchanged; fine-tuning "
+        "starts from the rounded critics.",
+    ),
     threads: Optional[int] = typer.Option(None, help=ACT_THREADS_HELP),
 ) -> None:
     """Evaluate a run's weights and write the export folder: weights, actor.onnx, config, model card, results."""
@@ -324,8 +420,10 @@ def export_(
     policy = Policy.from_pretrained(run_dir)
     results = policy.evaluate(episodes=episodes, seed=seed, deterministic=deterministic, source="mrq export")
     place = _paper_placement(policy, results["mean"])
-    typer.echo(f"{results['env_id']}: return {results['mean']:.2f} ± {results['std']:.2f} over {episodes} episodes"
-               f" | vs paper: {place.text()}{protocol_note(place, policy.spec.discrete, results['deterministic'])}")
+    typer.echo(
+        f"{results['env_id']}: return {results['mean']:.2f} ± {results['std']:.2f} over {episodes} episodes"
+        f" | vs paper: {place.text()}{protocol_note(place, policy.spec.discrete, results['deterministic'])}"
+    )
     out.mkdir(parents=True, exist_ok=True)
     if record:
         policy.record(out / "replay.mp4", episodes=1, seed=seed, deterministic=deterministic)
@@ -341,8 +439,11 @@ def push(
     repo_id: str = typer.Option(..., help="Hub repo id, ORG/NAME."),
     private: bool = typer.Option(False, "--private", help="Create the repo as private."),
     message: str = typer.Option("Upload MR.Q agent", help="Commit message."),
-    compact: bool = typer.Option(False, "--compact", help="For a run folder: export it as `mrq export --compact` "
-                                 "does (an export folder is uploaded as it is)."),
+    compact: bool = typer.Option(
+        False,
+        "--compact",
+        help="For a run folder: export it as `mrq export --compact` does (an export folder is uploaded as it is).",
+    ),
 ) -> None:
     """Upload an export folder, or a run folder (exported on the fly, scored by its last evaluation), to the Hub."""
     from mrq_agents.hub import is_export_folder, push_folder
@@ -351,8 +452,9 @@ def push(
     if is_export_folder(source):
         url = push_folder(source, repo_id, private=private, commit_message=message)
     else:
-        url = Policy.from_pretrained(source).push_to_hub(repo_id, private=private, commit_message=message,
-                                                          compact=compact)
+        url = Policy.from_pretrained(source).push_to_hub(
+            repo_id, private=private, commit_message=message, compact=compact
+        )
     typer.echo(f"pushed {source} to {url}")
 
 
@@ -365,9 +467,13 @@ def play(
     record: bool = typer.Option(False, "--record", help="Write an mp4 per episode (works headless)."),
     video_dir: Path = typer.Option(Path("videos"), help="Where --record writes its videos."),
     seed: int = typer.Option(0, help="Seed of the episodes."),
-    deterministic: bool = typer.Option(False, "--deterministic/--stochastic", help="Discrete actions: argmax(pre), "
-                                       "or the paper's sampled argmax(gumbel_softmax(pre)) (the default, as in "
-                                       "`mrq eval` and training's evaluations). No effect for continuous."),
+    deterministic: bool = typer.Option(
+        False,
+        "--deterministic/--stochastic",
+        help="Discrete actions: argmax(pre), "
+        "or the paper's sampled argmax(gumbel_softmax(pre)) (the default, as in "
+        "`mrq eval` and training's evaluations). No effect for continuous.",
+    ),
     revision: Optional[str] = typer.Option(None, help="Hub revision (branch, tag or commit) of the model."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     threads: Optional[int] = typer.Option(None, help=ACT_THREADS_HELP),
@@ -380,8 +486,13 @@ def play(
     _at_least_one("--episodes", episodes)
     _check_threads(threads)
     source, env_id = zoo.play_source(target, model)
-    policy = Policy.from_pretrained(source, revision=revision, device=device, backend=backend,
-                                    threads=threads if threads is not None else _acting_threads())
+    policy = Policy.from_pretrained(
+        source,
+        revision=revision,
+        device=device,
+        backend=backend,
+        threads=threads if threads is not None else _acting_threads(),
+    )
     if env_id is not None and policy.env_config.gym_id != _gym_id(env_id):
         raise MRQError(f"the model {source} was trained on {policy.env_config.env_id!r}, not {env_id!r}")
     name = policy.env_config.env_id.replace("/", "_")
@@ -412,52 +523,117 @@ def zoo_list() -> None:
     from mrq_agents import zoo
     from mrq_agents.paper import paper_env_name, placement
 
-    rows = [("env (mrq play ENV)", "paper's name", "repo id", "preset", "steps", "score (mean ± std, episodes)",
-             "paper mean (IQR) at those steps", "vs paper")]
+    rows = [
+        (
+            "env (mrq play ENV)",
+            "paper's name",
+            "repo id",
+            "preset",
+            "steps",
+            "score (mean ± std, episodes)",
+            "paper mean (IQR) at those steps",
+            "vs paper",
+        )
+    ]
     for e in zoo.entries():
         score = e["score"]
         place = placement(e["env_id"], e["steps"], score["mean"])
-        paper = (f"{place.mean:g} ({place.p25:g} to {place.p75:g})" + ("" if place.paper_step == e["steps"] else
-                 f" at {place.paper_step:,}") if place.has_reference else place.reference_text())
+        paper = (
+            f"{place.mean:g} ({place.p25:g} to {place.p75:g})"
+            + ("" if place.paper_step == e["steps"] else f" at {place.paper_step:,}")
+            if place.has_reference
+            else place.reference_text()
+        )
         where = place.where or "-"
         if place.next_paper_step is not None:  # only the untrained step 0 precedes the entry: name the next one
             after = placement(e["env_id"], place.next_paper_step)
             paper += f" (untrained); next {after.mean:g} ({after.p25:g} to {after.p75:g}) at {after.paper_step:,}"
             where = "not placed"
         policy = "" if score.get("deterministic", True) else ", sampled"
-        rows.append((zoo.play_id(e), paper_env_name(e["env_id"]) or "-", e["repo_id"], zoo.preset(e), f"{e['steps']:,}",
-                     f"{score['mean']:.1f} ± {score['std']:.1f} ({score['episodes']}{policy})", paper, where))
+        rows.append(
+            (
+                zoo.play_id(e),
+                paper_env_name(e["env_id"]) or "-",
+                e["repo_id"],
+                zoo.preset(e),
+                f"{e['steps']:,}",
+                f"{score['mean']:.1f} ± {score['std']:.1f} ({score['episodes']}{policy})",
+                paper,
+                where,
+            )
+        )
     display.print_table(rows)
 
 
 @app.command()
 @_friendly_errors
 def sweep(
-    spec: Path = typer.Argument(..., help="A TOML spec: [defaults] and [[runs]] groups of envs x seeds (keys are "
-                                "`mrq train`'s options with underscores; `set` lists --set overrides)."),
-    out: Path = typer.Option(..., help="Sweep folder: one run folder per env and seed, sweep.json, report/."),
-    address: Optional[str] = typer.Option(None, help="Ray cluster to attach to (also RAY_ADDRESS). [default: an "
-                                          "embedded local Ray on this machine]"),
-    max_concurrent: Optional[int] = typer.Option(None, help="Runs training at once. [default: as many as the "
-                                                 "CPUs/GPUs allow]"),
+    spec: Path = typer.Argument(
+        ...,
+        help="A TOML spec: [defaults] and [[runs]] groups of envs x seeds (keys are "
+        "`mrq train`'s options with underscores; `set` lists --set overrides).",
+    ),
+    out: Optional[Path] = typer.Option(
+        None,
+        help="Sweep folder: one run folder per env and seed, sweep.json, "
+        "report/ (on a cluster: storage every node mounts at this path).",
+    ),
+    address: Optional[str] = typer.Option(
+        None,
+        help="Ray cluster to attach to, HOST:PORT of its head (also "
+        "RAY_ADDRESS); its token comes from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH "
+        "or ~/.ray/auth_token. [default: an embedded local Ray on 127.0.0.1]",
+    ),
+    max_concurrent: Optional[int] = typer.Option(
+        None, help="Runs training at once. [default: as many as the CPUs/GPUs allow]"
+    ),
     cpus_per_run: float = typer.Option(1.0, help="CPUs reserved per run (also its torch threads)."),
     gpus_per_run: float = typer.Option(0.0, help="GPUs per run; a fraction (0.25) lets runs share a GPU."),
-    retries: int = typer.Option(2, help="Tries again a run that crashed, up to this many times (bad input is "
-                                "not retried)."),
+    retries: int = typer.Option(
+        2,
+        help="Tries again a run that crashed or lost its node, up to this many times, "
+        "from its last checkpoint (bad input is not retried).",
+    ),
     report: bool = typer.Option(True, "--report/--no-report", help="Write the report to OUT/report at the end."),
+    plan: bool = typer.Option(
+        False,
+        "--plan",
+        help="Print the runs the spec expands to and what they cost (device-"
+        "hours at the rates measured in benchmarks/README.md, replay memory per run); train "
+        "nothing (no Ray, no --out needed).",
+    ),
 ) -> None:
     """Train many runs on Ray; relaunch the same command to resume (finished runs are skipped)."""
-    from mrq_agents.ray_sweep import import_ray, run_sweep
     from mrq_agents.sweep import load_spec
 
     runs = load_spec(spec)
+    if plan:
+        from mrq_agents.plan import plan_text
+
+        typer.echo(plan_text(runs, spec))
+        return
+    if out is None:
+        raise MRQError(
+            "--out DIR is missing: the sweep folder, one run folder per env and seed (or --plan to see "
+            "what the spec costs)"
+        )
+    from mrq_agents.ray_sweep import import_ray, run_sweep
+
     import_ray()  # without Ray: one line saying how to install it
     typer.echo(f"sweep of {len(runs)} run(s) into {out}: " + ", ".join(r.name for r in runs))
-    show = _SweepDisplay()
+    show = display.SweepProgress()
     try:
         with show:
-            records = run_sweep(runs, out, address=address, max_concurrent=max_concurrent,
-                                cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, retries=retries, show=show)
+            records = run_sweep(
+                runs,
+                out,
+                address=address,
+                max_concurrent=max_concurrent,
+                cpus_per_run=cpus_per_run,
+                gpus_per_run=gpus_per_run,
+                retries=retries,
+                show=show,
+            )
     except KeyboardInterrupt:
         typer.echo(f"\ninterrupted; relaunch the same command to resume: mrq sweep {spec} --out {out}", err=True)
         raise typer.Exit(130) from None
@@ -465,8 +641,11 @@ def sweep(
     if report and any(r["status"] == "done" for r in records):
         from mrq_agents.report import write_report
 
-        path = write_report([out / r["name"] for r in records if (out / r["name"] / "metrics.csv").exists()],
-                            out / "report", title=f"Sweep {spec.name} against the paper")
+        path = write_report(
+            [out / r["name"] for r in records if (out / r["name"] / "metrics.csv").exists()],
+            out / "report",
+            title=f"Sweep {spec.name} against the paper",
+        )
         typer.echo(f"report: {path}")
     failed = [r for r in records if r["status"] == "failed"]
     if failed:
@@ -481,78 +660,35 @@ def _sweep_summary(records: list[dict]) -> None:
     for r in records:
         evaluated = not math.isnan(r["eval_return"])
         place = placement(r["env"], r["step"], r["eval_return"] if evaluated else None)
-        status = r["status"] + (" (skipped: finished)" if r["skipped"] else "") + (
-            f" after {r['attempts']} tries" if r["attempts"] > 1 else "")
-        rows.append((r["name"], status, f"{r['step']:,}", f"{r['eval_return']:.1f}" if evaluated else "-",
-                     place.where or ("no paper reference" if place.paper_name is None else "-"),
-                     f"error: {r['error']}" if r["status"] == "failed" else r["folder"]))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        typer.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
-
-
-class _SweepDisplay:
-    """Live progress of a sweep: a table redrawn in place on a terminal, else one line per change."""
-
-    def __init__(self) -> None:
-        self.live = None
-        self.seen: dict[str, tuple] = {}
-
-    def __enter__(self) -> "_SweepDisplay":
-        if sys.stdout.isatty():
-            from rich.live import Live
-
-            self.live = Live(console=display.console(), refresh_per_second=2, transient=False)
-            self.live.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.live is not None:
-            self.live.__exit__(*exc)
-
-    def __call__(self, records: list[dict]) -> None:
-        if self.live is not None:
-            self.live.update(self._table(records))
-            return
-        for r in records:  # plain output: a line when a run changes status or evaluates
-            key = (r["status"], r["eval_return"] if not math.isnan(r["eval_return"]) else None)
-            if self.seen.get(r["name"]) != key:
-                self.seen[r["name"]] = key
-                typer.echo(_sweep_line(r))
-
-    @staticmethod
-    def _table(records: list[dict]):
-        from rich.table import Table
-
-        table = Table(box=None)
-        for column in ("run", "status", "step", "steps/s", "last eval"):
-            table.add_column(column, justify="left" if column in ("run", "status") else "right")
-        for r in records:
-            table.add_row(r["name"], r["status"], _steps_text(r),
-                          "-" if math.isnan(r["steps_per_s"]) else f"{r['steps_per_s']:.1f}",
-                          "-" if math.isnan(r["eval_return"]) else f"{r['eval_return']:.1f}")
-        return table
-
-
-def _steps_text(r: dict) -> str:
-    return f"{r['step']:,}" + (f"/{r['steps']:,}" if r.get("steps") else "")
-
-
-def _sweep_line(r: dict) -> str:
-    line = f"[{r['env']} seed {r['seed']}] {r['status']} | step {_steps_text(r)}"
-    if not math.isnan(r["steps_per_s"]):
-        line += f" | {r['steps_per_s']:.1f} steps/s"
-    if not math.isnan(r["eval_return"]):
-        line += f" | last eval {r['eval_return']:.1f}"
-    if r["status"] in ("failed", "retrying") and r["error"]:
-        line += f" | error: {r['error']}"
-    return line
+        status = (
+            r["status"]
+            + (" (skipped: finished)" if r["skipped"] else "")
+            + (f" after {r['attempts']} tries" if r["attempts"] > 1 else "")
+        )
+        rows.append(
+            (
+                r["name"],
+                status,
+                f"{r['step']:,}",
+                f"{r['eval_return']:.1f}" if evaluated else "-",
+                place.where or ("no paper reference" if place.paper_name is None else "-"),
+                f"error: {r['error']}" if r["status"] == "failed" else r["folder"],
+            )
+        )
+    display.print_table(rows)
+    for r in records:  # what happened to runs that did not go through in one attempt (lost nodes, crashes)
+        if r["events"]:
+            typer.echo(f"{r['name']}: " + "; ".join(r["events"]))
 
 
 @app.command("report")
 @_friendly_errors
 def report_(
-    sources: List[Path] = typer.Argument(..., help="Run folders, sweep folders (searched for run folders) and/or export folders (zoo entries, Hub downloads)."),
+    sources: List[Path] = typer.Argument(
+        ...,
+        help="Run folders, sweep folders (searched for run folders) and/or export folders (zoo entries, Hub "
+        "downloads).",
+    ),
     out: Path = typer.Option(..., help="Folder for report.md, report.json, one PNG per env and overview.png."),
 ) -> None:
     """Learning curves over the paper's band, per-env tables against the paper, and a normalised aggregate."""

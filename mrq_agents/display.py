@@ -57,3 +57,66 @@ class progress:
 
     def __exit__(self, *exc: Any) -> None:
         self.bar.__exit__(*exc)
+
+
+class SweepProgress:
+    """Live progress of a sweep: a table redrawn in place on a terminal, else one line per change."""
+
+    def __init__(self) -> None:
+        self.live = None
+        self.seen: dict[str, tuple] = {}
+
+    def __enter__(self) -> "SweepProgress":
+        if sys.stdout.isatty():
+            from rich.live import Live
+
+            self.live = Live(console=console(), refresh_per_second=2, transient=False)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+    def __call__(self, records: list[dict]) -> None:
+        if self.live is not None:
+            self.live.update(self._table(records))
+            return
+        for r in records:  # plain output: a line when a run changes status or evaluates
+            key = (r["status"], r["eval_return"] if not math.isnan(r["eval_return"]) else None)
+            if self.seen.get(r["name"]) != key:
+                self.seen[r["name"]] = key
+                typer.echo(sweep_line(r))
+
+    @staticmethod
+    def _table(records: list[dict]):
+        from rich.table import Table
+
+        table = Table(box=None)
+        for column in ("run", "status", "step", "steps/s", "last eval"):
+            table.add_column(column, justify="left" if column in ("run", "status") else "right")
+        for r in records:
+            table.add_row(
+                r["name"],
+                r["status"],
+                steps_text(r),
+                "-" if math.isnan(r["steps_per_s"]) else f"{r['steps_per_s']:.1f}",
+                "-" if math.isnan(r["eval_return"]) else f"{r['eval_return']:.1f}",
+            )
+        return table
+
+
+def steps_text(r: dict) -> str:
+    return f"{r['step']:,}" + (f"/{r['steps']:,}" if r.get("steps") else "")
+
+
+def sweep_line(r: dict) -> str:
+    """One plain line of a run's progress in a sweep."""
+    line = f"[{r['env']} seed {r['seed']}] {r['status']} | step {steps_text(r)}"
+    if not math.isnan(r["steps_per_s"]):
+        line += f" | {r['steps_per_s']:.1f} steps/s"
+    if not math.isnan(r["eval_return"]):
+        line += f" | last eval {r['eval_return']:.1f}"
+    if r["status"] in ("failed", "retrying") and r["error"]:
+        line += f" | error: {r['error']}"
+    return line

@@ -23,22 +23,29 @@ import dataclasses
 import json
 import math
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+
+import tomllib
 
 from mrq_agents.errors import ConfigError, MRQError, one_line
 
 STATE_FILE = "sweep.json"  # DIR/sweep.json: each run's status, attempts, last error and result (JSON)
 GRID_KEYS = ("envs", "seeds")
 RUN_KEYS = {  # key -> (type(s), description); the options of `mrq train`
-    "steps": (int, "an integer"), "preset": (str, "a string"), "eval_every": (int, "an integer"),
-    "eval_episodes": (int, "an integer"), "checkpoint_every": (int, "an integer"), "device": (str, "a string"),
-    "fast": (bool, "true or false"), "set": (list, "a list of \"name=value\" strings"),
+    "steps": (int, "an integer"),
+    "preset": (str, "a string"),
+    "eval_every": (int, "an integer"),
+    "eval_episodes": (int, "an integer"),
+    "checkpoint_every": (int, "an integer"),
+    "device": (str, "a string"),
+    "fast": (bool, "true or false"),
+    "set": (list, 'a list of "name=value" strings'),
     "precision": (str, "a string"),
 }
 RUN_FILES = ("config.json", "metrics.csv", "learning_curve.png", "model.safetensors")  # what a run writes first
+BUSY_WAIT_S = 60.0  # how long a run waits for a killed sweep's worker to let go of its folder
 
 
 class SweepSpecError(ConfigError):
@@ -68,9 +75,15 @@ class RunSpec:
 
     def run_options(self) -> dict[str, Any]:
         """Keyword options of `build_trainer` (None: the benchmark's default)."""
-        options = {"steps": self.steps, "seed": self.seed, "device": self.device, "fast": self.fast,
-                   "eval_every": self.eval_every, "eval_episodes": self.eval_episodes,
-                   "checkpoint_every": self.checkpoint_every}
+        options = {
+            "steps": self.steps,
+            "seed": self.seed,
+            "device": self.device,
+            "fast": self.fast,
+            "eval_every": self.eval_every,
+            "eval_episodes": self.eval_episodes,
+            "checkpoint_every": self.checkpoint_every,
+        }
         overrides = list(self.overrides)
         if self.precision is not None:  # an option of the run or of the algorithm, in versions that have it
             where = precision_target()
@@ -96,7 +109,7 @@ class RunSpec:
 def precision_target() -> str | None:
     """Where this version keeps a `precision` setting: "run" (RunConfig), "algorithm" (MRQConfig) or None."""
     from mrq_agents.config import MRQConfig
-    from mrq_agents.training.trainer import RunConfig
+    from mrq_agents.training.run_config import RunConfig
 
     if "precision" in {f.name for f in dataclasses.fields(RunConfig)}:
         return "run"
@@ -106,6 +119,7 @@ def precision_target() -> str | None:
 
 
 # --------------------------------------------------------------------------------------------- the spec
+
 
 def load_spec(path: str | Path) -> list[RunSpec]:
     """The runs of a spec file, in spec order; any problem is a one-line `SweepSpecError` naming the key."""
@@ -141,18 +155,27 @@ def parse_spec(data: dict[str, Any], where: str = "spec") -> list[RunSpec]:
         envs, seeds = merged.get("envs"), merged.get("seeds", [0])
         if not isinstance(envs, list) or not envs or not all(isinstance(e, str) and e for e in envs):
             raise SweepSpecError(f"{label}: key 'envs' must be a non-empty list of env ids, got {envs!r}")
-        if (not isinstance(seeds, list) or not seeds
-                or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
+        if (
+            not isinstance(seeds, list)
+            or not seeds
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+        ):
             raise SweepSpecError(f"{label}: key 'seeds' must be a non-empty list of integers >= 0, got {seeds!r}")
         options = {k2: v for k2, v in merged.items() if k2 not in GRID_KEYS}
         _check_options(options, label)
         for env in envs:
             for seed in seeds:
-                run = RunSpec(env=env, seed=seed, overrides=tuple(options.get("set", ())),
-                              **{k2: v for k2, v in options.items() if k2 != "set"})
+                run = RunSpec(
+                    env=env,
+                    seed=seed,
+                    overrides=tuple(options.get("set", ())),
+                    **{k2: v for k2, v in options.items() if k2 != "set"},
+                )
                 if run.name in runs and runs[run.name][0] != run:
-                    raise SweepSpecError(f"{label}: {env} seed {seed} is also in {runs[run.name][1]} with other "
-                                         "options; one run folder cannot hold both")
+                    raise SweepSpecError(
+                        f"{label}: {env} seed {seed} is also in {runs[run.name][1]} with other "
+                        "options; one run folder cannot hold both"
+                    )
                 runs.setdefault(run.name, (run, label))
     return [run for run, _ in runs.values()]
 
@@ -188,12 +211,13 @@ def _check_options(options: dict[str, Any], label: str) -> None:
 
 # --------------------------------------------------------------------------------------------- run folders
 
+
 def run_status(run: RunSpec, folder: Path) -> tuple[str, int]:
     """("new" | "restart" | "resume" | "done", checkpointed step) of a run's folder.
 
     "restart": the folder holds a run killed before its first checkpoint (nothing to resume from).
     """
-    from mrq_agents.training.trainer import checkpoint_step
+    from mrq_agents.training.checkpoint import checkpoint_step
 
     step = checkpoint_step(folder)
     if step is None:
@@ -216,25 +240,38 @@ def clear_unstarted(folder: Path) -> None:
         events.unlink()
 
 
-def train_run(run: RunSpec, out: Path, threads: int | None = None,
-              report: Callable[[dict[str, Any]], None] | None = None, report_every: float = 1.0) -> dict[str, Any]:
+def train_run(
+    run: RunSpec,
+    out: Path,
+    threads: int | None = None,
+    report: Callable[[dict[str, Any]], None] | None = None,
+    report_every: float = 1.0,
+    busy_wait_s: float = BUSY_WAIT_S,
+) -> dict[str, Any]:
     """Train (or resume, or skip if finished) one run in `out / run.name`; returns its summary.
 
-    `report(info)` gets {"step", "steps", "steps_per_s", "eval_return"} at most every `report_every` seconds
-    and after each evaluation. Exceptions propagate (the scheduler records them).
+    `report(info)` first gets {"step", "started_from"} (the checkpointed step it starts from, 0 for none), then
+    {"step", "steps", "steps_per_s", "eval_return"} at most every `report_every` seconds and after each
+    evaluation. A run folder that another process still writes (a killed sweep's worker saving its last
+    checkpoint) is waited for up to `busy_wait_s` seconds, then a one-line `RunFolderBusyError`. Exceptions
+    propagate (the scheduler records them).
     """
     from mrq_agents.training.trainer import build_trainer
 
     folder = out / run.name
-    status, _ = run_status(run, folder)
+    wait_for_folder(folder, busy_wait_s)
+    status, step = run_status(run, folder)
+    if report is not None:
+        report({"step": step, "started_from": step if status in ("resume", "done") else 0})
     if status == "restart":
         clear_unstarted(folder)
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
-    trainer = build_trainer(run.env, folder, resume=status in ("resume", "done"), log=lambda line: None,
-                            **run.run_options())
+    trainer = build_trainer(
+        run.env, folder, resume=status in ("resume", "done"), log=lambda line: None, **run.run_options()
+    )
     last = {"time": 0.0, "eval": math.nan}
 
     def progress(step: int, info: dict[str, Any]) -> None:
@@ -242,17 +279,51 @@ def train_run(run: RunSpec, out: Path, threads: int | None = None,
         evaluated = info["eval_return"] != last["eval"] and not math.isnan(info["eval_return"])
         if report is not None and (evaluated or now - last["time"] >= report_every or step == trainer.run.steps):
             last["time"], last["eval"] = now, info["eval_return"]
-            report({"step": step, "steps": trainer.run.steps, "steps_per_s": info["steps_per_s"],
-                    "eval_return": info["eval_return"]})
+            report(
+                {
+                    "step": step,
+                    "steps": trainer.run.steps,
+                    "steps_per_s": info["steps_per_s"],
+                    "eval_return": info["eval_return"],
+                }
+            )
 
     summary = trainer.train(progress=progress)
     if report is not None:
-        report({"step": summary["step"], "steps": trainer.run.steps, "steps_per_s": math.nan,
-                "eval_return": summary["eval_return_mean"]})
+        report(
+            {
+                "step": summary["step"],
+                "steps": trainer.run.steps,
+                "steps_per_s": math.nan,
+                "eval_return": summary["eval_return_mean"],
+            }
+        )
     return summary
 
 
+def wait_for_folder(folder: Path, timeout: float) -> None:
+    """Return once no other process holds the run folder's lock (at once if it is free or absent); after
+    `timeout` seconds, raise the lock's one-line `RunFolderBusyError` naming the holder."""
+    from mrq_agents.training import run_folder
+
+    if not folder.is_dir():
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            handle = run_folder.lock(folder)
+        except run_folder.RunFolderBusyError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
+            continue
+        if handle is not None:
+            handle.close()
+        return
+
+
 # --------------------------------------------------------------------------------------------- sweep state
+
 
 def read_state(out: Path) -> dict[str, Any]:
     path = out / STATE_FILE

@@ -38,7 +38,7 @@ LAYERS = [  # lowest first; a module may import its own layer and the ones below
     ),
     ("training", {"training"}),
     ("inference and sharing", {"policy", "export", "hub", "actor_torch", "actor_onnx", "zoo"}),
-    ("many runs", {"sweep", "ray_sweep", "report"}),
+    ("many runs", {"sweep", "ray_sweep", "plan", "report"}),
     ("command line", {"cli", "display"}),
 ]
 FORBIDDEN = {("learner", "fast"): "the fast path wraps the learner from outside; the learner does not know it"}

@@ -1,7 +1,7 @@
 """`mrq sweep`: the spec, and tiny CartPole sweeps on an embedded local Ray (completion, kill -9 and resume,
-a failing run beside good ones), with no Ray processes left behind."""
+a failing run beside good ones), with no Ray processes left behind; a run never trains beside another writer of
+its folder. Sweeps on Ray clusters: test_sweep_cluster.py; --plan: test_sweep_plan.py."""
 
-import csv
 import json
 import os
 import signal
@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from helpers.ray_cluster import assert_no_ray_left, ray_processes
+from helpers.sweeps import TINY, eval_steps, write_spec
 from mrq_agents.cli import app
 from mrq_agents.sweep import RunSpec, SweepSpecError, load_spec, parse_spec
 from mrq_agents.training.checkpoint import checkpoint_step
@@ -35,25 +37,6 @@ seeds = [0]
 steps = 20000
 set = ["enc_hdim=128"]
 """
-
-TINY = """
-[defaults]
-steps = {steps}
-preset = "small"
-eval_every = 100
-eval_episodes = 2
-checkpoint_every = 100
-set = ["warmup_steps=50", "batch_size=16", "enc_hdim=32", "value_hdim=32", "policy_hdim=32",
-       "zs_dim=32", "zsa_dim=32", "za_dim=16"]
-[[runs]]
-envs = {envs}
-seeds = [0, 1]
-"""
-
-
-def write_spec(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
 
 
 # --------------------------------------------------------------------------------------------- the spec
@@ -143,40 +126,8 @@ def test_parse_spec_defaults_apply_to_every_group():
 # --------------------------------------------------------------------------------------------- on Ray
 
 
-def _ray_processes() -> dict[int, tuple[int, int, str]]:
-    """Live Ray processes (raylet, GCS, workers, agents): pid -> (ppid, pgid, args); zombies left out."""
-    out = subprocess.run(["ps", "-eo", "pid=,ppid=,pgid=,stat=,args="], capture_output=True, text=True).stdout
-    procs = {}
-    for line in out.splitlines():
-        pid, ppid, pgid, stat, args = line.split(None, 4)
-        if "ray" in args and not stat.startswith("Z"):
-            procs[int(pid)] = (int(ppid), int(pgid), args)
-    return procs
-
-
-def _assert_no_ray_left(before: dict, groups: tuple[int, ...], timeout: float = 30.0) -> None:
-    """No Ray process started since `before` is left in `groups` or orphaned (other Ray clusters untouched)."""
-
-    def leftover():
-        return [
-            args
-            for pid, (ppid, pgid, args) in _ray_processes().items()
-            if pid not in before and (pgid in groups or ppid == 1)
-        ]
-
-    deadline = time.monotonic() + timeout
-    while leftover() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert not leftover(), leftover()
-
-
-def _eval_steps(folder: Path) -> list[int]:
-    with open(folder / "metrics.csv", newline="") as f:
-        return [int(r["step"]) for r in csv.DictReader(f)]
-
-
 def test_sweep_of_two_runs_and_a_failing_one_then_report(tmp_path):
-    before = _ray_processes()
+    before = ray_processes()
     spec = write_spec(
         tmp_path / "s.toml",
         TINY.format(steps=200, envs='["CartPole-v1"]') + '[[runs]]\nenvs = ["NoSuchEnv-v0"]\nseeds = [0]\n',
@@ -186,7 +137,7 @@ def test_sweep_of_two_runs_and_a_failing_one_then_report(tmp_path):
     assert result.exit_code == 1, result.output  # one run failed
     for seed in (0, 1):
         folder = out / f"CartPole-v1-seed{seed}"
-        assert _eval_steps(folder) == [100, 200] and checkpoint_step(folder) == 200
+        assert eval_steps(folder) == [100, 200] and checkpoint_step(folder) == 200
         assert (folder / "model.safetensors").exists()
     state = json.loads((out / "sweep.json").read_text())["runs"]
     assert [state[f"CartPole-v1-seed{s}"]["status"] for s in (0, 1)] == ["done", "done"]
@@ -206,11 +157,11 @@ def test_sweep_of_two_runs_and_a_failing_one_then_report(tmp_path):
     good = write_spec(tmp_path / "good.toml", TINY.format(steps=200, envs='["CartPole-v1"]'))
     again = runner.invoke(app, ["sweep", str(good), "--out", str(out), "--no-report"])
     assert again.exit_code == 0 and again.output.count("done (skipped: finished)") == 2  # Ray not even started
-    _assert_no_ray_left(before, (os.getpgid(0),))
+    assert_no_ray_left(before, (os.getpgid(0),))
 
 
 def test_a_killed_sweep_resumes_both_runs_without_duplicated_evaluations(tmp_path):
-    before = _ray_processes()
+    before = ray_processes()
     steps = 600
     spec = write_spec(tmp_path / "s.toml", TINY.format(steps=steps, envs='["CartPole-v1"]'))
     out = tmp_path / "sweep"
@@ -241,16 +192,16 @@ def test_a_killed_sweep_resumes_both_runs_without_duplicated_evaluations(tmp_pat
         # writes a last checkpoint) under a dying parent was missed by waiting only for orphans (CI, 2026-11-26).
         while any(
             "raylet" in args or "_train_task" in args
-            for pid, (ppid, pgid, args) in _ray_processes().items()
+            for pid, (ppid, pgid, args) in ray_processes().items()
             if pid not in before
         ):
             assert time.monotonic() < deadline, "Ray outlived its killed driver"
             time.sleep(0.5)
         killed_at = [checkpoint_step(f) for f in folders]
-        rows_at_kill = [len(_eval_steps(f)) for f in folders]
+        rows_at_kill = [len(eval_steps(f)) for f in folders]
         time.sleep(3)
         assert [checkpoint_step(f) for f in folders] == killed_at  # no orphaned worker still training
-        assert [len(_eval_steps(f)) for f in folders] == rows_at_kill
+        assert [len(eval_steps(f)) for f in folders] == rows_at_kill
         # both runs have a checkpoint; on a loaded machine one may already have finished before the other started
         assert all(s >= 100 for s in killed_at) and any(s < steps for s in killed_at), killed_at
     finally:
@@ -270,9 +221,9 @@ def test_a_killed_sweep_resumes_both_runs_without_duplicated_evaluations(tmp_pat
             assert record["resumed_from"] == step  # continued from its checkpoint
         else:
             assert record["skipped"]  # finished before the kill: not trained again
-        assert _eval_steps(folder) == list(range(100, steps + 1, 100))  # every evaluation exactly once
+        assert eval_steps(folder) == list(range(100, steps + 1, 100))  # every evaluation exactly once
         assert checkpoint_step(folder) == steps
-    _assert_no_ray_left(before, (os.getpgid(0), driver.pid))
+    assert_no_ray_left(before, (os.getpgid(0), driver.pid))
 
 
 def test_train_run_restarts_a_run_killed_before_its_first_checkpoint(tmp_path):
@@ -287,5 +238,51 @@ def test_train_run_restarts_a_run_killed_before_its_first_checkpoint(tmp_path):
     reports = []
     summary = train_run(run, tmp_path, threads=1, report=reports.append)
     assert summary["step"] == 100 and run_status(run, folder) == ("done", 100)
-    assert _eval_steps(folder) == [100] and reports[-1]["step"] == 100
+    assert eval_steps(folder) == [100] and reports[-1]["step"] == 100
     assert train_run(run, tmp_path)["step"] == 100  # finished: nothing more to do
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from mrq_agents.training.run_folder import lock
+held = lock(Path(sys.argv[1]))
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+Path(sys.argv[3]).write_text(repr(time.time()))  # then the process ends, and the OS drops the lock
+"""
+
+
+def test_a_run_waits_for_another_writer_of_its_folder_and_never_trains_beside_it(tmp_path):
+    """A relaunched sweep may reach a run whose killed worker still writes its last checkpoint."""
+    from mrq_agents.sweep import train_run
+    from mrq_agents.training.run_folder import RunFolderBusyError
+
+    run = load_spec(write_spec(tmp_path / "s.toml", TINY.format(steps=100, envs='["CartPole-v1"]')))[0]
+    folder = tmp_path / run.name
+    folder.mkdir()
+
+    def holder(seconds: float) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", HOLD_LOCK, str(folder), str(seconds), str(tmp_path / "released")],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout.readline().strip() == "held"
+        return proc
+
+    dying = holder(2.0)
+    reports = []
+    summary = train_run(run, tmp_path, threads=1, report=lambda info: reports.append((time.time(), info)))
+    dying.wait()
+    assert summary["step"] == 100 and eval_steps(folder) == [100]
+    assert reports[0][0] >= float((tmp_path / "released").read_text())  # it began only once the other let go
+    assert reports[0][1] == {"step": 0, "started_from": 0}
+    stuck = holder(60.0)
+    try:
+        with pytest.raises(RunFolderBusyError) as err:
+            train_run(run, tmp_path, busy_wait_s=1.0)
+        assert f"is in use by another mrq process (PID {stuck.pid})" in str(err.value)
+    finally:
+        stuck.kill()
+        stuck.wait()

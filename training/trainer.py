@@ -40,7 +40,7 @@ from mrq_agents.precision import resolve_precision
 from mrq_agents.replay import ReplayBuffer
 from mrq_agents.serialization import atomic_write_json, read_json
 from mrq_agents.training import run_folder
-from mrq_agents.training.checkpoint import checkpoint_step, read_checkpoint, to_device, write_checkpoint, write_model  # noqa: F401
+from mrq_agents.training.checkpoint import read_checkpoint, to_device, write_checkpoint, write_model
 from mrq_agents.training.logger import RunLogger
 from mrq_agents.training.run_config import (
     RunConfig,
