@@ -35,6 +35,12 @@ BACKEND_HELP = (
     "auto, torch or onnx: which one computes the actor (onnx: onnxruntime on the export's actor.onnx, "
     "no torch). [default: auto = torch when it is installed, else onnx]"
 )
+STOCHASTIC_OPTION = typer.Option(
+    False,
+    "--deterministic/--stochastic",
+    help="Discrete actions: argmax(pre), or the paper's sampled argmax(gumbel_softmax(pre)) (the default, as in "
+    "`mrq eval` and training's evaluations). No effect for continuous.",
+)
 FAST_HELP = (
     "The fast update path: fused optimizers, and on CUDA each update replayed from a captured CUDA graph; "
     "same math as --no-fast (benchmarks/README.md). [default: on for CUDA, off for the CPU]"
@@ -137,26 +143,19 @@ def train(
     if out is None:
         out = Path("runs") / f"{env.replace('/', '_')}-seed{seed or 0}"
     _check_threads(threads)
-    trainer = build_trainer(
-        env,
-        out,
-        preset=preset,
-        overrides=set_ or [],
-        resume=resume,
-        overwrite=overwrite,
-        log=display.console().print,
-        steps=steps,
-        seed=seed,
-        device=device,
-        fast=fast,
-        precision=precision,
-        eval_every=eval_every,
-        eval_episodes=eval_episodes,
-        checkpoint_every=checkpoint_every,
-        env_kwargs=_json_object("--env-kwargs", env_kwargs),
-    )
+    run_options = _run_options(locals(), env_kwargs=_json_object("--env-kwargs", env_kwargs))
+    log = display.console().print
+    trainer = build_trainer(env, out, preset, set_ or [], resume, log, overwrite, steps=steps, **run_options)
     _set_threads(threads if threads is not None else _training_threads(trainer))
     _run(trainer, env, out)
+
+
+RUN_OPTIONS = ("seed", "device", "fast", "precision", "eval_every", "eval_episodes", "checkpoint_every")
+
+
+def _run_options(options: dict[str, Any], **more: Any) -> dict[str, Any]:
+    """The RunConfig options among a command's parameters (`locals()`), with `more`; None takes the default."""
+    return {**{name: options[name] for name in RUN_OPTIONS}, **more}
 
 
 def _at_least_one(option: str, value: int) -> None:
@@ -297,24 +296,19 @@ def finetune(
     from mrq_agents.training.finetune import finetune as prepare
 
     _check_threads(threads)
+    run_options = _run_options(locals(), warmup_actions=warmup_actions)
+    log = display.console().print
     trainer = prepare(
         load_pretrained(source, revision),
         env,
         steps,
         out,
-        seed=seed,
-        overrides=set_ or [],
-        freeze=freeze,
-        warmup_steps=warmup_steps,
-        device=device,
-        fast=fast,
-        precision=precision,
-        eval_every=eval_every,
-        eval_episodes=eval_episodes,
-        checkpoint_every=checkpoint_every,
-        overwrite=overwrite,
-        log=display.console().print,
-        warmup_actions=warmup_actions,
+        set_ or [],
+        freeze,
+        warmup_steps,
+        overwrite,
+        log,
+        **run_options,
     )
     _set_threads(threads if threads is not None else _training_threads(trainer))
     _run(trainer, env, out)
@@ -392,13 +386,7 @@ def export_(
     episodes: int = typer.Option(10, help="Evaluation episodes for results.json and the model card."),
     seed: int = typer.Option(0, help="Seed of the evaluation episodes."),
     record: bool = typer.Option(False, "--record", help="Also record one episode to replay.mp4."),
-    deterministic: bool = typer.Option(
-        False,
-        "--deterministic/--stochastic",
-        help="Discrete actions: argmax(pre), "
-        "or the paper's sampled argmax(gumbel_softmax(pre)) (the default, as in "
-        "`mrq eval` and training's evaluations). No effect for continuous.",
-    ),
+    deterministic: bool = STOCHASTIC_OPTION,
     repo_id: Optional[str] = typer.Option(None, help="Hub repo id to name in the model card's usage snippets."),
     compact: bool = typer.Option(
         False,
@@ -467,13 +455,7 @@ def play(
     record: bool = typer.Option(False, "--record", help="Write an mp4 per episode (works headless)."),
     video_dir: Path = typer.Option(Path("videos"), help="Where --record writes its videos."),
     seed: int = typer.Option(0, help="Seed of the episodes."),
-    deterministic: bool = typer.Option(
-        False,
-        "--deterministic/--stochastic",
-        help="Discrete actions: argmax(pre), "
-        "or the paper's sampled argmax(gumbel_softmax(pre)) (the default, as in "
-        "`mrq eval` and training's evaluations). No effect for continuous.",
-    ),
+    deterministic: bool = STOCHASTIC_OPTION,
     revision: Optional[str] = typer.Option(None, help="Hub revision (branch, tag or commit) of the model."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     threads: Optional[int] = typer.Option(None, help=ACT_THREADS_HELP),

@@ -25,6 +25,7 @@ from helpers.ray_cluster import (
     off_loopback,
     ray_processes,
     sockets,
+    spawn,
     two_nodes,
 )
 from helpers.sweeps import TINY, eval_steps, write_spec
@@ -135,14 +136,7 @@ def test_attached_with_the_users_token_a_killed_driver_is_relaunched(cluster, tm
     spec = write_spec(tmp_path / "s.toml", TINY.format(steps=steps, envs='["CartPole-v1"]'))
     out = tmp_path / "sweep"
     folders = [out / "CartPole-v1-seed0", out / "CartPole-v1-seed1"]
-    driver = subprocess.Popen(
-        sweep_command(spec, out, cluster.address),
-        env=cluster.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    driver = spawn(sweep_command(spec, out, cluster.address), cluster.env(), stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: any(checkpoint_step(f) for f in folders), 120, "a first checkpoint", driver)
         pids = group_pids(cluster.pgid) | group_pids(driver.pid)  # the head's processes, its workers, the driver
@@ -184,14 +178,7 @@ def test_two_nodes_lose_one_then_the_whole_cluster(tmp_path):
     out = tmp_path / "sweep"
     with two_nodes(tmp_path / "cluster", cpus=1) as c:
         worker = c.worker["node_id"][:8]
-        driver = subprocess.Popen(
-            sweep_command(spec, out, c.address),
-            env=c.env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
+        driver = spawn(sweep_command(spec, out, c.address), c.env(), stderr=subprocess.STDOUT)
         try:
 
             def nodes() -> dict[str, str]:

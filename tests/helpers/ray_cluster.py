@@ -69,6 +69,11 @@ def cluster_env(home: Path) -> dict[str, str]:
     return env
 
 
+def spawn(command: list[str], env: dict[str, str], **options) -> subprocess.Popen:
+    """A process in a session of its own (so its whole group can be killed), its text output on a pipe."""
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True, start_new_session=True, **options)
+
+
 @contextmanager
 def head(folder: Path, cpus: int = 1) -> Iterator[Cluster]:
     """A one-node cluster from `ray start --head`, with token authentication, on 127.0.0.1 only."""
@@ -91,14 +96,7 @@ def head(folder: Path, cpus: int = 1) -> Iterator[Cluster]:
         f"--system-config={json.dumps(HEALTH_CHECKS)}",
         "--disable-usage-stats",
     ]
-    starter = subprocess.Popen(
-        command,
-        env=cluster_env(home),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    starter = spawn(command, cluster_env(home), stderr=subprocess.STDOUT)
     try:
         output, _ = starter.communicate(timeout=120)
         assert starter.returncode == 0, output
@@ -113,14 +111,7 @@ def two_nodes(folder: Path, cpus: int = 1) -> Iterator[Cluster]:
     """A head and a worker node (`cpus` CPUs each) from Ray's test-cluster helper, on 127.0.0.1 only."""
     home, port, temp = _home(folder), free_port(), tempfile.mkdtemp(prefix="mrq-ray-")
     _write_token(home)
-    helper = subprocess.Popen(
-        [sys.executable, __file__, temp, str(port), str(cpus)],
-        env=cluster_env(home),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    helper = spawn([sys.executable, __file__, temp, str(port), str(cpus)], cluster_env(home), stdin=subprocess.PIPE)
     try:
         line = helper.stdout.readline()
         assert line, "the test cluster did not start"
