@@ -183,18 +183,27 @@ def changed_fields(algorithm: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in algorithm.items() if defaults.get(k) != v}
 
 
-def train_command(env_id: str, run: dict[str, Any], algorithm: dict[str, Any]) -> str:
-    """The `mrq train` command line that reproduces a run's config (overrides of the paper's defaults as --set)."""
-    parts = [
-        f"mrq train {env_id}",
-        f"--steps {run['steps']}",
-        f"--seed {run['seed']}",
-        f"--eval-every {run['eval_every']}",
-        f"--eval-episodes {run['eval_episodes']}",
-    ]
-    if run.get("precision", "fp32") != "fp32":
-        parts.append(f"--precision {run['precision']}")
-    if run.get("env_kwargs"):
-        parts.append(f"--env-kwargs '{json.dumps(run['env_kwargs'])}'")
-    parts += [f"--set {k}={v}" for k, v in changed_fields(algorithm).items()]
+def train_command_line(env_id: str, options: dict[str, Any], overrides: Iterable[str] = ()) -> str:
+    """`mrq train ENV` with `options` as flags in their order (None left out, a bool as --name/--no-name, a dict as
+    JSON) and `overrides` ("name=value") as --set: the one place a train command line is written."""
+    parts = [f"mrq train {env_id}"]
+    for name, value in options.items():
+        flag = name.replace("_", "-")
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            parts.append(f"--{flag}" if value else f"--no-{flag}")
+        elif isinstance(value, dict):
+            parts.append(f"--{flag} '{json.dumps(value)}'")
+        else:
+            parts.append(f"--{flag} {value}")
+    parts += [f"--set {item}" for item in overrides]
     return " ".join(parts)
+
+
+def train_command(env_id: str, run: dict[str, Any], algorithm: dict[str, Any]) -> str:
+    """The `mrq train` command line that reproduces a saved run config (overrides of the paper's defaults as --set)."""
+    options = {name: run[name] for name in ("steps", "seed", "eval_every", "eval_episodes")}
+    options["precision"] = run["precision"] if run.get("precision", "fp32") != "fp32" else None
+    options["env_kwargs"] = run.get("env_kwargs") or None
+    return train_command_line(env_id, options, [f"{k}={v}" for k, v in changed_fields(algorithm).items()])

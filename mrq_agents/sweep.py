@@ -95,15 +95,21 @@ class RunSpec:
 
     def command(self, out: Path) -> str:
         """The equivalent `mrq train` command line."""
-        parts = [f"mrq train {self.env} --seed {self.seed} --out {out / self.name}"]
-        for key in ("steps", "preset", "eval_every", "eval_episodes", "checkpoint_every", "device", "precision"):
-            value = getattr(self, key)
-            if value is not None and not (key == "preset" and value == "paper"):
-                parts.append(f"--{key.replace('_', '-')} {value}")
-        if self.fast is not None:
-            parts.append("--fast" if self.fast else "--no-fast")
-        parts += [f"--set {o}" for o in self.overrides]
-        return " ".join(parts)
+        from mrq_agents.config import train_command_line
+
+        options = {
+            "seed": self.seed,
+            "out": out / self.name,
+            "steps": self.steps,
+            "preset": None if self.preset == "paper" else self.preset,
+            "eval_every": self.eval_every,
+            "eval_episodes": self.eval_episodes,
+            "checkpoint_every": self.checkpoint_every,
+            "device": self.device,
+            "precision": self.precision,
+            "fast": self.fast,
+        }
+        return train_command_line(self.env, options, self.overrides)
 
 
 def precision_target() -> str | None:
