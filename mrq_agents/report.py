@@ -28,6 +28,7 @@ import numpy as np
 
 from mrq_agents import paper
 from mrq_agents.errors import MRQError
+from mrq_agents.files import CONFIG_FILE, METRICS_FILE
 
 MAX_TABLE_ROWS = 12
 BOOTSTRAP_REPS = 2000
@@ -93,7 +94,7 @@ def find_runs(paths: Sequence[str | Path]) -> list[RunData]:
         if _has_curve(p):  # named explicitly: a run folder or an export folder (a zoo entry, a Hub download)
             candidates = [p]
         else:  # searched: run folders only, so a run and its export are not counted twice
-            candidates = sorted(c.parent for c in p.rglob("metrics.csv") if _is_run_folder(c.parent))
+            candidates = sorted(c.parent for c in p.rglob(METRICS_FILE) if _is_run_folder(c.parent))
         folders += [c for c in candidates if c not in folders]
     runs = [r for r in (read_run(f) for f in folders) if r is not None]
     if not runs:
@@ -104,7 +105,7 @@ def find_runs(paths: Sequence[str | Path]) -> list[RunData]:
 
 
 def _has_curve(p: Path) -> bool:
-    return (p / "config.json").is_file() and (p / "metrics.csv").is_file()
+    return (p / CONFIG_FILE).is_file() and (p / METRICS_FILE).is_file()
 
 
 def _is_run_folder(p: Path) -> bool:
@@ -115,9 +116,9 @@ def _is_run_folder(p: Path) -> bool:
 def read_run(folder: Path) -> RunData | None:
     """A run's evaluation curve (None when it has no evaluation yet)."""
     try:
-        config = json.loads((folder / "config.json").read_text())
+        config = json.loads((folder / CONFIG_FILE).read_text())
         env, seed = config["env"], int(config["run"]["seed"])
-        with open(folder / "metrics.csv", newline="") as f:
+        with open(folder / METRICS_FILE, newline="") as f:
             rows = [
                 (int(float(r["step"])), float(r["eval_return_mean"]))
                 for r in csv.DictReader(f)

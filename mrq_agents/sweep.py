@@ -30,6 +30,7 @@ from typing import Any, Callable
 import tomllib
 
 from mrq_agents.errors import ConfigError, MRQError, one_line
+from mrq_agents.files import CONFIG_FILE, RUN_FILES
 
 STATE_FILE = "sweep.json"  # DIR/sweep.json: each run's status, attempts, last error and result (JSON)
 GRID_KEYS = ("envs", "seeds")
@@ -44,7 +45,6 @@ RUN_KEYS = {  # key -> (type(s), description); the options of `mrq train`
     "set": (list, 'a list of "name=value" strings'),
     "precision": (str, "a string"),
 }
-RUN_FILES = ("config.json", "metrics.csv", "learning_curve.png", "model.safetensors")  # what a run writes first
 BUSY_WAIT_S = 60.0  # how long a run waits for a killed sweep's worker to let go of its folder
 
 
@@ -232,7 +232,7 @@ def run_status(run: RunSpec, folder: Path) -> tuple[str, int]:
     if run.steps is not None and step >= run.steps:
         return "done", step
     if run.steps is None:  # the benchmark's default budget, as saved in the run's config
-        saved = json.loads((folder / "config.json").read_text())
+        saved = json.loads((folder / CONFIG_FILE).read_text())
         if step >= saved["run"]["steps"]:
             return "done", step
     return "resume", step

@@ -11,9 +11,9 @@ from typing import Any
 
 from torch.utils.tensorboard import SummaryWriter
 
+from mrq_agents.files import METRICS_FILE
 from mrq_agents.serialization import atomic_write_bytes
 
-METRICS_CSV = "metrics.csv"
 CURVE_PNG = "learning_curve.png"
 
 
@@ -52,7 +52,7 @@ class RunLogger:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.title = title
-        self.csv_path = self.out_dir / METRICS_CSV
+        self.csv_path = self.out_dir / METRICS_FILE
         self.png_path = self.out_dir / CURVE_PNG
         self._header: list[str] | None = None  # None: metrics.csv does not exist yet
         if resume_step is not None and self.csv_path.is_file():
