@@ -19,22 +19,15 @@ import string
 from pathlib import Path
 from typing import Any
 
-from mrq_agents.config import changed_fields, train_command  # noqa: F401 (train_command: export's API)
+from mrq_agents.config import changed_fields, train_command
 from mrq_agents.envs import EnvConfig
 from mrq_agents.envs import describe as describe_env
-from mrq_agents.files import (  # noqa: F401
+from mrq_agents.files import (
     CARD_FILE,
-    CHECKPOINT_FILE,
-    CONFIG_FILE,
     COPIED_FILES,
     CURVE_FILE,
-    FORMAT_VERSION,
     METRICS_FILE,
-    MODEL_FILE,
-    ONNX_FILE,
-    RESULTS_FILE,
     VIDEO_FILE,
-    sha256_file,
 )
 from mrq_agents.machine import describe
 from mrq_agents.paper import placement, protocol_note

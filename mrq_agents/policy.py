@@ -26,7 +26,7 @@ from mrq_agents.deps import has_torch, require_torch
 from mrq_agents.envs import EnvConfig, EnvSpec, make_env, wrap_env
 from mrq_agents.episodes import EVAL_STREAM, episode_seed, run_episodes
 from mrq_agents.errors import CheckpointError, ConfigError, ObservationError, UnsupportedEnvError, one_line
-from mrq_agents.files import CONFIG_FILE, MODEL_FILE, ONNX_FILE, RESULTS_FILE
+from mrq_agents.files import CONFIG_FILE, MODEL_FILE, ONNX_FILE, RESULTS_FILE, sha256_file
 from mrq_agents.files import FORMAT_VERSION as SUPPORTED_FORMAT
 from mrq_agents.machine import fingerprint
 from mrq_agents.serialization import atomic_write_json, read_json
@@ -78,7 +78,7 @@ def read_model_config(folder: Path) -> tuple[dict[str, Any], MRQConfig, EnvSpec,
         raise CheckpointError(f"{folder / CONFIG_FILE} is malformed ({err}): re-export the model") from None
     expected = meta.get("weights_sha256")
     weights = folder / MODEL_FILE
-    if expected is not None and weights.is_file() and export.sha256_file(weights) != expected:
+    if expected is not None and weights.is_file() and sha256_file(weights) != expected:
         raise CheckpointError(
             f"{folder / MODEL_FILE} does not match the weights_sha256 in its config.json: the "
             "file is damaged or was replaced; download or export the model again"
@@ -371,13 +371,13 @@ class Policy:
             save_tensors(
                 folder / MODEL_FILE, networks, {"format_version": SUPPORTED_FORMAT, "env_id": self.env_config.env_id}
             )
-            meta["weights_sha256"] = export.sha256_file(folder / MODEL_FILE)
+            meta["weights_sha256"] = sha256_file(folder / MODEL_FILE)
             write_actor_onnx(folder, self.actor, meta["weights_sha256"], self.env_config.env_id)
         else:
             for name in (MODEL_FILE, ONNX_FILE):
                 if (self.folder / name).resolve() != (folder / name).resolve():
                     shutil.copyfile(self.folder / name, folder / name)
-            meta["weights_sha256"] = export.sha256_file(folder / MODEL_FILE)
+            meta["weights_sha256"] = sha256_file(folder / MODEL_FILE)
         atomic_write_json(folder / CONFIG_FILE, meta)
         if results is not None:
             atomic_write_json(folder / RESULTS_FILE, results)
@@ -448,7 +448,7 @@ def load_pretrained(source: str | Path, revision: str | None = None) -> "Pretrai
         {
             "source": str(source),
             "revision": revision,
-            "sha256": export.sha256_file(folder / MODEL_FILE),
+            "sha256": sha256_file(folder / MODEL_FILE),
             "source_env_id": env.env_id,
         },
     )

@@ -168,7 +168,7 @@ def test_bad_actor_onnx_is_a_one_line_error(case, exports, tmp_path):
     elif case == "other_model":  # CartPole's graph beside Pendulum's config
         shutil.copyfile(exports["CartPole-v1"] / "actor.onnx", folder / "actor.onnx")
     elif case == "stale_weights":  # the weights were replaced (and recorded) after the graph was exported
-        from mrq_agents.export import sha256_file
+        from mrq_agents.files import sha256_file
         from mrq_agents.serialization import load_tensors, save_tensors
 
         tensors, metadata = load_tensors(folder / "model.safetensors")

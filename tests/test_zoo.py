@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from mrq_agents import Policy, zoo
 from mrq_agents.cli import app
-from mrq_agents.export import sha256_file
+from mrq_agents.files import sha256_file
 from mrq_agents.machine import fingerprint, score_disagreement
 
 ENTRIES = zoo.entries()

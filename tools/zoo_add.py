@@ -31,7 +31,8 @@ import json
 from pathlib import Path
 
 from mrq_agents import Policy
-from mrq_agents.export import eval_command, sha256_file
+from mrq_agents.export import eval_command
+from mrq_agents.files import sha256_file
 
 ZOO = Path(__file__).resolve().parents[1] / "zoo"
 EPISODES, SEED = 10, 0
