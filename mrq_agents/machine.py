@@ -4,7 +4,8 @@ An evaluation is deterministic on one machine: the same files, seed and software
 bit. Across machines it is not: float32 products round differently on other vector units (AVX2, AVX-512, ARM
 NEON/SVE) and in other library versions, and a physics episode of hundreds of steps carries a difference in the
 last bit of an action into a visibly different trajectory. Seen: HalfCheetah-v4's zoo agent scores 8305.9 on an
-AMD EPYC (AVX2 or AVX-512 alike) and 8345.4 on an Intel Xeon (AVX-512) from the same files: the vendor counts
+AMD EPYC (AVX2 or AVX-512 alike) and 8345.4 on an Intel Xeon (AVX-512, as a user reported it)
+from the same files: the vendor counts
 as well as the vector unit, since the math libraries choose their kernels by both.
 
 So a recorded score is reproduced in two ways (`tests/test_zoo.py`):
