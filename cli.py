@@ -278,6 +278,10 @@ def finetune(
         "`mrq train`) or policy (the pretrained policy with the training exploration "
         "noise; docs/finetune.md).",
     ),
+    hold_policy: int = typer.Option(
+        0,
+        help="Updates that train the encoder and critics before the policy's first update (0: from the first).",
+    ),
     revision: Optional[str] = typer.Option(None, help="Hub revision of SOURCE."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     fast: Optional[bool] = typer.Option(None, "--fast/--no-fast", help=FAST_HELP),
@@ -299,7 +303,7 @@ def finetune(
     from mrq_agents.training.finetune import finetune as prepare
 
     _check_threads(threads)
-    run_options = _run_options(locals(), warmup_actions=warmup_actions)
+    run_options = _run_options(locals(), warmup_actions=warmup_actions, hold_policy=hold_policy)
     log = display.console().print
     trainer = prepare(
         load_pretrained(source, revision),

@@ -110,14 +110,17 @@ class MRQLearner:
         device: str | torch.device = "cpu",
         frozen: tuple[str, ...] = (),
         precision: str = "fp32",
+        policy_hold: int = 0,
     ):
         """`frozen`: encoder parameter names (e.g. "encoder.zsa.net.0.weight") kept fixed, for fine-tuning.
+        `policy_hold`: updates that train the encoder and the critics but not the policy, for fine-tuning.
         `precision`: "fp32" or "bf16" matrix products in the updates (`mrq_agents.precision`; resolve "auto" with
         `resolve_precision` first). Acting always runs in fp32."""
         self.spec = spec
         self.config = config
         self.device = resolve_device(device)
         self.precision = precision
+        self.policy_hold = policy_hold
         compute_context(precision, self.device)  # an unknown precision fails here, not at the first update
         self.nets = build_networks(spec, config).to(self.device)
         self.target = copy.deepcopy(self.nets).requires_grad_(False)
@@ -192,9 +195,14 @@ class MRQLearner:
                 for batch_starts in starts.view(c.target_update_freq, c.batch_size):
                     noise = self.draw_encoder_noise(c.batch_size, c.enc_horizon)
                     self.encoder_metrics = self.encoder_step(buffer, batch_starts, noise)
-        # Every update: one value and one policy update on a prioritised batch.
+        # Every update: one value and one policy update on a prioritised batch (the policy's waits while held).
         uniforms = buffer.draw_uniforms(c.batch_size)
-        metrics = {**self.encoder_metrics, **self.rl_step(buffer, uniforms, self.draw_value_noise(c.batch_size))}
+        noise = self.draw_value_noise(c.batch_size)
+        if self.num_updates < self.policy_hold:
+            rl_metrics = self.value_step(buffer, uniforms, noise)[0]
+        else:
+            rl_metrics = self.rl_step(buffer, uniforms, noise)
+        metrics = {**self.encoder_metrics, **rl_metrics}
         self.num_updates += 1
         return metrics
 
@@ -227,13 +235,21 @@ class MRQLearner:
         return self.encoder_update(batch, noise)
 
     def rl_step(self, buffer: ReplayBuffer, uniforms: torch.Tensor, noise: ValueNoise) -> dict[str, torch.Tensor]:
-        """One value update on a batch drawn by priority with `uniforms` (B,), its new priorities, one policy update."""
+        """`value_step`, then one policy update on the same batch."""
+        metrics, zs = self.value_step(buffer, uniforms, noise)
+        return {**metrics, **self.policy_update(zs)}
+
+    def value_step(
+        self, buffer: ReplayBuffer, uniforms: torch.Tensor, noise: ValueNoise
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """One value update on a batch drawn by priority with `uniforms` (B,) and its new priorities; returns the
+        metrics and the batch's z_s for the policy update."""
         c = self.config
         starts = sample_proportional(buffer.sampling_weights(c.q_horizon), uniforms)
         batch = buffer.gather(starts, c.q_horizon, all_next_states=False)
         metrics, zs, priority = self.value_update(batch, noise)
         buffer.update_priority(batch.indices, priority)
-        return {**metrics, **self.policy_update(zs)}
+        return metrics, zs
 
     def encoder_update(self, batch: Batch, noise: EncoderNoise) -> dict[str, torch.Tensor]:
         """Roll the model out from f(s_0) through the batch's actions; fit next embeddings, rewards, terminations."""

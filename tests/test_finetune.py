@@ -228,6 +228,28 @@ def test_warmup_actions_come_from_the_policy_on_request(tmp_path, pendulum_model
     assert json.loads((tmp_path / "ft" / "config.json").read_text())["run"]["warmup_actions"] == warmup_actions
 
 
+def test_hold_policy_reaches_the_learner_and_survives_a_resume(tmp_path, pendulum_model):
+    """`--hold-policy N` is a run setting: config.json records it and `mrq train --resume` keeps it."""
+    from mrq_agents.policy import load_pretrained
+    from mrq_agents.training.finetune import finetune
+    from mrq_agents.training.trainer import build_trainer
+
+    options = dict(warmup_steps=10, eval_every=15, eval_episodes=1, log=lambda *_: None)
+    trainer = finetune(load_pretrained(pendulum_model[0]), "Pendulum-v1", 15, tmp_path / "ft", hold_policy=7, **options)
+    assert trainer.learner.policy_hold == 7
+    trainer.train()
+    assert json.loads((tmp_path / "ft" / "config.json").read_text())["run"]["hold_policy"] == 7
+    resumed = build_trainer("Pendulum-v1", tmp_path / "ft", resume=True, steps=20, log=lambda *_: None)
+    assert resumed.learner.policy_hold == 7 and resumed.learner.num_updates == 5
+    resumed.close()
+
+
+def test_negative_hold_policy_is_one_line(tmp_path, pendulum_model):
+    args = ["finetune", str(pendulum_model[0]), "--env", "Pendulum-v1", "--steps", "10", "--out", str(tmp_path)]
+    result = CliRunner().invoke(app, [*args, "--hold-policy", "-1"])
+    assert result.exit_code == 2 and "--hold-policy must be >= 0 updates, got -1" in result.stderr
+
+
 def test_unknown_warmup_actions_are_one_line(tmp_path, pendulum_model):
     result = CliRunner().invoke(
         app,

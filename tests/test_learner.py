@@ -284,6 +284,42 @@ def test_policy_update_changes_only_the_policy(spec):
     assert all(p.grad is None for p in learner.nets.encoder.parameters())
 
 
+@pytest.mark.parametrize("fast", [False, True], ids=["plain", "fast"])
+def test_a_held_policy_waits_while_encoder_and_critics_learn(fast):
+    """`policy_hold=3` (`mrq finetune --hold-policy 3`): the first 3 updates step the encoder and the value
+    only; the 4th steps the policy too, on either update path."""
+    from mrq_agents.fast import accelerate
+
+    learner, buffer, _, _ = make(CONTINUOUS)
+    learner.policy_hold = 3
+    if fast:
+        accelerate(learner)
+    policy, value, encoder = (snapshot(getattr(learner.nets, n)) for n in ("policy", "value", "encoder"))
+    for _ in range(3):
+        metrics = learner.update(buffer)
+        assert "policy_loss" not in metrics and "value_loss" in metrics
+    assert equal(learner.nets.policy, policy)
+    assert changed(learner.nets.value, value) and changed(learner.nets.encoder, encoder)
+    assert "policy_loss" in learner.update(buffer)
+    assert changed(learner.nets.policy, policy)
+
+
+def test_a_held_policy_changes_nothing_else():
+    """Holding the policy leaves the value's and encoder's updates as they were: the same random draws in the
+    same order (the policy update draws none), so after the hold the critics match an unheld run's."""
+    held, held_buffer, _, _ = make(CONTINUOUS)
+    held.policy_hold = 2
+    free, free_buffer, _, _ = make(CONTINUOUS)
+    # Unheld, the policy moves after the first update and changes the value's targets; compare one update.
+    torch.manual_seed(1)
+    held.update(held_buffer)
+    torch.manual_seed(1)
+    free.update(free_buffer)
+    for name in ("encoder", "value"):
+        assert equal(getattr(held.nets, name), snapshot(getattr(free.nets, name))), name
+    assert torch.equal(held_buffer.priority, free_buffer.priority)
+
+
 def test_update_raises_the_sampled_priorities():
     learner, buffer, _, _ = make(CONTINUOUS)
     learner.update(buffer)

@@ -43,6 +43,7 @@ class RunConfig:
     precision: str = "auto"  # fp32 or bf16 matrix products (mrq_agents.precision); config.json stores the resolved one
     env_kwargs: dict[str, Any] | None = None  # keyword arguments for gymnasium.make (--env-kwargs)
     warmup_actions: str = "random"  # the warm-up's actions: "random" (the paper's) or "policy" (with its noise)
+    hold_policy: int = 0  # first updates that train the encoder and the critics but not the policy (fine-tunes)
 
     def __post_init__(self) -> None:
         if self.warmup_actions not in WARMUP_ACTIONS:
@@ -51,6 +52,8 @@ class RunConfig:
             )
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if self.hold_policy < 0:
+            raise ConfigError(f"--hold-policy must be >= 0 updates, got {self.hold_policy}")
         for name in ("steps", "eval_every", "eval_episodes", "checkpoint_every"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")

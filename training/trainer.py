@@ -136,7 +136,9 @@ class Trainer:
         frozen = tuple((self.provenance or {}).get("frozen", ()))
         self.precision = resolve_precision(run.precision, self.device)
         self.fast = resolve_fast(run.fast, self.device)
-        self.learner = MRQLearner(self.spec, algo, self.device, frozen=frozen, precision=self.precision)
+        self.learner = MRQLearner(
+            self.spec, algo, self.device, frozen=frozen, precision=self.precision, policy_hold=run.hold_policy
+        )
         if self.fast:
             accelerate(self.learner)
         if transfer is not None and not resume:

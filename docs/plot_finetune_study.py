@@ -1,0 +1,89 @@
+"""Plot and tabulate the paper-size fine-tune study made by docs/finetune_study.sh.
+
+    python docs/plot_finetune_study.py ROOT walker "walker-walk -> walker-run"
+
+Reads ROOT/<pair>-<condition>-s<seed>/metrics.csv for every condition present, writes docs/finetune-<pair>-paper.png
+(mean over seeds, band = min..max, the zero-shot score dotted) and prints, per run, the pretrained agent's
+zero-shot score (its evaluation before the first update), the lowest evaluation after updates begin, and every
+evaluation; then a markdown table of the mean over seeds at a few steps.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+LABELS = {
+    "scratch": "from scratch",
+    "random": "fine-tune, uniform random warm-up (the old default)",
+    "policy": "fine-tune, warm-up with the pretrained policy (the default)",
+    "hold": "fine-tune, random warm-up, policy held 2,500 updates",
+    "freeze": "fine-tune, random warm-up, encoder frozen",
+    "short": "fine-tune, random warm-up of 1,000 steps",
+}
+COLOURS = {
+    "scratch": "tab:grey",
+    "random": "tab:orange",
+    "policy": "tab:blue",
+    "hold": "tab:green",
+    "freeze": "tab:purple",
+    "short": "tab:brown",
+}
+
+
+def load_run(folder: Path) -> tuple[int, list[tuple[int, float]]]:
+    """(warm-up steps, [(step, eval return)]) of one run folder."""
+    warmup = json.loads((folder / "config.json").read_text())["algorithm"]["warmup_steps"]
+    rows = list(csv.DictReader(open(folder / "metrics.csv")))
+    return warmup, [(int(r["step"]), float(r["eval_return_mean"])) for r in rows]
+
+
+def main() -> None:
+    root, pair, title = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    curves = {}
+    for condition, label in LABELS.items():
+        runs = sorted(root.glob(f"{pair}-{condition}-s*"))
+        if not runs:
+            continue
+        loaded = {run.name.rsplit("-s", 1)[1]: load_run(run) for run in runs}
+        for seed, (warmup, evals) in loaded.items():
+            returns = [v for _, v in evals]
+            after = [v for s, v in evals if s > warmup]
+            line = f"{condition:8s} s{seed}: " + " ".join(f"{v:.0f}" for v in returns)
+            if condition != "scratch":
+                line += f" | zero-shot {returns[0]:.1f}, lowest after updates {min(after):.1f}" if after else ""
+            print(line)
+        length = min(len(evals) for _, evals in loaded.values())
+        steps = np.array([s for s, _ in next(iter(loaded.values()))[1][:length]])
+        values = np.array([[v for _, v in evals[:length]] for _, evals in loaded.values()])
+        curves[condition] = (steps, values)
+        ax.plot(steps, values.mean(0), color=COLOURS[condition], label=f"{label} ({len(loaded)} seeds)")
+        ax.fill_between(steps, values.min(0), values.max(0), color=COLOURS[condition], alpha=0.15)
+    ax.set(xlabel="env steps", ylabel="eval return (5 episodes)", title=title)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = Path(__file__).with_name(f"finetune-{pair}-paper.png")
+    fig.savefig(out, dpi=120)
+    steps = max((s for s, _ in curves.values()), key=len)
+    marks = [m for m in (5000, 10000, 11000, 12000, 12500, 15000, 20000) if m in steps]
+    print("| condition | " + " | ".join(f"{m:,}" for m in marks) + " |")
+    print("|---|" + "---:|" * len(marks))
+    for condition, (s, v) in curves.items():
+        cells = [f"{v[:, list(s).index(m)].mean():.0f}" if m in s else "" for m in marks]
+        print(f"| {LABELS[condition]} | " + " | ".join(cells) + " |")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
