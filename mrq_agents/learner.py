@@ -110,17 +110,17 @@ class MRQLearner:
         device: str | torch.device = "cpu",
         frozen: tuple[str, ...] = (),
         precision: str = "fp32",
-        policy_hold: int = 0,
+        hold_policy: int = 0,
     ):
         """`frozen`: encoder parameter names (e.g. "encoder.zsa.net.0.weight") kept fixed, for fine-tuning.
-        `policy_hold`: updates that train the encoder and the critics but not the policy, for fine-tuning.
+        `hold_policy`: updates that train the encoder and the critics but not the policy, for fine-tuning.
         `precision`: "fp32" or "bf16" matrix products in the updates (`mrq_agents.precision`; resolve "auto" with
         `resolve_precision` first). Acting always runs in fp32."""
         self.spec = spec
         self.config = config
         self.device = resolve_device(device)
         self.precision = precision
-        self.policy_hold = policy_hold
+        self.hold_policy = hold_policy
         compute_context(precision, self.device)  # an unknown precision fails here, not at the first update
         self.nets = build_networks(spec, config).to(self.device)
         self.target = copy.deepcopy(self.nets).requires_grad_(False)
@@ -198,7 +198,7 @@ class MRQLearner:
         # Every update: one value and one policy update on a prioritised batch (the policy's waits while held).
         uniforms = buffer.draw_uniforms(c.batch_size)
         noise = self.draw_value_noise(c.batch_size)
-        if self.num_updates < self.policy_hold:
+        if self.num_updates < self.hold_policy:
             rl_metrics = self.value_step(buffer, uniforms, noise)[0]
         else:
             rl_metrics = self.rl_step(buffer, uniforms, noise)

@@ -236,11 +236,11 @@ def test_hold_policy_reaches_the_learner_and_survives_a_resume(tmp_path, pendulu
 
     options = dict(warmup_steps=10, eval_every=15, eval_episodes=1, log=lambda *_: None)
     trainer = finetune(load_pretrained(pendulum_model[0]), "Pendulum-v1", 15, tmp_path / "ft", hold_policy=7, **options)
-    assert trainer.learner.policy_hold == 7
+    assert trainer.learner.hold_policy == 7
     trainer.train()
     assert json.loads((tmp_path / "ft" / "config.json").read_text())["run"]["hold_policy"] == 7
     resumed = build_trainer("Pendulum-v1", tmp_path / "ft", resume=True, steps=20, log=lambda *_: None)
-    assert resumed.learner.policy_hold == 7 and resumed.learner.num_updates == 5
+    assert resumed.learner.hold_policy == 7 and resumed.learner.num_updates == 5
     resumed.close()
 
 

@@ -286,12 +286,12 @@ def test_policy_update_changes_only_the_policy(spec):
 
 @pytest.mark.parametrize("fast", [False, True], ids=["plain", "fast"])
 def test_a_held_policy_waits_while_encoder_and_critics_learn(fast):
-    """`policy_hold=3` (`mrq finetune --hold-policy 3`): the first 3 updates step the encoder and the value
+    """`hold_policy=3` (`mrq finetune --hold-policy 3`): the first 3 updates step the encoder and the value
     only; the 4th steps the policy too, on either update path."""
     from mrq_agents.fast import accelerate
 
     learner, buffer, _, _ = make(CONTINUOUS)
-    learner.policy_hold = 3
+    learner.hold_policy = 3
     if fast:
         accelerate(learner)
     policy, value, encoder = (snapshot(getattr(learner.nets, n)) for n in ("policy", "value", "encoder"))
@@ -308,7 +308,7 @@ def test_a_held_policy_changes_nothing_else():
     """Holding the policy leaves the value's and encoder's updates as they were: the same random draws in the
     same order (the policy update draws none), so after the hold the critics match an unheld run's."""
     held, held_buffer, _, _ = make(CONTINUOUS)
-    held.policy_hold = 2
+    held.hold_policy = 2
     free, free_buffer, _, _ = make(CONTINUOUS)
     # Unheld, the policy moves after the first update and changes the value's targets; compare one update.
     torch.manual_seed(1)

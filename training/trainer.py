@@ -137,7 +137,7 @@ class Trainer:
         self.precision = resolve_precision(run.precision, self.device)
         self.fast = resolve_fast(run.fast, self.device)
         self.learner = MRQLearner(
-            self.spec, algo, self.device, frozen=frozen, precision=self.precision, policy_hold=run.hold_policy
+            self.spec, algo, self.device, frozen=frozen, precision=self.precision, hold_policy=run.hold_policy
         )
         if self.fast:
             accelerate(self.learner)
