@@ -282,6 +282,11 @@ def finetune(
         0,
         help="Updates that train the encoder and critics before the policy's first update (0: from the first).",
     ),
+    critic_units: str = typer.Option(
+        "keep",
+        help="keep or convert. 'convert' rescales the transferred critics from the source's reward scale (its "
+        "metrics.csv) to the new env's at the first update (docs/finetune.md).",
+    ),
     revision: Optional[str] = typer.Option(None, help="Hub revision of SOURCE."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     fast: Optional[bool] = typer.Option(None, "--fast/--no-fast", help=FAST_HELP),
@@ -315,6 +320,7 @@ def finetune(
         warmup_steps,
         overwrite,
         log,
+        critic_units,
         **run_options,
     )
     _set_threads(threads if threads is not None else _training_threads(trainer))

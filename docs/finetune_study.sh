@@ -5,6 +5,8 @@
 #   CONDITION: scratch | random (the paper's uniform warm-up) | policy (--warmup-actions policy)
 #              | hold (--warmup-actions random --hold-policy 2500) | freeze (--warmup-actions random --freeze encoder)
 #              | short (--warmup-actions random --warmup-steps 1000)
+#              | convert (--warmup-actions random --critic-units convert)
+#              | policy-convert (--warmup-actions policy --critic-units convert)
 #   STEPS:     env steps to reach; a run folder that already holds a checkpoint is resumed up to STEPS.
 # Every run: paper config, evaluation every 1,000 steps over 5 episodes, one torch thread, checkpoint every 5,000.
 set -euo pipefail
@@ -21,6 +23,8 @@ case $condition in
   hold)    options=(--warmup-actions random --hold-policy 2500) ;;
   freeze)  options=(--warmup-actions random --freeze encoder) ;;
   short)   options=(--warmup-actions random --warmup-steps 1000) ;;
+  convert) options=(--warmup-actions random --critic-units convert) ;;
+  policy-convert) options=(--warmup-actions policy --critic-units convert) ;;
   *) echo "unknown condition $condition" >&2; exit 2 ;;
 esac
 out=$root/$pair-$condition-s$seed

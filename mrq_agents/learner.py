@@ -111,9 +111,12 @@ class MRQLearner:
         frozen: tuple[str, ...] = (),
         precision: str = "fp32",
         hold_policy: int = 0,
+        source_reward_scale: float | None = None,
     ):
         """`frozen`: encoder parameter names (e.g. "encoder.zsa.net.0.weight") kept fixed, for fine-tuning.
         `hold_policy`: updates that train the encoder and the critics but not the policy, for fine-tuning.
+        `source_reward_scale`: for fine-tuning, the reward scale the transferred critics were trained with; the first
+        update converts them into this buffer's units (`convert_critics`).
         `precision`: "fp32" or "bf16" matrix products in the updates (`mrq_agents.precision`; resolve "auto" with
         `resolve_precision` first). Acting always runs in fp32."""
         self.spec = spec
@@ -121,6 +124,7 @@ class MRQLearner:
         self.device = resolve_device(device)
         self.precision = precision
         self.hold_policy = hold_policy
+        self.source_reward_scale = source_reward_scale
         compute_context(precision, self.device)  # an unknown precision fails here, not at the first update
         self.nets = build_networks(spec, config).to(self.device)
         self.target = copy.deepcopy(self.nets).requires_grad_(False)
@@ -190,6 +194,8 @@ class MRQLearner:
             # Every 250 updates, from the first: targets <- online networks, fresh reward scales, encoder burst.
             self.sync_targets()
             self.refresh_scales(buffer)
+            if self.num_updates == 0 and self.source_reward_scale is not None:
+                self.convert_critics(self.source_reward_scale)
             if self.train_encoder:
                 starts = buffer.sample_indices(c.enc_horizon, c.target_update_freq * c.batch_size)
                 for batch_starts in starts.view(c.target_update_freq, c.batch_size):
@@ -210,6 +216,19 @@ class MRQLearner:
     def sync_targets(self) -> None:
         """Copy the online encoder, value and policy into their targets, in place."""
         torch._foreach_copy_(list(self.target.parameters()), list(self.nets.parameters()))
+
+    @torch.no_grad()
+    def convert_critics(self, source_reward_scale: float) -> None:
+        """Put transferred critics into this buffer's units. Critics learn values divided by the reward scale of
+        their training data, so a critic trained at scale s_src outputs Q / s_src; times s_src / reward_scale it
+        outputs Q / reward_scale, as its targets here are. The last layer is linear: its weight and bias carry the
+        factor. The targets are synced to the converted critics and read in the same units."""
+        factor = source_reward_scale / self.reward_scale
+        for critic in (self.nets.value.q1, self.nets.value.q2):
+            critic.head.weight.mul_(factor)
+            critic.head.bias.mul_(factor)
+        self.sync_targets()
+        self.target_reward_scale = self.reward_scale
 
     def refresh_scales(self, buffer: ReplayBuffer) -> None:
         """target_reward_scale <- reward_scale; reward_scale <- mean |r| of the buffer (1 while it holds no reward,

@@ -12,6 +12,8 @@ discrete policy's sampling happen here, once, for both.
 from __future__ import annotations
 
 import contextlib
+import csv
+import math
 import shutil
 import tempfile
 from pathlib import Path
@@ -451,7 +453,19 @@ def load_pretrained(source: str | Path, revision: str | None = None) -> "Pretrai
             "sha256": sha256_file(folder / MODEL_FILE),
             "source_env_id": env.env_id,
         },
+        last_reward_scale(folder),
     )
+
+
+def last_reward_scale(folder: Path) -> float | None:
+    """The reward scale at the last row of `folder`'s metrics.csv (what its critics were last trained at), or None
+    when there is no such number."""
+    try:
+        rows = export.metrics_rows(folder)
+        scale = float(rows[-1]["reward_scale"]) if rows else None
+    except (KeyError, TypeError, ValueError, OSError, csv.Error):
+        return None
+    return scale if scale is not None and 0 < scale < math.inf else None
 
 
 def resolve_model_folder(

@@ -244,6 +244,59 @@ def test_hold_policy_reaches_the_learner_and_survives_a_resume(tmp_path, pendulu
     resumed.close()
 
 
+def test_convert_critic_units_reads_the_source_scale_and_survives_a_resume(tmp_path):
+    """`--critic-units convert`: the source's reward scale comes from the last row of its metrics.csv, reaches the
+    learner, is recorded in config.json (run and provenance) and is kept by `mrq train --resume`."""
+    from mrq_agents.policy import load_pretrained
+    from mrq_agents.training.finetune import finetune
+    from mrq_agents.training.trainer import build_trainer
+
+    folder, _, _ = make_model_folder(tmp_path / "source", "Pendulum-v1")
+    (folder / "metrics.csv").write_text("step,eval_return_mean,reward_scale\n5,-1.0,0.5\n10,-1.0,2.5\n")
+    pretrained = load_pretrained(folder)
+    assert pretrained.reward_scale == 2.5
+    options = dict(warmup_steps=10, eval_every=15, eval_episodes=1, log=lambda *_: None)
+    trainer = finetune(pretrained, "Pendulum-v1", 15, tmp_path / "ft", critic_units="convert", **options)
+    assert trainer.learner.source_reward_scale == 2.5
+    trainer.train()
+    config = json.loads((tmp_path / "ft" / "config.json").read_text())
+    assert config["run"]["source_reward_scale"] == 2.5
+    assert config["finetuned_from"]["critic_units"] == "convert"
+    resumed = build_trainer("Pendulum-v1", tmp_path / "ft", resume=True, steps=20, log=lambda *_: None)
+    assert resumed.learner.source_reward_scale == 2.5 and resumed.learner.num_updates == 5
+    resumed.close()
+    kept = finetune(pretrained, "Pendulum-v1", 15, tmp_path / "kept", **options)
+    assert kept.learner.source_reward_scale is None
+    kept.close()
+
+
+@pytest.mark.parametrize(
+    "metrics", [None, "step,eval_return_mean\n5,1.0\n", "step,reward_scale\n5,nan\n", "step,reward_scale\n5,x\n"]
+)
+def test_an_unknown_source_scale_keeps_the_critics_and_says_so(tmp_path, metrics):
+    """No metrics.csv, no reward_scale column, or a number that is not a positive scale: nothing to convert from;
+    the log says the critics keep their units."""
+    from mrq_agents.policy import load_pretrained
+    from mrq_agents.training.finetune import finetune
+
+    folder, _, _ = make_model_folder(tmp_path / "source", "Pendulum-v1")
+    if metrics is not None:
+        (folder / "metrics.csv").write_text(metrics)
+    lines = []
+    trainer = finetune(
+        load_pretrained(folder), "Pendulum-v1", 10, tmp_path / "ft", critic_units="convert", log=lines.append
+    )
+    assert trainer.learner.source_reward_scale is None
+    assert any("reward scale is unknown" in line and "critics keep their units" in line for line in lines)
+    trainer.close()
+
+
+def test_unknown_critic_units_are_one_line(tmp_path, pendulum_model):
+    args = ["finetune", str(pendulum_model[0]), "--env", "Pendulum-v1", "--steps", "10", "--out", str(tmp_path)]
+    result = CliRunner().invoke(app, [*args, "--critic-units", "scale"])
+    assert result.exit_code == 2 and "--critic-units must be one of ('keep', 'convert'), got 'scale'" in result.stderr
+
+
 def test_negative_hold_policy_is_one_line(tmp_path, pendulum_model):
     args = ["finetune", str(pendulum_model[0]), "--env", "Pendulum-v1", "--steps", "10", "--out", str(tmp_path)]
     result = CliRunner().invoke(app, [*args, "--hold-policy", "-1"])

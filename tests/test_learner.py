@@ -320,6 +320,43 @@ def test_a_held_policy_changes_nothing_else():
     assert torch.equal(held_buffer.priority, free_buffer.priority)
 
 
+def test_convert_critics_rescales_the_heads_by_source_over_buffer_scale():
+    """Source scale 2, buffer scale 0.25: factor 8 (a power of two, so the products are exact). A head with weight
+    0.5 everywhere and bias 0.25 becomes 4 and 2; each critic's output is 8 times what it was; the targets copy
+    the converted critics and read them at the buffer's scale."""
+    learner, _, _, _ = make(CONTINUOUS)
+    learner.reward_scale = 0.25
+    with torch.no_grad():
+        for critic in (learner.nets.value.q1, learner.nets.value.q2):
+            critic.head.weight.fill_(0.5)
+            critic.head.bias.fill_(0.25)
+    zsa = torch.randn(5, CONFIG.zsa_dim)
+    before = learner.nets.value(zsa)
+    learner.convert_critics(2.0)
+    for critic in (learner.nets.value.q1, learner.nets.value.q2):
+        assert torch.all(critic.head.weight == 4.0) and torch.all(critic.head.bias == 2.0)
+    assert torch.equal(learner.nets.value(zsa), before * 8)
+    assert torch.equal(learner.target.value(zsa), before * 8)
+    assert learner.target_reward_scale == 0.25 and learner.reward_scale == 0.25
+
+
+def test_the_first_update_converts_transferred_critics_once_at_the_buffer_scale(monkeypatch):
+    """`source_reward_scale` (`mrq finetune --critic-units convert`): the first update's sync converts the critics
+    once, after the reward scale is read from the buffer and before any value step; a learner without it never
+    converts."""
+    calls = []
+    learner, buffer, rewards, _ = make(CONTINUOUS)
+    learner.source_reward_scale = 3.0
+    monkeypatch.setattr(learner, "convert_critics", lambda scale: calls.append((scale, learner.reward_scale)))
+    for _ in range(2 * CONFIG.target_update_freq + 1):
+        learner.update(buffer)
+    assert calls == [(3.0, pytest.approx(np.abs(rewards).mean(), rel=1e-6))]
+    plain, plain_buffer, _, _ = make(CONTINUOUS)
+    monkeypatch.setattr(plain, "convert_critics", lambda scale: calls.append(scale))
+    plain.update(plain_buffer)
+    assert len(calls) == 1
+
+
 def test_update_raises_the_sampled_priorities():
     learner, buffer, _, _ = make(CONTINUOUS)
     learner.update(buffer)

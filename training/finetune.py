@@ -24,6 +24,7 @@ from mrq_agents.training.run_config import default_run_config
 from mrq_agents.training.trainer import Trainer
 
 FREEZE_CHOICES = ("none", "encoder")
+CRITIC_UNITS = ("keep", "convert")
 PIXEL_TRUNK = "encoder.pixel_trunk."
 
 
@@ -39,6 +40,7 @@ class Pretrained:
     env: EnvConfig  # the env it was trained on
     tensors: dict[str, torch.Tensor] = field(repr=False)  # its weights, float32, named by module
     provenance: dict[str, Any]  # source, revision, sha256 of its weights, source_env_id: goes into config.json
+    reward_scale: float | None = None  # the scale its critics were trained at (its metrics.csv), None if unknown
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ def finetune(
     warmup_steps: int | None = None,
     overwrite: bool = False,
     log=print,
+    critic_units: str = "keep",
     **run_options: Any,
 ) -> Trainer:
     """Prepare a fine-tune run of `pretrained` on `env_id`; `run_options` are RunConfig's (seed, device, fast,
@@ -103,22 +106,32 @@ def finetune(
 
     Returns the Trainer; call `.train()` to run it. The run folder is a normal one: resumable with
     `mrq train ENV --out DIR --resume`, exportable and pushable; its config.json records `finetuned_from`.
+    `critic_units="convert"` converts the transferred critics from the source's reward scale into the new
+    buffer's at the first update (`MRQLearner.convert_critics`); "keep" leaves them as they are.
     """
+    if critic_units not in CRITIC_UNITS:
+        raise ConfigError(f"--critic-units must be one of {CRITIC_UNITS}, got {critic_units!r}")
+    source_scale = pretrained.reward_scale if critic_units == "convert" else None
     config = pretrained.config.with_overrides(overrides or [])
     if warmup_steps is not None:
         # Default: the source config's own warm-up. A tenth of it learned more slowly (docs/finetune.md).
         config = config.with_overrides([f"warmup_steps={warmup_steps}"])
-    run = default_run_config(env_id, steps=steps, **run_options)
+    run = default_run_config(env_id, steps=steps, source_reward_scale=source_scale, **run_options)
     env_config = resolve_env(env_id)
     spec = EnvSpec.from_env(make_env(env_config), env_config.frame_stack)
     source_env, source = pretrained.env, pretrained.provenance["source"]
-    transfer = plan_transfer(pretrained.tensors, spec, config, freeze, pretrained.provenance)
+    provenance = {**pretrained.provenance, "critic_units": critic_units, "source_reward_scale": source_scale}
+    transfer = plan_transfer(pretrained.tensors, spec, config, freeze, provenance)
     log(
         f"fine-tuning {source} ({source_env.env_id}) on {env_id}: kept {len(transfer.kept_layers)} layers, "
         f"re-initialised {len(transfer.new_layers)}" + (", encoder frozen" if transfer.frozen else "")
     )
     log("  kept:           " + ", ".join(transfer.kept_layers))
     log("  re-initialised: " + (", ".join(transfer.new_layers) or "none"))
+    if critic_units == "convert" and source_scale is None:
+        log("  the source's reward scale is unknown (no reward_scale in its metrics.csv): critics keep their units")
+    elif source_scale is not None:
+        log(f"  critics: converted at the first update from the source's reward scale {source_scale:.4g}")
     if source_env.pixels != spec.pixels:
         log("  vector <-> pixel transfer: the state encoder's trunk starts over; only downstream layers are reused")
     return Trainer(run, config, out, transfer=transfer, overwrite=overwrite, log=log)

@@ -9,6 +9,7 @@ continue the same run, and `resumed_training_info` records where each part of a 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ class RunConfig:
     env_kwargs: dict[str, Any] | None = None  # keyword arguments for gymnasium.make (--env-kwargs)
     warmup_actions: str = "random"  # the warm-up's actions: "random" (the paper's) or "policy" (with its noise)
     hold_policy: int = 0  # first updates that train the encoder and the critics but not the policy (fine-tunes)
+    source_reward_scale: float | None = None  # fine-tunes: the transferred critics' reward scale, converted at update 0
 
     def __post_init__(self) -> None:
         if self.warmup_actions not in WARMUP_ACTIONS:
@@ -54,6 +56,8 @@ class RunConfig:
             raise ConfigError(f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         if self.hold_policy < 0:
             raise ConfigError(f"--hold-policy must be >= 0 updates, got {self.hold_policy}")
+        if self.source_reward_scale is not None and not 0 < self.source_reward_scale < math.inf:
+            raise ConfigError(f"a source reward scale must be a positive number, got {self.source_reward_scale}")
         for name in ("steps", "eval_every", "eval_episodes", "checkpoint_every"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")

@@ -137,7 +137,13 @@ class Trainer:
         self.precision = resolve_precision(run.precision, self.device)
         self.fast = resolve_fast(run.fast, self.device)
         self.learner = MRQLearner(
-            self.spec, algo, self.device, frozen=frozen, precision=self.precision, hold_policy=run.hold_policy
+            self.spec,
+            algo,
+            self.device,
+            frozen=frozen,
+            precision=self.precision,
+            hold_policy=run.hold_policy,
+            source_reward_scale=run.source_reward_scale,
         )
         if self.fast:
             accelerate(self.learner)
