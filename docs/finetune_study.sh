@@ -7,7 +7,7 @@
 #              | short (--warmup-actions random --warmup-steps 1000)
 #              | convert (--warmup-actions random --critic-units convert)
 #              | policy-convert (--warmup-actions policy --critic-units convert)
-#              | policy-convert-hold (--warmup-actions policy --critic-units convert --hold-policy 2500)
+#              | policy-hold (--warmup-actions policy --hold-policy 2500)
 #   STEPS:     env steps to reach; a run folder that already holds a checkpoint is resumed up to STEPS.
 # Every run: paper config, evaluation every 1,000 steps over 5 episodes, one torch thread, checkpoint every 5,000.
 set -euo pipefail
@@ -26,7 +26,7 @@ case $condition in
   short)   options=(--warmup-actions random --warmup-steps 1000) ;;
   convert) options=(--warmup-actions random --critic-units convert) ;;
   policy-convert) options=(--warmup-actions policy --critic-units convert) ;;
-  policy-convert-hold) options=(--warmup-actions policy --critic-units convert --hold-policy 2500) ;;
+  policy-hold) options=(--warmup-actions policy --hold-policy 2500) ;;
   *) echo "unknown condition $condition" >&2; exit 2 ;;
 esac
 out=$root/$pair-$condition-s$seed
