@@ -8,6 +8,7 @@
 #              | convert (--warmup-actions random --critic-units convert)
 #              | policy-convert (--warmup-actions policy --critic-units convert)
 #              | policy-hold (--warmup-actions policy --hold-policy 2500)
+#              | policy-freeze (--warmup-actions policy --freeze encoder)
 #   STEPS:     env steps to reach; a run folder that already holds a checkpoint is resumed up to STEPS.
 # Every run: paper config, evaluation every 1,000 steps over 5 episodes, one torch thread, checkpoint every 5,000.
 set -euo pipefail
@@ -27,6 +28,7 @@ case $condition in
   convert) options=(--warmup-actions random --critic-units convert) ;;
   policy-convert) options=(--warmup-actions policy --critic-units convert) ;;
   policy-hold) options=(--warmup-actions policy --hold-policy 2500) ;;
+  policy-freeze) options=(--warmup-actions policy --freeze encoder) ;;
   *) echo "unknown condition $condition" >&2; exit 2 ;;
 esac
 out=$root/$pair-$condition-s$seed

@@ -30,6 +30,7 @@ LABELS = {
     "policy-convert": "fine-tune, policy warm-up, critics converted",
     "convert": "fine-tune, random warm-up, critics converted",
     "policy-hold": "fine-tune, policy warm-up, policy held 2,500 updates",
+    "policy-freeze": "fine-tune, policy warm-up, encoder frozen",
     "hold": "fine-tune, random warm-up, policy held 2,500 updates",
     "freeze": "fine-tune, random warm-up, encoder frozen",
     "short": "fine-tune, random warm-up of 1,000 steps",
@@ -41,6 +42,7 @@ COLOURS = {
     "policy-convert": "tab:red",
     "convert": "tab:olive",
     "policy-hold": "tab:cyan",
+    "policy-freeze": "tab:pink",
     "hold": "tab:green",
     "freeze": "tab:purple",
     "short": "tab:brown",
@@ -101,8 +103,8 @@ def main() -> None:
     fig.tight_layout()
     out = Path(__file__).with_name(f"finetune-{pair}-paper.png")
     fig.savefig(out, dpi=120)
-    steps = max((s for s, _ in curves.values()), key=len)
-    marks = [m for m in (5000, 10000, 11000, 12000, 12500, 15000, 20000) if m in steps]
+    steps = sorted(set().union(*(s.tolist() for s, _ in curves.values())))
+    marks = [m for m in (10000, 11000, 12000, 13000, 14000, 15000, 20000) if m in steps]
     print("| condition | " + " | ".join(f"{m:,}" for m in marks) + " |")
     print("|---|" + "---:|" * len(marks))
     for condition, (s, v) in curves.items():
