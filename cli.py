@@ -273,10 +273,10 @@ def finetune(
         "docs/finetune.md]",
     ),
     warmup_actions: str = typer.Option(
-        "random",
-        help="The warm-up's actions: random (uniform, as the paper and "
-        "`mrq train`) or policy (the pretrained policy with the training exploration "
-        "noise; docs/finetune.md).",
+        "policy",
+        help="The warm-up's actions: policy (the pretrained policy with the training exploration noise) or random "
+        "(uniform, as the paper and `mrq train`; at the paper's size it lost most of the agent's skill in the first "
+        "updates, docs/finetune.md).",
     ),
     hold_policy: int = typer.Option(
         0,

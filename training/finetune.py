@@ -99,10 +99,15 @@ def finetune(
     overwrite: bool = False,
     log=print,
     critic_units: str = "keep",
+    warmup_actions: str | None = "policy",
     **run_options: Any,
 ) -> Trainer:
     """Prepare a fine-tune run of `pretrained` on `env_id`; `run_options` are RunConfig's (seed, device, fast,
-    precision, eval_every, eval_episodes, checkpoint_every, warmup_actions), None for their defaults.
+    precision, eval_every, eval_episodes, checkpoint_every, hold_policy), None for their defaults.
+
+    The warm-up acts with the pretrained policy and its exploration noise (`warmup_actions="policy"`): at the
+    paper's size a uniform random warm-up ("random", `mrq train`'s) lost most of what the agent knew in its
+    first updates (docs/finetune.md, "At the paper's size"); None takes "policy" too.
 
     Returns the Trainer; call `.train()` to run it. The run folder is a normal one: resumable with
     `mrq train ENV --out DIR --resume`, exportable and pushable; its config.json records `finetuned_from`.
@@ -116,7 +121,13 @@ def finetune(
     if warmup_steps is not None:
         # Default: the source config's own warm-up. A tenth of it learned more slowly (docs/finetune.md).
         config = config.with_overrides([f"warmup_steps={warmup_steps}"])
-    run = default_run_config(env_id, steps=steps, source_reward_scale=source_scale, **run_options)
+    run = default_run_config(
+        env_id,
+        steps=steps,
+        source_reward_scale=source_scale,
+        warmup_actions=warmup_actions or "policy",
+        **run_options,
+    )
     env_config = resolve_env(env_id)
     spec = EnvSpec.from_env(make_env(env_config), env_config.frame_stack)
     source_env, source = pretrained.env, pretrained.provenance["source"]
