@@ -26,7 +26,7 @@ TARGET_ENVS = {"walker": "Dmc-walker-run", "cheetah": "Dmc-cheetah-run"}
 LABELS = {
     "scratch": "from scratch",
     "random": "fine-tune, uniform random warm-up (the old default)",
-    "policy": "fine-tune, warm-up with the pretrained policy",
+    "policy": "fine-tune, warm-up with the pretrained policy (the default)",
     "policy-convert": "fine-tune, policy warm-up, critics converted",
     "convert": "fine-tune, random warm-up, critics converted",
     "policy-hold": "fine-tune, policy warm-up, policy held 2,500 updates",

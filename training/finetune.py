@@ -107,12 +107,12 @@ def finetune(
 
     The warm-up acts with the pretrained policy and its exploration noise (`warmup_actions="policy"`): at the
     paper's size a uniform random warm-up ("random", `mrq train`'s) lost most of what the agent knew in its
-    first updates (docs/finetune.md, "At the paper's size"); None takes "policy" too.
+    first updates (docs/finetune.md, "At the paper's size"); None takes "policy" too. `critic_units="convert"`
+    converts the transferred critics from the source's reward scale into the new buffer's at the first update
+    (`MRQLearner.convert_critics`); "keep" leaves them as they are.
 
     Returns the Trainer; call `.train()` to run it. The run folder is a normal one: resumable with
     `mrq train ENV --out DIR --resume`, exportable and pushable; its config.json records `finetuned_from`.
-    `critic_units="convert"` converts the transferred critics from the source's reward scale into the new
-    buffer's at the first update (`MRQLearner.convert_critics`); "keep" leaves them as they are.
     """
     if critic_units not in CRITIC_UNITS:
         raise ConfigError(f"--critic-units must be one of {CRITIC_UNITS}, got {critic_units!r}")
