@@ -93,11 +93,11 @@ def main() -> None:
         ax.plot(steps, values.mean(0), color=COLOURS[condition], label=f"{label} ({seeds})")
         ax.fill_between(steps, values.min(0), values.max(0), color=COLOURS[condition], alpha=0.15)
     paper = curve(TARGET_ENVS[pair])
-    last = max(s[-1] for s, _ in curves.values())
+    last = max(s[-1] for c, (s, _) in curves.items() if c != "scratch")  # the fine-tunes' span sets the x range
     shown = paper.steps <= last
     ax.plot(paper.steps[shown], paper.mean[shown], "k--", lw=1, label="the paper, from scratch (10 seeds, mean, IQR)")
     ax.fill_between(paper.steps[shown], paper.p25[shown], paper.p75[shown], color="k", alpha=0.08)
-    ax.set(xlabel="env steps", ylabel="eval return", title=title)
+    ax.set(xlabel="env steps", ylabel="eval return", title=title, xlim=(0, last + 500))
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
