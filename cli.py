@@ -282,6 +282,10 @@ def finetune(
         0,
         help="Updates that train the encoder and critics before the policy's first update (0: from the first).",
     ),
+    hold_encoder: int = typer.Option(
+        0,
+        help="Updates that train the critics and policy before the encoder's first update (0: from the first).",
+    ),
     critic_units: str = typer.Option(
         "keep",
         help="keep or convert. 'convert' rescales the transferred critics from the source's reward scale (its "
@@ -308,7 +312,9 @@ def finetune(
     from mrq_agents.training.finetune import finetune as prepare
 
     _check_threads(threads)
-    run_options = _run_options(locals(), warmup_actions=warmup_actions, hold_policy=hold_policy)
+    run_options = _run_options(
+        locals(), warmup_actions=warmup_actions, hold_policy=hold_policy, hold_encoder=hold_encoder
+    )
     log = display.console().print
     trainer = prepare(
         load_pretrained(source, revision),

@@ -9,6 +9,7 @@
 #              | policy-convert (--warmup-actions policy --critic-units convert)
 #              | policy-hold (--warmup-actions policy --hold-policy 2500)
 #              | policy-freeze (--warmup-actions policy --freeze encoder)
+#              | policy-hold-encoder (--warmup-actions policy --hold-encoder 2500)
 #   STEPS:     env steps to reach; a run folder that already holds a checkpoint is resumed up to STEPS.
 # Every run: paper config, evaluation every 1,000 steps over 5 episodes, one torch thread, checkpoint every 5,000.
 set -euo pipefail
@@ -29,6 +30,7 @@ case $condition in
   policy-convert) options=(--warmup-actions policy --critic-units convert) ;;
   policy-hold) options=(--warmup-actions policy --hold-policy 2500) ;;
   policy-freeze) options=(--warmup-actions policy --freeze encoder) ;;
+  policy-hold-encoder) options=(--warmup-actions policy --hold-encoder 2500) ;;
   *) echo "unknown condition $condition" >&2; exit 2 ;;
 esac
 out=$root/$pair-$condition-s$seed

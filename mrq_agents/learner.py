@@ -112,9 +112,11 @@ class MRQLearner:
         precision: str = "fp32",
         hold_policy: int = 0,
         source_reward_scale: float | None = None,
+        hold_encoder: int = 0,
     ):
         """`frozen`: encoder parameter names (e.g. "encoder.zsa.net.0.weight") kept fixed, for fine-tuning.
         `hold_policy`: updates that train the encoder and the critics but not the policy, for fine-tuning.
+        `hold_encoder`: updates that train the critics and the policy but not the encoder, for fine-tuning.
         `source_reward_scale`: for fine-tuning, the reward scale the transferred critics were trained with; the first
         update converts them into this buffer's units (`convert_critics`).
         `precision`: "fp32" or "bf16" matrix products in the updates (`mrq_agents.precision`; resolve "auto" with
@@ -124,6 +126,7 @@ class MRQLearner:
         self.device = resolve_device(device)
         self.precision = precision
         self.hold_policy = hold_policy
+        self.hold_encoder = hold_encoder
         self.source_reward_scale = source_reward_scale
         compute_context(precision, self.device)  # an unknown precision fails here, not at the first update
         self.nets = build_networks(spec, config).to(self.device)
@@ -191,12 +194,13 @@ class MRQLearner:
         c = self.config
         buffer.flush()
         if self.num_updates % c.target_update_freq == 0:
-            # Every 250 updates, from the first: targets <- online networks, fresh reward scales, encoder burst.
+            # Every 250 updates, from the first: targets <- online networks, fresh reward scales, encoder burst
+            # (none while the encoder is held).
             self.sync_targets()
             self.refresh_scales(buffer)
             if self.num_updates == 0 and self.source_reward_scale is not None:
                 self.convert_critics(self.source_reward_scale)
-            if self.train_encoder:
+            if self.train_encoder and self.num_updates >= self.hold_encoder:
                 starts = buffer.sample_indices(c.enc_horizon, c.target_update_freq * c.batch_size)
                 for batch_starts in starts.view(c.target_update_freq, c.batch_size):
                     noise = self.draw_encoder_noise(c.batch_size, c.enc_horizon)

@@ -246,19 +246,21 @@ def test_the_warmup_acts_with_the_pretrained_policy_by_default(tmp_path, pendulu
     assert RunConfig("Pendulum-v1", steps=10).warmup_actions == "random"
 
 
-def test_hold_policy_reaches_the_learner_and_survives_a_resume(tmp_path, pendulum_model):
-    """`--hold-policy N` is a run setting: config.json records it and `mrq train --resume` keeps it."""
+@pytest.mark.parametrize("hold", ["hold_policy", "hold_encoder"])
+def test_a_hold_reaches_the_learner_and_survives_a_resume(tmp_path, pendulum_model, hold):
+    """`--hold-policy N` and `--hold-encoder N` are run settings: config.json records them and `mrq train
+    --resume` keeps them."""
     from mrq_agents.policy import load_pretrained
     from mrq_agents.training.finetune import finetune
     from mrq_agents.training.trainer import build_trainer
 
     options = dict(warmup_steps=10, eval_every=15, eval_episodes=1, log=lambda *_: None)
-    trainer = finetune(load_pretrained(pendulum_model[0]), "Pendulum-v1", 15, tmp_path / "ft", hold_policy=7, **options)
-    assert trainer.learner.hold_policy == 7
+    trainer = finetune(load_pretrained(pendulum_model[0]), "Pendulum-v1", 15, tmp_path / "ft", **{hold: 7}, **options)
+    assert getattr(trainer.learner, hold) == 7
     trainer.train()
-    assert json.loads((tmp_path / "ft" / "config.json").read_text())["run"]["hold_policy"] == 7
+    assert json.loads((tmp_path / "ft" / "config.json").read_text())["run"][hold] == 7
     resumed = build_trainer("Pendulum-v1", tmp_path / "ft", resume=True, steps=20, log=lambda *_: None)
-    assert resumed.learner.hold_policy == 7 and resumed.learner.num_updates == 5
+    assert getattr(resumed.learner, hold) == 7 and resumed.learner.num_updates == 5
     resumed.close()
 
 
@@ -315,10 +317,11 @@ def test_unknown_critic_units_are_one_line(tmp_path, pendulum_model):
     assert result.exit_code == 2 and "--critic-units must be one of ('keep', 'convert'), got 'scale'" in result.stderr
 
 
-def test_negative_hold_policy_is_one_line(tmp_path, pendulum_model):
+@pytest.mark.parametrize("option", ["--hold-policy", "--hold-encoder"])
+def test_a_negative_hold_is_one_line(tmp_path, pendulum_model, option):
     args = ["finetune", str(pendulum_model[0]), "--env", "Pendulum-v1", "--steps", "10", "--out", str(tmp_path)]
-    result = CliRunner().invoke(app, [*args, "--hold-policy", "-1"])
-    assert result.exit_code == 2 and "--hold-policy must be >= 0 updates, got -1" in result.stderr
+    result = CliRunner().invoke(app, [*args, option, "-1"])
+    assert result.exit_code == 2 and f"{option} must be >= 0 updates, got -1" in result.stderr
 
 
 def test_unknown_warmup_actions_are_one_line(tmp_path, pendulum_model):

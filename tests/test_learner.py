@@ -320,6 +320,26 @@ def test_a_held_policy_changes_nothing_else():
     assert torch.equal(held_buffer.priority, free_buffer.priority)
 
 
+@pytest.mark.parametrize("fast", [False, True], ids=["plain", "fast"])
+def test_a_held_encoder_waits_while_critics_and_policy_learn(fast):
+    """`hold_encoder=6` with a sync every 5 updates: the bursts at updates 0 and 5 are skipped, so the encoder
+    stays as it was for 10 updates while the value and the policy learn; the burst at update 10 trains it."""
+    from mrq_agents.fast import accelerate
+
+    learner, buffer, _, _ = make(CONTINUOUS)
+    learner.hold_encoder = 6
+    if fast:
+        accelerate(learner)
+    policy, value, encoder = (snapshot(getattr(learner.nets, n)) for n in ("policy", "value", "encoder"))
+    for _ in range(2 * CONFIG.target_update_freq):
+        metrics = learner.update(buffer)
+        assert "policy_loss" in metrics and "value_loss" in metrics and "encoder_loss" not in metrics
+    assert equal(learner.nets.encoder, encoder)
+    assert changed(learner.nets.value, value) and changed(learner.nets.policy, policy)
+    assert "encoder_loss" in learner.update(buffer)
+    assert changed(learner.nets.encoder, encoder)
+
+
 def test_convert_critics_rescales_the_heads_by_source_over_buffer_scale():
     """Source scale 2, buffer scale 0.25: factor 8 (a power of two, so the products are exact). A head with weight
     0.5 everywhere and bias 0.25 becomes 4 and 2; each critic's output is 8 times what it was; the targets copy

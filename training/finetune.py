@@ -103,7 +103,7 @@ def finetune(
     **run_options: Any,
 ) -> Trainer:
     """Prepare a fine-tune run of `pretrained` on `env_id`; `run_options` are RunConfig's (seed, device, fast,
-    precision, eval_every, eval_episodes, checkpoint_every, hold_policy), None for their defaults.
+    precision, eval_every, eval_episodes, checkpoint_every, hold_policy, hold_encoder), None for their defaults.
 
     The warm-up acts with the pretrained policy and its exploration noise (`warmup_actions="policy"`): at the
     paper's size a uniform random warm-up ("random", `mrq train`'s) lost most of what the agent knew in its

@@ -45,6 +45,7 @@ class RunConfig:
     env_kwargs: dict[str, Any] | None = None  # keyword arguments for gymnasium.make (--env-kwargs)
     warmup_actions: str = "random"  # the warm-up's actions: "random" (the paper's) or "policy" (with its noise)
     hold_policy: int = 0  # first updates that train the encoder and the critics but not the policy (fine-tunes)
+    hold_encoder: int = 0  # first updates that train the critics and the policy but not the encoder (fine-tunes)
     source_reward_scale: float | None = None  # fine-tunes: the transferred critics' reward scale, converted at update 0
 
     def __post_init__(self) -> None:
@@ -56,6 +57,8 @@ class RunConfig:
             raise ConfigError(f"unknown precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         if self.hold_policy < 0:
             raise ConfigError(f"--hold-policy must be >= 0 updates, got {self.hold_policy}")
+        if self.hold_encoder < 0:
+            raise ConfigError(f"--hold-encoder must be >= 0 updates, got {self.hold_encoder}")
         if self.source_reward_scale is not None and not 0 < self.source_reward_scale < math.inf:
             raise ConfigError(f"a source reward scale must be a positive number, got {self.source_reward_scale}")
         for name in ("steps", "eval_every", "eval_episodes", "checkpoint_every"):

@@ -143,6 +143,7 @@ class Trainer:
             frozen=frozen,
             precision=self.precision,
             hold_policy=run.hold_policy,
+            hold_encoder=run.hold_encoder,
             source_reward_scale=run.source_reward_scale,
         )
         if self.fast:
