@@ -1,13 +1,16 @@
-"""Plot and tabulate the paper-size fine-tune study made by docs/finetune_study.sh.
+"""Keep, plot and tabulate the evaluations of the paper-size fine-tune study made by docs/finetune_study.sh.
 
-    python docs/plot_finetune_study.py ROOT walker "walker-walk -> walker-run" [CONDITION-sSEED=FOLDER ...]
+    python docs/plot_finetune_study.py collect ROOT [CONDITION-sSEED=FOLDER ...]
+    python docs/plot_finetune_study.py plot walker "walker-walk -> walker-run"
 
-Reads ROOT/<pair>-<condition>-s<seed>/metrics.csv for every condition present (and any run folder named on the
-command line, e.g. `scratch-s0=~/mrq-runs/cheetah-run-s0`: the zoo's own run from scratch), writes
+`collect` copies the evaluations of every run folder ROOT/<pair>-<condition>-s<seed> (and of any run folder named
+on the command line for a pair's target env, e.g. `scratch-s0=~/mrq-runs/cheetah-run-s0`: the zoo's own run from
+scratch) into docs/finetune_study.csv, replacing that run's earlier rows; run folders live outside the checkout
+and can be lost with a machine, the CSV is what the page's tables and curves are drawn from. `plot` writes
 docs/finetune-<pair>-paper.png (mean over seeds at the steps all seeds evaluated, band = min..max; the paper's
-runs from scratch as mean and interquartile range) and prints, per run, the pretrained agent's
-zero-shot score (its evaluation before the first update), the lowest evaluation after updates begin, and every
-evaluation; then a markdown table of the mean over seeds at a few steps.
+runs from scratch as mean and interquartile range) and prints, per run, the pretrained agent's zero-shot score (its
+evaluation before the first update), the lowest evaluation after updates begin, and every evaluation; then a
+markdown table of the mean over seeds at a few steps.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ LABELS = {
     "hold": "fine-tune, random warm-up, policy held 2,500 updates",
     "freeze": "fine-tune, random warm-up, encoder frozen",
     "short": "fine-tune, random warm-up of 1,000 steps",
+    "policy-hold-encoder": "fine-tune, policy warm-up, encoder held 2,500 updates",
 }
 COLOURS = {
     "scratch": "tab:grey",
@@ -46,42 +50,75 @@ COLOURS = {
     "hold": "tab:green",
     "freeze": "tab:purple",
     "short": "tab:brown",
+    "policy-hold-encoder": "darkgreen",
 }
 
 
-def load_run(folder: Path) -> tuple[int, list[tuple[int, float]]]:
-    """(warm-up steps, [(step, eval return)]) of one run folder."""
+STUDY_CSV = Path(__file__).with_name("finetune_study.csv")
+FIELDS = ("pair", "condition", "seed", "step", "warmup_steps", "eval_return_mean", "source")
+
+
+def run_rows(pair: str, condition: str, seed: str, folder: Path) -> list[dict[str, str]]:
+    """The study's rows of one run folder: its evaluations, with the warm-up length that ends its zero-shot part."""
     warmup = json.loads((folder / "config.json").read_text())["algorithm"]["warmup_steps"]
-    rows = list(csv.DictReader(open(folder / "metrics.csv")))
-    return warmup, [(int(r["step"]), float(r["eval_return_mean"])) for r in rows]
+    with open(folder / "metrics.csv") as f:
+        evals = [(int(r["step"]), float(r["eval_return_mean"])) for r in csv.DictReader(f)]
+    return [
+        dict(pair=pair, condition=condition, seed=seed, step=str(step), warmup_steps=str(warmup),
+             eval_return_mean=f"{value:.2f}", source="run folder")
+        for step, value in evals
+    ]
 
 
-def main() -> None:
-    root, pair, title = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-    named = dict(arg.split("=", 1) for arg in sys.argv[4:])
+def read_study() -> list[dict[str, str]]:
+    with open(STUDY_CSV) as f:
+        return list(csv.DictReader(f))
+
+
+def collect(root: Path, named: dict[str, str]) -> None:
+    runs = {}
+    for folder in sorted(root.glob("*-s*")):
+        pair, rest = folder.name.split("-", 1)
+        if folder.is_dir() and pair in TARGET_ENVS and (folder / "metrics.csv").exists():
+            runs[(pair, *rest.rsplit("-s", 1))] = folder
+    for key, folder in named.items():
+        condition, seed = key.rsplit("-s", 1)
+        folder = Path(folder).expanduser()
+        env_id = json.loads((folder / "config.json").read_text())["run"]["env_id"]
+        for pair in (p for p, target in TARGET_ENVS.items() if target == env_id):
+            runs[(pair, condition, seed)] = folder
+    rows = [r for r in read_study() if (r["pair"], r["condition"], r["seed"]) not in runs]
+    for (pair, condition, seed), folder in runs.items():
+        rows += run_rows(pair, condition, seed, folder)
+        print(f"{pair} {condition} s{seed}: {folder}")
+    rows.sort(key=lambda r: (r["pair"], list(LABELS).index(r["condition"]), int(r["seed"]), int(r["step"])))
+    with open(STUDY_CSV, "w", newline="") as f:
+        writer = csv.DictWriter(f, FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote {STUDY_CSV}: {len(rows)} evaluations")
+
+
+def plot(pair: str, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    study = [r for r in read_study() if r["pair"] == pair]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     curves = {}
     for condition, label in LABELS.items():
-        runs = {run.name.rsplit("-s", 1)[1]: run for run in sorted(root.glob(f"{pair}-{condition}-s*")) if run.is_dir()}
-        runs.update(
-            {
-                key.rsplit("-s", 1)[1]: Path(f).expanduser()
-                for key, f in named.items()
-                if key.rsplit("-s", 1)[0] == condition
-            }
-        )
-        if not runs:
+        loaded: dict[str, tuple[int, list[tuple[int, float]]]] = {}
+        for r in (r for r in study if r["condition"] == condition):
+            warmup, evals = loaded.setdefault(r["seed"], (int(r["warmup_steps"]), []))
+            evals.append((int(r["step"]), float(r["eval_return_mean"])))
+        if not loaded:
             continue
-        loaded = {seed: load_run(run) for seed, run in runs.items()}
         for seed, (warmup, evals) in loaded.items():
             returns = [v for _, v in evals]
             after = [v for s, v in evals if s > warmup]
-            line = f"{condition:14s} s{seed}: " + " ".join(f"{v:.0f}" for v in returns)
+            line = f"{condition:20s} s{seed}: " + " ".join(f"{v:.0f}" for v in returns)
             if condition != "scratch":
                 line += f" | zero-shot {returns[0]:.1f}, lowest after updates {min(after):.1f}" if after else ""
             print(line)
@@ -111,6 +148,15 @@ def main() -> None:
         cells = [f"{v[:, list(s).index(m)].mean():.0f}" if m in s else "" for m in marks]
         print(f"| {LABELS[condition]} | " + " | ".join(cells) + " |")
     print(f"wrote {out}")
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["collect"]:
+        collect(Path(sys.argv[2]).expanduser(), dict(arg.split("=", 1) for arg in sys.argv[3:]))
+    elif sys.argv[1:2] == ["plot"]:
+        plot(sys.argv[2], sys.argv[3])
+    else:
+        sys.exit(__doc__)
 
 
 if __name__ == "__main__":
