@@ -286,6 +286,11 @@ def finetune(
         0,
         help="Updates that train the critics and policy before the encoder's first update (0: from the first).",
     ),
+    encoder_lr_scale: float = typer.Option(
+        1.0,
+        help="Multiplies the source config's encoder learning rate (enc_lr) for the fine-tune; `--set enc_lr=X` "
+        "sets the rate itself.",
+    ),
     critic_units: str = typer.Option(
         "keep",
         help="keep or convert. 'convert' rescales the transferred critics from the source's reward scale (its "
@@ -327,6 +332,7 @@ def finetune(
         overwrite,
         log,
         critic_units,
+        encoder_lr_scale=encoder_lr_scale,
         **run_options,
     )
     _set_threads(threads if threads is not None else _training_threads(trainer))

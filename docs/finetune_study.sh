@@ -10,6 +10,7 @@
 #              | policy-hold (--warmup-actions policy --hold-policy 2500)
 #              | policy-freeze (--warmup-actions policy --freeze encoder)
 #              | policy-hold-encoder (--warmup-actions policy --hold-encoder 2500)
+#              | policy-slow-encoder (--warmup-actions policy --set enc_lr=1e-5: a tenth of the encoder's learning rate)
 #   STEPS:     env steps to reach; a run folder that already holds a checkpoint is resumed up to STEPS.
 # Every run: paper config, evaluation every 1,000 steps over 5 episodes, one torch thread, checkpoint every 5,000.
 set -euo pipefail
@@ -31,6 +32,7 @@ case $condition in
   policy-hold) options=(--warmup-actions policy --hold-policy 2500) ;;
   policy-freeze) options=(--warmup-actions policy --freeze encoder) ;;
   policy-hold-encoder) options=(--warmup-actions policy --hold-encoder 2500) ;;
+  policy-slow-encoder) options=(--warmup-actions policy --set enc_lr=1e-5) ;;
   *) echo "unknown condition $condition" >&2; exit 2 ;;
 esac
 out=$root/$pair-$condition-s$seed

@@ -38,6 +38,7 @@ LABELS = {
     "freeze": "fine-tune, random warm-up, encoder frozen",
     "short": "fine-tune, random warm-up of 1,000 steps",
     "policy-hold-encoder": "fine-tune, policy warm-up, encoder held 2,500 updates",
+    "policy-slow-encoder": "fine-tune, policy warm-up, encoder learning rate 1e-5",
 }
 COLOURS = {
     "scratch": "tab:grey",
@@ -51,6 +52,7 @@ COLOURS = {
     "freeze": "tab:purple",
     "short": "tab:brown",
     "policy-hold-encoder": "darkgreen",
+    "policy-slow-encoder": "tab:purple",
 }
 
 
@@ -64,8 +66,15 @@ def run_rows(pair: str, condition: str, seed: str, folder: Path) -> list[dict[st
     with open(folder / "metrics.csv") as f:
         evals = [(int(r["step"]), float(r["eval_return_mean"])) for r in csv.DictReader(f)]
     return [
-        dict(pair=pair, condition=condition, seed=seed, step=str(step), warmup_steps=str(warmup),
-             eval_return_mean=f"{value:.2f}", source="run folder")
+        dict(
+            pair=pair,
+            condition=condition,
+            seed=seed,
+            step=str(step),
+            warmup_steps=str(warmup),
+            eval_return_mean=f"{value:.2f}",
+            source="run folder",
+        )
         for step, value in evals
     ]
 

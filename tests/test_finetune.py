@@ -9,7 +9,9 @@ from typer.testing import CliRunner
 
 from helpers.model_folders import TINY, make_model_folder
 from mrq_agents.cli import app
+from mrq_agents.config import MRQConfig
 from mrq_agents.envs import EnvSpec
+from mrq_agents.errors import ConfigError
 from mrq_agents.learner import MRQLearner, build_networks
 from mrq_agents.replay import ReplayBuffer
 from mrq_agents.training.finetune import plan_transfer
@@ -315,6 +317,52 @@ def test_unknown_critic_units_are_one_line(tmp_path, pendulum_model):
     args = ["finetune", str(pendulum_model[0]), "--env", "Pendulum-v1", "--steps", "10", "--out", str(tmp_path)]
     result = CliRunner().invoke(app, [*args, "--critic-units", "scale"])
     assert result.exit_code == 2 and "--critic-units must be one of ('keep', 'convert'), got 'scale'" in result.stderr
+
+
+def test_encoder_lr_scale_multiplies_the_source_rate_unless_set_gives_one():
+    """1e-4 x 0.1 is 1e-05 to the digit (not 1.0000000000000002e-05); `--set enc_lr=3e-5` wins over the scale;
+    a scale of 1 leaves the config as it is."""
+    from mrq_agents.training.finetune import scale_encoder_lr
+
+    source = MRQConfig().with_overrides(["enc_lr=1e-4"])
+    assert scale_encoder_lr(source, 0.1, []).enc_lr == 1e-05
+    assert scale_encoder_lr(source, 0.5, ["batch_size=4"]).enc_lr == 5e-05
+    assert scale_encoder_lr(source, 0.1, [" enc_lr = 3e-5"]) is source
+    assert scale_encoder_lr(source, 1.0, []) is source
+
+
+@pytest.mark.parametrize("scale", [0.0, -0.1, float("nan"), float("inf")])
+def test_a_bad_encoder_lr_scale_is_a_config_error(scale):
+    from mrq_agents.training.finetune import scale_encoder_lr
+
+    with pytest.raises(ConfigError, match="--encoder-lr-scale must be a positive number"):
+        scale_encoder_lr(MRQConfig(), scale, [])
+
+
+def test_encoder_lr_scale_reaches_the_optimizer_and_survives_a_resume(tmp_path, pendulum_model):
+    """The scaled rate is the run's algorithm config (config.json), so the encoder's optimizer uses it and
+    `mrq train --resume` keeps it; `finetuned_from` records the scale."""
+    from mrq_agents.policy import load_pretrained
+    from mrq_agents.training.finetune import finetune
+    from mrq_agents.training.trainer import build_trainer
+
+    source = load_pretrained(pendulum_model[0])
+    options = dict(warmup_steps=10, eval_every=15, eval_episodes=1, log=lambda *_: None)
+    trainer = finetune(source, "Pendulum-v1", 15, tmp_path / "ft", encoder_lr_scale=0.5, **options)
+    want = float(f"{source.config.enc_lr * 0.5:.6g}")
+    assert trainer.learner.encoder_opt.param_groups[0]["lr"] == want
+    trainer.train()
+    saved = json.loads((tmp_path / "ft" / "config.json").read_text())
+    assert saved["algorithm"]["enc_lr"] == want and saved["finetuned_from"]["encoder_lr_scale"] == 0.5
+    resumed = build_trainer("Pendulum-v1", tmp_path / "ft", resume=True, steps=20, log=lambda *_: None)
+    assert resumed.learner.encoder_opt.param_groups[0]["lr"] == want
+    resumed.close()
+
+
+def test_a_bad_encoder_lr_scale_is_one_line(tmp_path, pendulum_model):
+    args = ["finetune", str(pendulum_model[0]), "--env", "Pendulum-v1", "--steps", "10", "--out", str(tmp_path)]
+    result = CliRunner().invoke(app, [*args, "--encoder-lr-scale", "0"])
+    assert result.exit_code == 2 and "--encoder-lr-scale must be a positive number, got 0.0" in result.stderr
 
 
 @pytest.mark.parametrize("option", ["--hold-policy", "--hold-encoder"])

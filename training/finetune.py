@@ -10,6 +10,7 @@ replay and optimizer states start empty.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,16 @@ def plan_transfer(
     )
 
 
+def scale_encoder_lr(config: MRQConfig, scale: float, overrides: list[str]) -> MRQConfig:
+    """`config` with its encoder learning rate times `scale` (6 significant digits: 1e-4 x 0.1 is 1e-05), unless
+    `overrides` (`--set name=value`) set `enc_lr`: the rate given there is used as it is."""
+    if not 0 < scale < math.inf:
+        raise ConfigError(f"--encoder-lr-scale must be a positive number, got {scale}")
+    if scale == 1 or any(item.partition("=")[0].strip() == "enc_lr" for item in overrides):
+        return config
+    return config.with_overrides([f"enc_lr={config.enc_lr * scale:.6g}"])
+
+
 def finetune(
     pretrained: Pretrained,
     env_id: str,
@@ -100,6 +111,7 @@ def finetune(
     log=print,
     critic_units: str = "keep",
     warmup_actions: str | None = "policy",
+    encoder_lr_scale: float = 1.0,
     **run_options: Any,
 ) -> Trainer:
     """Prepare a fine-tune run of `pretrained` on `env_id`; `run_options` are RunConfig's (seed, device, fast,
@@ -109,7 +121,8 @@ def finetune(
     paper's size a uniform random warm-up ("random", `mrq train`'s) lost most of what the agent knew in its
     first updates (docs/finetune.md, "At the paper's size"); None takes "policy" too. `critic_units="convert"`
     converts the transferred critics from the source's reward scale into the new buffer's at the first update
-    (`MRQLearner.convert_critics`); "keep" leaves them as they are.
+    (`MRQLearner.convert_critics`); "keep" leaves them as they are. `encoder_lr_scale` multiplies the source
+    config's encoder learning rate (`enc_lr`) unless `overrides` set `enc_lr` itself.
 
     Returns the Trainer; call `.train()` to run it. The run folder is a normal one: resumable with
     `mrq train ENV --out DIR --resume`, exportable and pushable; its config.json records `finetuned_from`.
@@ -117,7 +130,7 @@ def finetune(
     if critic_units not in CRITIC_UNITS:
         raise ConfigError(f"--critic-units must be one of {CRITIC_UNITS}, got {critic_units!r}")
     source_scale = pretrained.reward_scale if critic_units == "convert" else None
-    config = pretrained.config.with_overrides(overrides or [])
+    config = scale_encoder_lr(pretrained.config, encoder_lr_scale, overrides or []).with_overrides(overrides or [])
     if warmup_steps is not None:
         # Default: the source config's own warm-up. A tenth of it learned more slowly (docs/finetune.md).
         config = config.with_overrides([f"warmup_steps={warmup_steps}"])
@@ -131,7 +144,12 @@ def finetune(
     env_config = resolve_env(env_id)
     spec = EnvSpec.from_env(make_env(env_config), env_config.frame_stack)
     source_env, source = pretrained.env, pretrained.provenance["source"]
-    provenance = {**pretrained.provenance, "critic_units": critic_units, "source_reward_scale": source_scale}
+    provenance = {
+        **pretrained.provenance,
+        "critic_units": critic_units,
+        "source_reward_scale": source_scale,
+        "encoder_lr_scale": encoder_lr_scale,
+    }
     transfer = plan_transfer(pretrained.tensors, spec, config, freeze, provenance)
     log(
         f"fine-tuning {source} ({source_env.env_id}) on {env_id}: kept {len(transfer.kept_layers)} layers, "
@@ -139,6 +157,8 @@ def finetune(
     )
     log("  kept:           " + ", ".join(transfer.kept_layers))
     log("  re-initialised: " + (", ".join(transfer.new_layers) or "none"))
+    if config.enc_lr != pretrained.config.enc_lr:
+        log(f"  encoder learning rate: {config.enc_lr:g} (the source's {pretrained.config.enc_lr:g})")
     if critic_units == "convert" and source_scale is None:
         log("  the source's reward scale is unknown (no reward_scale in its metrics.csv): critics keep their units")
     elif source_scale is not None:
