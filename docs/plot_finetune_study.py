@@ -115,7 +115,7 @@ def plot(pair: str, title: str) -> None:
     import matplotlib.pyplot as plt
 
     study = [r for r in read_study() if r["pair"] == pair]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(8, 6))
     curves = {}
     for condition, label in LABELS.items():
         loaded: dict[str, tuple[int, list[tuple[int, float]]]] = {}
@@ -143,8 +143,9 @@ def plot(pair: str, title: str) -> None:
     shown = paper.steps <= last
     ax.plot(paper.steps[shown], paper.mean[shown], "k--", lw=1, label="the paper, from scratch (10 seeds, mean, IQR)")
     ax.fill_between(paper.steps[shown], paper.p25[shown], paper.p75[shown], color="k", alpha=0.08)
-    ax.set(xlabel="env steps", ylabel="eval return", title=title, xlim=(0, last + 500))
-    ax.legend(fontsize=7)
+    first = min(int(r["warmup_steps"]) for r in study) - 1000  # from the last warm-up evaluation before updates
+    ax.set(xlabel="env steps", ylabel="eval return", title=title, xlim=(first, last + 200))
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     out = Path(__file__).with_name(f"finetune-{pair}-paper.png")
