@@ -287,9 +287,10 @@ def finetune(
         help="Updates that train the critics and policy before the encoder's first update (0: from the first).",
     ),
     encoder_lr_scale: float = typer.Option(
-        1.0,
-        help="Multiplies the source config's encoder learning rate (enc_lr) for the fine-tune; `--set enc_lr=X` "
-        "sets the rate itself.",
+        0.1,
+        help="Multiplies the source config's encoder learning rate (enc_lr): a tenth by default, so that the "
+        "embedding the pretrained policy reads moves slowly (docs/finetune.md); 1 keeps the source's rate, "
+        "`--set enc_lr=X` sets it.",
     ),
     critic_units: str = typer.Option(
         "keep",

@@ -14,9 +14,9 @@ case $pair in
 esac
 for seed in 0 1 2; do
   if [ "${pair%-warmup}" != "$pair" ]; then  # the warm-up study: fine-tune with the from-scratch warm-up (1,000)
-    echo "mrq finetune $source --env $env --steps $steps --eval-every $every --eval-episodes 5 --seed $seed --warmup-steps 1000 --out $root/${pair%-warmup}-finetune1000-s$seed"
+    echo "mrq finetune $source --env $env --steps $steps --eval-every $every --eval-episodes 5 --seed $seed --warmup-steps 1000 --warmup-actions random --encoder-lr-scale 1 --out $root/${pair%-warmup}-finetune1000-s$seed"
     continue
   fi
   echo "mrq train $env --preset small --steps $steps --eval-every $every --eval-episodes 5 --seed $seed --out $root/$pair-scratch-s$seed"
-  echo "mrq finetune $source --env $env --steps $steps --eval-every $every --eval-episodes 5 --seed $seed --out $root/$pair-finetune-s$seed"
+  echo "mrq finetune $source --env $env --steps $steps --eval-every $every --eval-episodes 5 --seed $seed --warmup-actions random --encoder-lr-scale 1 --out $root/$pair-finetune-s$seed"
 done | xargs -P 2 -I{} sh -c '{} > /dev/null 2>&1 || echo "failed: {}"'

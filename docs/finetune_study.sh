@@ -2,15 +2,13 @@
 # The paper-size fine-tune study of docs/finetune.md: one run per call, resumable across sessions.
 # Usage: bash docs/finetune_study.sh PAIR CONDITION SEED STEPS ROOT
 #   PAIR:      walker (mrq-agents/mrq-walker -> Dmc-walker-run) | cheetah (mrq-agents/mrq-HalfCheetah-v4 -> Dmc-cheetah-run)
-#   CONDITION: scratch | random (the paper's uniform warm-up) | policy (--warmup-actions policy)
-#              | hold (--warmup-actions random --hold-policy 2500) | freeze (--warmup-actions random --freeze encoder)
-#              | short (--warmup-actions random --warmup-steps 1000)
-#              | convert (--warmup-actions random --critic-units convert)
-#              | policy-convert (--warmup-actions policy --critic-units convert)
-#              | policy-hold (--warmup-actions policy --hold-policy 2500)
-#              | policy-freeze (--warmup-actions policy --freeze encoder)
-#              | policy-hold-encoder (--warmup-actions policy --hold-encoder 2500)
-#              | policy-slow-encoder (--warmup-actions policy --set enc_lr=1e-5: a tenth of the encoder's learning rate)
+#   CONDITION: scratch | random (the paper's uniform warm-up) | policy (the pretrained policy's warm-up)
+#              | hold (random, the policy held 2,500 updates) | freeze (random, encoder frozen)
+#              | short (random, a 1,000-step warm-up) | convert (random, --critic-units convert)
+#              | policy-convert | policy-hold | policy-freeze
+#              | policy-hold-encoder (policy, the encoder held 2,500 updates)
+#              | policy-slow-encoder (policy, the encoder at a tenth of its learning rate: `mrq finetune`'s default)
+#              Every condition names all the options it was measured with, so the defaults can change under it.
 #   STEPS:     env steps to reach; a run folder that already holds a checkpoint is resumed up to STEPS.
 # Every run: paper config, evaluation every 1,000 steps over 5 episodes, one torch thread, checkpoint every 5,000.
 set -euo pipefail
@@ -22,17 +20,17 @@ case $pair in
 esac
 case $condition in
   scratch) options=() ;;
-  random)  options=(--warmup-actions random) ;;
-  policy)  options=(--warmup-actions policy) ;;
-  hold)    options=(--warmup-actions random --hold-policy 2500) ;;
+  random)  options=(--warmup-actions random --encoder-lr-scale 1) ;;
+  policy)  options=(--warmup-actions policy --encoder-lr-scale 1) ;;
+  hold)    options=(--warmup-actions random --encoder-lr-scale 1 --hold-policy 2500) ;;
   freeze)  options=(--warmup-actions random --freeze encoder) ;;
-  short)   options=(--warmup-actions random --warmup-steps 1000) ;;
-  convert) options=(--warmup-actions random --critic-units convert) ;;
-  policy-convert) options=(--warmup-actions policy --critic-units convert) ;;
-  policy-hold) options=(--warmup-actions policy --hold-policy 2500) ;;
+  short)   options=(--warmup-actions random --encoder-lr-scale 1 --warmup-steps 1000) ;;
+  convert) options=(--warmup-actions random --encoder-lr-scale 1 --critic-units convert) ;;
+  policy-convert) options=(--warmup-actions policy --encoder-lr-scale 1 --critic-units convert) ;;
+  policy-hold) options=(--warmup-actions policy --encoder-lr-scale 1 --hold-policy 2500) ;;
   policy-freeze) options=(--warmup-actions policy --freeze encoder) ;;
-  policy-hold-encoder) options=(--warmup-actions policy --hold-encoder 2500) ;;
-  policy-slow-encoder) options=(--warmup-actions policy --set enc_lr=1e-5) ;;
+  policy-hold-encoder) options=(--warmup-actions policy --encoder-lr-scale 1 --hold-encoder 2500) ;;
+  policy-slow-encoder) options=(--warmup-actions policy --encoder-lr-scale 0.1) ;;  # the default since 2026-12-02
   *) echo "unknown condition $condition" >&2; exit 2 ;;
 esac
 out=$root/$pair-$condition-s$seed

@@ -28,8 +28,8 @@ TARGET_ENVS = {"walker": "Dmc-walker-run", "cheetah": "Dmc-cheetah-run"}
 
 LABELS = {
     "scratch": "from scratch",
-    "random": "fine-tune, uniform random warm-up (the old default)",
-    "policy": "fine-tune, warm-up with the pretrained policy (the default)",
+    "random": "fine-tune, uniform random warm-up (the first default)",
+    "policy": "fine-tune, warm-up with the pretrained policy",
     "policy-convert": "fine-tune, policy warm-up, critics converted",
     "convert": "fine-tune, random warm-up, critics converted",
     "policy-hold": "fine-tune, policy warm-up, policy held 2,500 updates",
@@ -38,7 +38,7 @@ LABELS = {
     "freeze": "fine-tune, random warm-up, encoder frozen",
     "short": "fine-tune, random warm-up of 1,000 steps",
     "policy-hold-encoder": "fine-tune, policy warm-up, encoder held 2,500 updates",
-    "policy-slow-encoder": "fine-tune, policy warm-up, encoder learning rate 1e-5",
+    "policy-slow-encoder": "fine-tune, policy warm-up, encoder at a tenth of its rate (the default)",
 }
 COLOURS = {
     "scratch": "tab:grey",

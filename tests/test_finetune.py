@@ -230,21 +230,25 @@ def test_warmup_actions_come_from_the_policy_on_request(tmp_path, pendulum_model
     assert json.loads((tmp_path / "ft" / "config.json").read_text())["run"]["warmup_actions"] == warmup_actions
 
 
-def test_the_warmup_acts_with_the_pretrained_policy_by_default(tmp_path, pendulum_model):
-    """`mrq finetune` without --warmup-actions, and `finetune()` without `warmup_actions`, warm up with the
-    pretrained policy; `mrq train` keeps the paper's uniform random warm-up."""
+def test_by_default_the_warmup_acts_with_the_pretrained_policy_and_the_encoder_learns_slower(tmp_path, pendulum_model):
+    """`mrq finetune` and `finetune()` without options warm up with the pretrained policy and train the encoder at
+    a tenth of the source's rate; `mrq train` keeps the paper's uniform random warm-up."""
     from mrq_agents.policy import load_pretrained
     from mrq_agents.training.finetune import finetune
     from mrq_agents.training.run_config import RunConfig
 
-    trainer = finetune(load_pretrained(pendulum_model[0]), "Pendulum-v1", 10, tmp_path / "ft", log=lambda *_: None)
-    assert trainer.run.warmup_actions == "policy"
+    source = load_pretrained(pendulum_model[0])
+    tenth = float(f"{source.config.enc_lr / 10:.6g}")
+    trainer = finetune(source, "Pendulum-v1", 10, tmp_path / "ft", log=lambda *_: None)
+    assert trainer.run.warmup_actions == "policy" and trainer.algo.enc_lr == tenth
+    assert trainer.learner.encoder_opt.param_groups[0]["lr"] == tenth
     trainer.close()
     args = ["finetune", str(pendulum_model[0]), "--env", "Pendulum-v1", "--steps", "10", "--out", str(tmp_path / "cli")]
     args += ["--eval-every", "10", "--eval-episodes", "1", "--warmup-steps", "5", "--set", "batch_size=4"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "cli" / "config.json").read_text())["run"]["warmup_actions"] == "policy"
+    saved = json.loads((tmp_path / "cli" / "config.json").read_text())
+    assert saved["run"]["warmup_actions"] == "policy" and saved["algorithm"]["enc_lr"] == tenth
     assert RunConfig("Pendulum-v1", steps=10).warmup_actions == "random"
 
 
