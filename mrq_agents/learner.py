@@ -116,7 +116,8 @@ class MRQLearner:
     ):
         """`frozen`: encoder parameter names (e.g. "encoder.zsa.net.0.weight") kept fixed, for fine-tuning.
         `hold_policy`: updates that train the encoder and the critics but not the policy, for fine-tuning.
-        `hold_encoder`: updates that train the critics and the policy but not the encoder, for fine-tuning.
+        `hold_encoder`: updates that train the critics and the policy but not the encoder, for fine-tuning (the
+        encoder trains in bursts at every target sync; its first is the first sync at or after `hold_encoder`).
         `source_reward_scale`: for fine-tuning, the reward scale the transferred critics were trained with; the first
         update converts them into this buffer's units (`convert_critics`).
         `precision`: "fp32" or "bf16" matrix products in the updates (`mrq_agents.precision`; resolve "auto" with
