@@ -79,6 +79,11 @@ def run_rows(pair: str, condition: str, seed: str, folder: Path) -> list[dict[st
     ]
 
 
+def study_steps(folder: Path) -> int:
+    """The env steps a run folder was started for (the study's runs stop at 12k or 15k)."""
+    return int(json.loads((folder / "config.json").read_text())["run"]["steps"])
+
+
 def read_study() -> list[dict[str, str]]:
     with open(STUDY_CSV) as f:
         return list(csv.DictReader(f))
@@ -98,7 +103,12 @@ def collect(root: Path, named: dict[str, str]) -> None:
             runs[(pair, condition, seed)] = folder
     rows = [r for r in read_study() if (r["pair"], r["condition"], r["seed"]) not in runs]
     for (pair, condition, seed), folder in runs.items():
-        rows += run_rows(pair, condition, seed, folder)
+        found = run_rows(pair, condition, seed, folder)
+        if condition != "scratch" and int(found[-1]["step"]) < study_steps(folder):
+            print(f"{pair} {condition} s{seed}: unfinished (last evaluation {found[-1]['step']}), not copied")
+            rows += [r for r in read_study() if (r["pair"], r["condition"], r["seed"]) == (pair, condition, seed)]
+            continue
+        rows += found
         print(f"{pair} {condition} s{seed}: {folder}")
     rows.sort(key=lambda r: (r["pair"], list(LABELS).index(r["condition"]), int(r["seed"]), int(r["step"])))
     with open(STUDY_CSV, "w", newline="") as f:
