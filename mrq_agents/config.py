@@ -7,7 +7,7 @@ import difflib
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from mrq_agents.errors import ConfigError
 
@@ -105,13 +105,10 @@ class MRQConfig:
 
     def with_overrides(self, assignments: Iterable[str]) -> "MRQConfig":
         """Apply `name=value` strings, e.g. `["enc_hdim=64", "prioritized=false"]`."""
-        changes: dict[str, Any] = {}
-        for item in assignments:
-            name, sep, raw = item.partition("=")
-            name = name.strip()
-            if not sep or not name:
-                raise ConfigError(f"--set expects name=value, got {item!r}")
-            changes[name] = raw.strip()
+        return self.with_changes(parse_assignments(assignments))
+
+    def with_changes(self, changes: Mapping[str, Any]) -> "MRQConfig":
+        """This config with the named fields replaced (values as from the command line or JSON)."""
         base = self.to_dict()
         for name in changes:
             if name not in base:
@@ -119,6 +116,18 @@ class MRQConfig:
                 hint = f"; did you mean {close[0]!r}?" if close else f"; known fields: {sorted(base)}"
                 raise ConfigError(f"unknown config field {name!r}{hint}")
         return MRQConfig.from_dict({**base, **changes})
+
+
+def parse_assignments(assignments: Iterable[str]) -> dict[str, str]:
+    """`--set` strings (`name=value`) as a dict of names to raw values; a later name wins."""
+    changes: dict[str, str] = {}
+    for item in assignments:
+        name, sep, raw = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ConfigError(f"--set expects name=value, got {item!r}")
+        changes[name] = raw.strip()
+    return changes
 
 
 def _coerce(cls: type, name: str, value: Any) -> Any:

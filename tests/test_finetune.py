@@ -324,23 +324,41 @@ def test_unknown_critic_units_are_one_line(tmp_path, pendulum_model):
 
 
 def test_encoder_lr_scale_multiplies_the_source_rate_unless_set_gives_one():
-    """1e-4 x 0.1 is 1e-05 to the digit (not 1.0000000000000002e-05); `--set enc_lr=3e-5` wins over the scale;
-    a scale of 1 leaves the config as it is."""
-    from mrq_agents.training.finetune import scale_encoder_lr
+    """1e-4 x 0.1 is 1e-05 to the digit (not 1.0000000000000002e-05); other `--set` values apply alongside;
+    `--set enc_lr=3e-5` wins over the scale; a scale of 1 leaves the config as it is."""
+    from mrq_agents.training.finetune import finetune_config
 
     source = MRQConfig().with_overrides(["enc_lr=1e-4"])
-    assert scale_encoder_lr(source, 0.1, []).enc_lr == 1e-05
-    assert scale_encoder_lr(source, 0.5, ["batch_size=4"]).enc_lr == 5e-05
-    assert scale_encoder_lr(source, 0.1, [" enc_lr = 3e-5"]) is source
-    assert scale_encoder_lr(source, 1.0, []) is source
+    assert finetune_config(source, 0.1, []).enc_lr == 1e-05
+    scaled = finetune_config(source, 0.5, ["batch_size=4"])
+    assert (scaled.enc_lr, scaled.batch_size) == (5e-05, 4)
+    assert finetune_config(source, 0.1, [" enc_lr = 3e-5"]).enc_lr == 3e-05
+    assert finetune_config(source, 1.0, []) == source
 
 
 @pytest.mark.parametrize("scale", [0.0, -0.1, float("nan"), float("inf")])
 def test_a_bad_encoder_lr_scale_is_a_config_error(scale):
-    from mrq_agents.training.finetune import scale_encoder_lr
+    from mrq_agents.training.finetune import finetune_config
 
     with pytest.raises(ConfigError, match="--encoder-lr-scale must be a positive number"):
-        scale_encoder_lr(MRQConfig(), scale, [])
+        finetune_config(MRQConfig(), scale, [])
+
+
+def test_finetuned_from_records_the_encoder_rate_the_run_got(tmp_path, pendulum_model):
+    """`finetuned_from.encoder_lr_scale` is the run's `enc_lr` over the source's: 0.1 by default, and what
+    `--set enc_lr` makes of it when that overrides the scale (the source's 1e-4 to 3e-5 is 0.3)."""
+    from mrq_agents.policy import load_pretrained
+    from mrq_agents.training.finetune import finetune
+
+    source = load_pretrained(pendulum_model[0])
+    options = dict(warmup_steps=10, log=lambda *_: None)
+    assert source.config.enc_lr == 1e-4
+    default = finetune(source, "Pendulum-v1", 15, tmp_path / "a", **options)
+    assert default.provenance["encoder_lr_scale"] == 0.1 and "source_reward_scale" not in default.provenance
+    default.close()
+    overridden = finetune(source, "Pendulum-v1", 15, tmp_path / "b", overrides=["enc_lr=3e-5"], **options)
+    assert overridden.algo.enc_lr == 3e-05 and overridden.provenance["encoder_lr_scale"] == 0.3
+    overridden.close()
 
 
 def test_encoder_lr_scale_reaches_the_optimizer_and_survives_a_resume(tmp_path, pendulum_model):

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from mrq_agents.config import MRQConfig
+from mrq_agents.config import MRQConfig, parse_assignments
 from mrq_agents.envs import EnvConfig, EnvSpec, make_env, resolve_env
 from mrq_agents.errors import ConfigError
 from mrq_agents.learner import MRQLearner, build_networks
@@ -89,14 +89,15 @@ def plan_transfer(
     )
 
 
-def scale_encoder_lr(config: MRQConfig, scale: float, overrides: list[str]) -> MRQConfig:
-    """`config` with its encoder learning rate times `scale` (6 significant digits: 1e-4 x 0.1 is 1e-05), unless
-    `overrides` (`--set name=value`) set `enc_lr`: the rate given there is used as it is."""
-    if not 0 < scale < math.inf:
-        raise ConfigError(f"--encoder-lr-scale must be a positive number, got {scale}")
-    if scale == 1 or any(item.partition("=")[0].strip() == "enc_lr" for item in overrides):
-        return config
-    return config.with_overrides([f"enc_lr={config.enc_lr * scale:.6g}"])
+def finetune_config(source: MRQConfig, encoder_lr_scale: float, overrides: list[str]) -> MRQConfig:
+    """The source config with `overrides` (`--set name=value`) applied and the encoder learning rate times
+    `encoder_lr_scale` (6 significant digits: 1e-4 x 0.1 is 1e-05), unless `overrides` set `enc_lr` themselves."""
+    if not 0 < encoder_lr_scale < math.inf:
+        raise ConfigError(f"--encoder-lr-scale must be a positive number, got {encoder_lr_scale}")
+    changes = parse_assignments(overrides)
+    if encoder_lr_scale != 1 and "enc_lr" not in changes:
+        changes["enc_lr"] = f"{source.enc_lr * encoder_lr_scale:.6g}"
+    return source.with_changes(changes)
 
 
 def finetune(
@@ -132,7 +133,7 @@ def finetune(
     if critic_units not in CRITIC_UNITS:
         raise ConfigError(f"--critic-units must be one of {CRITIC_UNITS}, got {critic_units!r}")
     source_scale = pretrained.reward_scale if critic_units == "convert" else None
-    config = scale_encoder_lr(pretrained.config, encoder_lr_scale, overrides or []).with_overrides(overrides or [])
+    config = finetune_config(pretrained.config, encoder_lr_scale, overrides or [])
     if warmup_steps is not None:
         # Default: the source config's own warm-up. A tenth of it learned more slowly (docs/finetune.md).
         config = config.with_overrides([f"warmup_steps={warmup_steps}"])
@@ -149,8 +150,8 @@ def finetune(
     provenance = {
         **pretrained.provenance,
         "critic_units": critic_units,
-        "source_reward_scale": source_scale,
-        "encoder_lr_scale": encoder_lr_scale,
+        # What the encoder's rate came to, whether from the scale or from `--set enc_lr`.
+        "encoder_lr_scale": float(f"{config.enc_lr / pretrained.config.enc_lr:.6g}"),
     }
     transfer = plan_transfer(pretrained.tensors, spec, config, freeze, provenance)
     log(
