@@ -6,6 +6,10 @@
     output  logits  discrete only: (N, n) float32 pre, to sample from as the paper's evaluation does
 N is free. Continuous actions are in [-1, 1] as `Policy.act` returns them: the env's preprocessing
 (`policy.make_env()`, `policy.wrap(env)`) rescales them to the env's bounds.
+
+Graphs exported since 2026-12-02 read their float32 tensors from the model.safetensors beside them (ONNX
+external data) rather than holding a copy: keep the two files together. A self-contained copy, for runtimes
+given one file: `onnx.save(onnx.load("actor.onnx"), "actor-standalone.onnx")`.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import numpy as np
 
 from mrq_agents.envs import EnvSpec
 from mrq_agents.errors import CheckpointError, MissingDependencyError, one_line
-from mrq_agents.files import ONNX_FILE
+from mrq_agents.files import MODEL_FILE, ONNX_FILE, sha256_file
 
 INPUT = "obs"
 OUTPUTS = {False: ["action"], True: ["action", "logits"]}  # by spec.discrete
@@ -50,6 +54,11 @@ class OnnxActor:
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own error types (InvalidProtobuf, Fail, ...)
+            if not (folder / MODEL_FILE).is_file():
+                raise CheckpointError(
+                    f"{path} could not be loaded ({one_line(err)}); it reads its weights from the {MODEL_FILE} "
+                    f"beside it, which is missing: keep the export folder's files together"
+                ) from None
             raise CheckpointError(f"{path} is corrupt or not an MR.Q actor ({one_line(err)}); {fix}") from None
         self.spec = spec
         self._check(path, spec, weights_sha256, fix)
@@ -68,11 +77,20 @@ class OnnxActor:
                 f"{path} takes {inputs[0].type} observations of shape {shape}, but config.json "
                 f"says {dtype} {spec.obs_shape}: the files belong to different models; {fix}"
             )
-        exported_from = self.session.get_modelmeta().custom_metadata_map.get("weights_sha256")
+        graph_meta = self.session.get_modelmeta().custom_metadata_map
+        exported_from = graph_meta.get("weights_sha256")
         if weights_sha256 and exported_from and exported_from != weights_sha256:
             raise CheckpointError(
                 f"{path} was exported from other weights than the model.safetensors beside it "
                 f"(sha256 {exported_from[:12]}... vs {weights_sha256[:12]}...); {fix}"
+            )
+        # The graph may read its tensors from a file beside it (external data). With `weights_sha256` given, the
+        # caller has checked that file against it (`policy.read_model_config`); without, check it here.
+        shared = graph_meta.get("weights_file")
+        if shared and exported_from and not weights_sha256 and sha256_file(path.parent / shared) != exported_from:
+            raise CheckpointError(
+                f"{path} reads its weights from the {shared} beside it, which is not the file it was exported "
+                f"with (sha256 {exported_from[:12]}...); {fix}"
             )
 
     def compute(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

@@ -22,7 +22,7 @@ from mrq_agents.errors import CheckpointError, MissingDependencyError
 from mrq_agents.files import MODEL_FILE, ONNX_FILE
 from mrq_agents.networks import Encoder
 from mrq_agents.networks import Policy as PolicyNet
-from mrq_agents.serialization import atomic_write_bytes
+from mrq_agents.serialization import atomic_write_bytes, tensor_locations
 
 OPSET = 17  # LayerNormalization's first opset; onnxruntime >= 1.14 and onnxruntime-web run it
 # The tensors of model.safetensors that acting reads (Encoder.state and the policy); the rest (the encoder's
@@ -104,10 +104,14 @@ def load_torch_actor(
     return actor.to(device).eval()
 
 
-def export_onnx(actor: TorchActor, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+def export_onnx(
+    actor: TorchActor, path: str | Path, metadata: dict[str, Any] | None = None, weights_file: str | Path | None = None
+) -> Path:
     """Write `actor` as an ONNX graph (batch size free) to `path`, checked by `onnx.checker`; returns `path`.
 
-    `metadata` (e.g. the weights' sha256) goes into the model's metadata_props as strings.
+    `metadata` (e.g. the weights' sha256) goes into the model's metadata_props as strings. `weights_file`, a
+    safetensors file in `path`'s folder, holds the actor's float32 tensors: the graph then refers to them there
+    (ONNX external data) rather than repeating them, and names the file in its metadata (`weights_file`).
     """
     try:
         import onnx
@@ -152,10 +156,35 @@ def export_onnx(actor: TorchActor, path: str | Path, metadata: dict[str, Any] | 
         model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
     onnx.checker.check_model(model, full_check=True)
     path = Path(path)
+    if weights_file is not None and share_weights(model, Path(weights_file)):
+        model.metadata_props.append(onnx.StringStringEntryProto(key="weights_file", value=Path(weights_file).name))
     atomic_write_bytes(path, model.SerializeToString())
     return path
 
 
+def share_weights(model: Any, weights_file: Path) -> int:
+    """Make `model`'s initializers that `weights_file` holds byte for byte (float32, same name and shape) refer to
+    that file (ONNX external data: location, offset, length) instead of holding a copy; returns how many did.
+    onnxruntime and `onnx.load` read them from the file of that name beside the graph."""
+    import onnx
+
+    locations, data = tensor_locations(weights_file), weights_file.read_bytes()
+    shared = 0
+    for tensor in model.graph.initializer:
+        dtype, shape, start, end = locations.get(tensor.name, ("", [], 0, 0))
+        if dtype != "F32" or shape != list(tensor.dims) or not tensor.raw_data or data[start:end] != tensor.raw_data:
+            continue
+        tensor.ClearField("raw_data")
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+        for key, value in (("location", weights_file.name), ("offset", str(start)), ("length", str(end - start))):
+            tensor.external_data.add(key=key, value=value)
+        shared += 1
+    return shared
+
+
 def write_actor_onnx(folder: str | Path, actor: TorchActor, weights_sha256: str, env_id: str) -> Path:
-    """Write `folder`/actor.onnx for `actor`, naming the sha256 of the model.safetensors it was exported from."""
-    return export_onnx(actor, Path(folder) / ONNX_FILE, {"weights_sha256": weights_sha256, "env_id": env_id})
+    """Write `folder`/actor.onnx for `actor`, naming the sha256 of the model.safetensors it was exported from and
+    reading its float32 tensors from that file (written first), so an export does not hold them twice."""
+    folder = Path(folder)
+    metadata = {"weights_sha256": weights_sha256, "env_id": env_id}
+    return export_onnx(actor, folder / ONNX_FILE, metadata, weights_file=folder / MODEL_FILE)

@@ -4,7 +4,8 @@ config.json        format version, algorithm config, env and preprocessing, spac
 model.safetensors  encoder, value and policy weights named by module (no optimizer or replay state); float32,
                    or in a compact export float16 for what acting does not read (`save_pretrained(compact=True)`)
 README.md          model card rendered from MODEL_CARD.md, with Hub metadata (model-index, tags)
-actor.onnx         the state encoder and the policy as one ONNX graph, observation -> action (torch-free acting)
+actor.onnx         the state encoder and the policy as one ONNX graph, observation -> action (torch-free acting);
+                   its tensors are external data in model.safetensors (`actor_torch.share_weights`)
 results.json       mean, std, per-episode returns, episodes, seed, deterministic or not, date
 replay.mp4         a recorded episode, when recorded; learning_curve.png and metrics.csv from the run
 """

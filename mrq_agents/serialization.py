@@ -167,6 +167,20 @@ def load_tensors(
     return tensors, metadata
 
 
+def tensor_locations(path: str | os.PathLike) -> dict[str, tuple[str, list[int], int, int]]:
+    """Where each tensor of a safetensors file lies: name -> (dtype, shape, first byte, the byte after its last),
+    counted from the start of the file (its 8-byte header length and JSON header come first)."""
+    with open(path, "rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+    data = 8 + size
+    return {
+        name: (info["dtype"], info["shape"], data + info["data_offsets"][0], data + info["data_offsets"][1])
+        for name, info in header.items()
+        if name != "__metadata__"
+    }
+
+
 def read_metadata(path: str | os.PathLike, what: str = "weights file") -> dict:
     """The JSON metadata of a safetensors file without reading its tensors ({} when it has none)."""
     path = Path(path)

@@ -202,6 +202,25 @@ def test_cached_repo_resolves_when_hub_is_down_or_offline(export_dir: Path, hf_e
     assert "needs the network but HF_HUB_OFFLINE=1 is set" in error_of(offline_push)
 
 
+def test_onnx_backend_acts_from_the_hub_cache(hf_env: dict, tmp_path: Path):
+    """actor.onnx reads its tensors from the model.safetensors beside it; in the Hub cache both are symlinks into
+    blobs/ named by hash, and onnxruntime still finds them: a pulled export acts as the pushed one."""
+    import numpy as np
+
+    from helpers.model_folders import make_model_folder
+    from mrq_agents import Policy
+
+    run, _, _ = make_model_folder(tmp_path / "run", "Pendulum-v1")
+    export = Policy.from_pretrained(run, backend="torch").save_pretrained(tmp_path / "export")
+    with HubServer(token=TOKEN) as hub:
+        _, pulled = hub_client({**hf_env, "HF_ENDPOINT": hub.url}, push(export), resolve())
+    folder = Path(pulled["ok"])
+    assert (folder / "actor.onnx").is_symlink() and (folder / "model.safetensors").is_symlink()
+    obs = np.random.default_rng(0).uniform(-1, 1, (16, 3)).astype(np.float32)
+    want = Policy.from_pretrained(export, backend="onnx").act(obs)
+    np.testing.assert_array_equal(Policy.from_pretrained(folder, backend="onnx").act(obs), want)
+
+
 def test_hub_errors_are_one_line(export_dir: Path, hf_env: dict, tmp_path: Path):
     with HubServer(token=TOKEN) as hub:
         hub.commit("org/not-mrq", {"README.md": b"# just a readme\n"})

@@ -126,6 +126,70 @@ def test_zoo_entries_ship_actor_onnx_and_play_on_the_onnx_backend(entry):
     assert result.lengths[0] > 0 and np.isfinite(result.mean)
 
 
+@pytest.mark.parametrize("env_id", list(CASES))
+def test_actor_onnx_reads_its_float32_tensors_from_model_safetensors(env_id, exports, tmp_path):
+    """Every initializer refers to the identical bytes of model.safetensors (ONNX external data) rather than holding
+    a copy; the documented one-liner writes a self-contained graph that acts the same with no weights beside it."""
+    from mrq_agents.serialization import tensor_locations
+
+    folder = exports[env_id]
+    model = onnx.load(str(folder / "actor.onnx"), load_external_data=False)
+    assert {p.key: p.value for p in model.metadata_props}["weights_file"] == "model.safetensors"
+    weights, locations = (folder / "model.safetensors").read_bytes(), tensor_locations(folder / "model.safetensors")
+    loaded = {t.name: t.raw_data for t in onnx.load(str(folder / "actor.onnx")).graph.initializer}
+    for tensor in model.graph.initializer:
+        where = {e.key: e.value for e in tensor.external_data}
+        assert tensor.data_location == onnx.TensorProto.EXTERNAL and where["location"] == "model.safetensors"
+        start, length = int(where["offset"]), int(where["length"])
+        assert locations[tensor.name][2:] == (start, start + length)
+        assert loaded[tensor.name] == weights[start : start + length]
+    assert (folder / "actor.onnx").stat().st_size < 16 * 1024  # the graph and its metadata only
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    onnx.save(onnx.load(str(folder / "actor.onnx")), str(alone / "actor.onnx"))
+    import onnxruntime as ort
+
+    batch = observations(Policy.from_pretrained(folder, backend="torch"))
+    want = ort.InferenceSession(str(folder / "actor.onnx")).run(None, {"obs": batch})
+    got = ort.InferenceSession(str(alone / "actor.onnx")).run(None, {"obs": batch})
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_self_contained_actor_onnx_still_loads(exports, tmp_path):
+    """Exports written before the graph shared model.safetensors' tensors hold them itself; they load as before."""
+    folder = shutil.copytree(exports["CartPole-v1"], tmp_path / "old")
+    onnx.save(onnx.load(str(folder / "actor.onnx")), str(folder / "actor.onnx"))
+    torch_policy = Policy.from_pretrained(folder, backend="torch")
+    assert_same_actions(Policy.from_pretrained(folder, backend="onnx"), torch_policy, observations(torch_policy))
+
+
+@pytest.mark.parametrize("case", ["missing", "other_bytes"])
+def test_actor_onnx_without_its_weights_file_is_a_one_line_error(case, exports, tmp_path):
+    """The graph reads model.safetensors: without it, or with other bytes there (same layout, config.json not
+    updated), loading stops with one line rather than acting with weights the graph was not exported with."""
+    folder = shutil.copytree(exports["Pendulum-v1"], tmp_path / "model")
+    if case == "missing":
+        (folder / "model.safetensors").unlink()
+        expected = "model.safetensors beside it, which is missing: keep the export folder's files together"
+    else:
+        data = bytearray((folder / "model.safetensors").read_bytes())
+        data[-4:] = bytes(4)  # the last float32 of the last tensor
+        (folder / "model.safetensors").write_bytes(bytes(data))
+        expected = "model.safetensors does not match the weights_sha256 in its config.json"
+        # The actor on its own (no config.json sha256 to check against) checks the file against the graph's.
+        from mrq_agents.actor_onnx import OnnxActor
+
+        spec = Policy.from_pretrained(exports["Pendulum-v1"], backend="onnx").spec
+        with pytest.raises(CheckpointError, match="not the file it was exported with"):
+            OnnxActor(folder, spec, weights_sha256=None)
+    with pytest.raises(CheckpointError) as err:
+        Policy.from_pretrained(folder, backend="onnx")
+    assert "\n" not in str(err.value) and expected in str(err.value)
+    result = CliRunner().invoke(app, ["play", str(folder), "--backend", "onnx"])
+    assert result.exit_code == 2 and result.output.startswith("error:") and len(result.output.strip().splitlines()) == 1
+
+
 def test_old_export_without_actor_onnx_loads_with_torch_and_says_how_to_add_it(exports, tmp_path):
     old = shutil.copytree(exports["Pendulum-v1"], tmp_path / "old")
     (old / "actor.onnx").unlink()

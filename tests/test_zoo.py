@@ -15,8 +15,8 @@ ENTRIES = zoo.entries()
 
 
 def test_zoo_stays_installable():
-    """Paper-size entries are about 15 MiB each (compact weights of the encoder, value and policy + actor.onnx);
-    the bundled zoo stays under 150 MiB."""
+    """Paper-size entries are about 10 MiB each (compact weights of the encoder, value and policy; actor.onnx reads
+    its tensors from them) plus a replay video; the bundled zoo stays under 150 MiB."""
     assert len(ENTRIES) >= 2
     total = sum(p.stat().st_size for e in ENTRIES for p in (zoo.ZOO_DIR / e["folder"]).iterdir())
     assert total < 150 * 2**20, f"bundled zoo is {total / 2**20:.1f} MiB"
