@@ -336,6 +336,15 @@ def test_encoder_lr_scale_multiplies_the_source_rate_unless_set_gives_one():
     assert finetune_config(source, 1.0, []) == source
 
 
+def test_warmup_steps_wins_over_set_and_none_keeps_the_sources():
+    from mrq_agents.training.finetune import finetune_config
+
+    source = MRQConfig().with_overrides(["warmup_steps=120"])
+    assert finetune_config(source, 1.0, []).warmup_steps == 120
+    assert finetune_config(source, 1.0, ["warmup_steps=50"]).warmup_steps == 50
+    assert finetune_config(source, 1.0, ["warmup_steps=50"], warmup_steps=70).warmup_steps == 70
+
+
 @pytest.mark.parametrize("scale", [0.0, -0.1, float("nan"), float("inf")])
 def test_a_bad_encoder_lr_scale_is_a_config_error(scale):
     from mrq_agents.training.finetune import finetune_config

@@ -89,14 +89,20 @@ def plan_transfer(
     )
 
 
-def finetune_config(source: MRQConfig, encoder_lr_scale: float, overrides: list[str]) -> MRQConfig:
+def finetune_config(
+    source: MRQConfig, encoder_lr_scale: float, overrides: list[str], warmup_steps: int | None = None
+) -> MRQConfig:
     """The source config with `overrides` (`--set name=value`) applied and the encoder learning rate times
-    `encoder_lr_scale` (6 significant digits: 1e-4 x 0.1 is 1e-05), unless `overrides` set `enc_lr` themselves."""
+    `encoder_lr_scale` (6 significant digits: 1e-4 x 0.1 is 1e-05), unless `overrides` set `enc_lr` themselves.
+    `warmup_steps` (`--warmup-steps`), when given, wins over a `--set warmup_steps`; None keeps the source's:
+    a tenth of it learned more slowly (docs/finetune.md)."""
     if not 0 < encoder_lr_scale < math.inf:
         raise ConfigError(f"--encoder-lr-scale must be a positive number, got {encoder_lr_scale}")
-    changes = parse_assignments(overrides)
+    changes: dict[str, object] = dict(parse_assignments(overrides))
     if encoder_lr_scale != 1 and "enc_lr" not in changes:
         changes["enc_lr"] = f"{source.enc_lr * encoder_lr_scale:.6g}"
+    if warmup_steps is not None:
+        changes["warmup_steps"] = warmup_steps
     return source.with_changes(changes)
 
 
@@ -133,10 +139,7 @@ def finetune(
     if critic_units not in CRITIC_UNITS:
         raise ConfigError(f"--critic-units must be one of {CRITIC_UNITS}, got {critic_units!r}")
     source_scale = pretrained.reward_scale if critic_units == "convert" else None
-    config = finetune_config(pretrained.config, encoder_lr_scale, overrides or [])
-    if warmup_steps is not None:
-        # Default: the source config's own warm-up. A tenth of it learned more slowly (docs/finetune.md).
-        config = config.with_overrides([f"warmup_steps={warmup_steps}"])
+    config = finetune_config(pretrained.config, encoder_lr_scale, overrides or [], warmup_steps)
     run = default_run_config(
         env_id,
         steps=steps,
