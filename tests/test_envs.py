@@ -169,6 +169,35 @@ def test_dmc_visual_cartpole():
     assert env.render().shape == (240, 320, 3)  # the normal render, not the 84x84 observation
 
 
+def test_physics_releases_tool_plays_the_same_twice_and_reports_a_difference(tmp_path, monkeypatch, capsys):
+    """tools/physics_releases.py (docs/reproduction.md): the same release twice differs by exactly 0; an
+    observation moved by 1e-3 shows as 1e-03 at that step only."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "physics_releases.py"
+    spec = importlib.util.spec_from_file_location("physics_releases", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    monkeypatch.setattr(tool, "TASKS", [("cartpole", "swingup")])
+    monkeypatch.setattr(tool, "EPISODES", 2)
+    monkeypatch.setattr(tool, "STEPS", 10)
+    monkeypatch.setattr(tool, "TRACED", (0, 1, 9))
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    tool.play(str(first))
+    tool.play(str(second))
+    data = json.loads(second.read_text())
+    assert len(data["cartpole-swingup"]["returns"]) == 2 and len(data["cartpole-swingup"]["trace"]) == 3
+    assert data == json.loads(first.read_text())
+    tool.compare(str(first), str(second))
+    row = capsys.readouterr().out.splitlines()[-1]
+    assert row.startswith("| cartpole-swingup |") and row.endswith("| 0e+00, 0e+00, 0e+00 |")
+    data["cartpole-swingup"]["trace"][1][0] += 1e-3
+    second.write_text(json.dumps(data))
+    tool.compare(str(first), str(second))
+    assert capsys.readouterr().out.splitlines()[-1].endswith("| 0e+00, 1e-03, 0e+00 |")
+
+
 # ------------------------------------------------------------------------------------------- Atari
 
 
