@@ -172,13 +172,9 @@ def test_dmc_visual_cartpole():
 def test_physics_releases_tool_plays_the_same_twice_and_reports_a_difference(tmp_path, monkeypatch, capsys):
     """tools/physics_releases.py (docs/reproduction.md): the same release twice differs by exactly 0; an
     observation moved by 1e-3 shows as 1e-03 at that step only."""
-    import importlib.util
-    from pathlib import Path
+    from helpers.tools import load_tool
 
-    path = Path(__file__).resolve().parents[1] / "tools" / "physics_releases.py"
-    spec = importlib.util.spec_from_file_location("physics_releases", path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool("physics_releases")
     monkeypatch.setattr(tool, "TASKS", [("cartpole", "swingup")])
     monkeypatch.setattr(tool, "EPISODES", 2)
     monkeypatch.setattr(tool, "STEPS", 10)

@@ -234,13 +234,9 @@ def test_a_run_from_before_precision_resumes_in_fp32(tmp_path):
 
 def test_precision_study_report_tables_and_figures(tmp_path):
     """Synthetic runs where bf16 scores exactly 10 more than fp32 at every evaluation of every seed."""
-    import importlib.util
-    from pathlib import Path
+    from helpers.tools import load_tool
 
-    path = Path(__file__).resolve().parents[1] / "tools" / "precision_study.py"
-    spec = importlib.util.spec_from_file_location("precision_study", path)
-    study = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(study)
+    study = load_tool("precision_study")
     env, steps, eval_every, _ = study.GRID[0]
     for seed in study.SEEDS:
         for precision, offset in (("fp32", 0.0), ("bf16", 10.0)):
