@@ -405,7 +405,9 @@ def _paper_placement(policy, score: float):
 @app.command("export")
 @_friendly_errors
 def export_(
-    run_dir: Path = typer.Argument(..., help="A run folder of `mrq train` (or an export folder)."),
+    source: str = typer.Argument(
+        ..., help="A run folder of `mrq train`, an export folder, a zoo id or a Hub repo id (exported again)."
+    ),
     out: Path = typer.Option(..., help="Export folder to write (one folder = one Hub repo)."),
     episodes: int = typer.Option(10, help="Evaluation episodes for results.json and the model card."),
     seed: int = typer.Option(0, help="Seed of the evaluation episodes."),
@@ -428,7 +430,9 @@ def export_(
     require_torch("`mrq export` (it writes actor.onnx from the weights)")
     _at_least_one("--episodes", episodes)
     _set_threads(threads if threads is not None else _acting_threads())
-    policy = Policy.from_pretrained(run_dir)
+    policy = Policy.from_pretrained(source)
+    if not Path(source).exists():  # a zoo or Hub id: say where its files are
+        typer.echo(f"{source}: files in {policy.folder}")
     results = policy.evaluate(episodes=episodes, seed=seed, deterministic=deterministic, source="mrq export")
     place = _paper_placement(policy, results["mean"])
     typer.echo(
@@ -517,27 +521,30 @@ def _gym_id(env_id: str) -> str:
     return resolve_env(env_id).gym_id
 
 
-zoo_app = typer.Typer(help="The zoo of pretrained agents bundled with mrq-agents.", no_args_is_help=True)
+zoo_app = typer.Typer(
+    help="The zoo of pretrained agents: the package carries their index; their files come from a source checkout, "
+    "the Hub cache, or their Hub repos.",
+    no_args_is_help=True,
+)
 app.add_typer(zoo_app, name="zoo")
+ZOO_ENVS = typer.Argument(None, help="Zoo env ids as `mrq zoo list` shows them (or the agents' repo ids).")
+ZOO_ALL = typer.Option(False, "--all", help="Every agent of the zoo.")
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
 
 
 @zoo_app.command("list")
-def zoo_list() -> None:
-    """The zoo's entries: env, steps, measured score, and the paper's mean (IQR) at the same steps."""
+@_friendly_errors
+def zoo_list(
+    as_json: bool = typer.Option(False, "--json", help="Print the entries as JSON, for scripts."),
+) -> None:
+    """The zoo's entries: env, steps, measured score, the paper's mean (IQR) at the same steps, and where the agent's
+    files are (the checkout, the Hub cache, or a download of the size shown)."""
     from mrq_agents.paper import paper_env_name, placement
 
-    rows = [
-        (
-            "env (mrq play ENV)",
-            "paper's name",
-            "repo id",
-            "preset",
-            "steps",
-            "score (mean ± std, episodes)",
-            "paper mean (IQR) at those steps",
-            "vs paper",
-        )
-    ]
+    records, rows = [], []
     for e in zoo.entries():
         score = e["score"]
         place = placement(e["env_id"], e["steps"], score["mean"])
@@ -552,6 +559,29 @@ def zoo_list() -> None:
             after = placement(e["env_id"], place.next_paper_step)
             paper += f" (untrained); next {after.mean:g} ({after.p25:g} to {after.p75:g}) at {after.paper_step:,}"
             where = "not placed"
+        files, folder = zoo.location(e)
+        size = zoo.download_bytes(e)
+        records.append(
+            {
+                "env": zoo.play_id(e),
+                "env_id": e["env_id"],
+                "paper_name": paper_env_name(e["env_id"]),
+                "repo_id": e["repo_id"],
+                "preset": zoo.preset(e),
+                "steps": e["steps"],
+                "score": score,
+                "paper": {
+                    "step": place.paper_step if place.has_reference else None,
+                    "mean": place.mean if place.has_reference else None,
+                    "p25": place.p25 if place.has_reference else None,
+                    "p75": place.p75 if place.has_reference else None,
+                },
+                "vs_paper": None if where == "-" else where,
+                "files": files,
+                "path": None if folder is None else str(folder),
+                "bytes": size,
+            }
+        )
         policy = "" if score.get("deterministic", True) else ", sampled"
         rows.append(
             (
@@ -563,9 +593,55 @@ def zoo_list() -> None:
                 f"{score['mean']:.1f} ± {score['std']:.1f} ({score['episodes']}{policy})",
                 paper,
                 where,
+                f"{files} ({_megabytes(size)})" if files != zoo.HUB else f"download ({_megabytes(size)})",
             )
         )
-    display.print_table(rows)
+    if as_json:
+        typer.echo(json.dumps(records, indent=2))
+        return
+    header = (
+        "env (mrq play ENV)",
+        "paper's name",
+        "repo id",
+        "preset",
+        "steps",
+        "score (mean ± std, episodes)",
+        "paper mean (IQR) at those steps",
+        "vs paper",
+        "files",
+    )
+    display.print_table([header, *rows])
+
+
+@zoo_app.command("pull")
+@_friendly_errors
+def zoo_pull(names: Optional[List[str]] = ZOO_ENVS, everything: bool = ZOO_ALL) -> None:
+    """Download zoo agents into the Hub cache ahead of time (for a machine that will be offline, or every node of
+    a cluster); files already cached and intact are kept. HF_HOME / HF_HUB_CACHE choose the cache."""
+    from mrq_agents.hub import is_offline
+
+    chosen = zoo.select(names or [], everything)
+    if is_offline():
+        raise MRQError("`mrq zoo pull` downloads from the Hub, but HF_HUB_OFFLINE=1 is set: unset it and retry")
+    for entry in chosen:
+        size = _megabytes(zoo.download_bytes(entry))
+        if zoo.location(entry)[0] == zoo.CACHE:
+            typer.echo(f"{zoo.play_id(entry)}: {entry['repo_id']} is in the Hub cache already ({size})")
+            continue
+        with display.download_progress(f"{entry['repo_id']} ({size})", zoo.download_bytes(entry)) as advance:
+            folder = zoo.pull(entry, on_bytes=advance)
+        typer.echo(f"{zoo.play_id(entry)}: pulled {entry['repo_id']} ({size}, checked) into {folder}")
+
+
+@zoo_app.command("push")
+@_friendly_errors
+def zoo_push(names: Optional[List[str]] = ZOO_ENVS, everything: bool = ZOO_ALL) -> None:
+    """Upload the checkout's zoo entries to their Hub repos (card, weights, actor.onnx, video, curve, metrics, the
+    files `mrq push` sends); an entry whose files do not match the manifest is refused. Needs a token that may
+    write to the repos (HF_TOKEN or `hf auth login`)."""
+    for entry in zoo.select(names or [], everything):
+        url = zoo.push(entry)
+        typer.echo(f"{zoo.play_id(entry)}: pushed {len(entry['files'])} files to {entry['repo_id']} ({url})")
 
 
 @app.command()

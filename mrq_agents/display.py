@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import typer
 
@@ -57,6 +58,26 @@ class progress:
 
     def __exit__(self, *exc: Any) -> None:
         self.bar.__exit__(*exc)
+
+
+@contextlib.contextmanager
+def download_progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A bytes progress bar (size, speed, time left) on a terminal; yields `advance(n)`. Nothing when piped."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console(),
+        disable=not sys.stdout.isatty(),
+        transient=True,
+    )
+    task = bar.add_task(label, total=total)
+    with bar:
+        yield lambda n: bar.advance(task, n)
 
 
 class SweepProgress:

@@ -8,10 +8,12 @@ inside the functions: importing this module stays cheap.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 from mrq_agents.errors import CheckpointError, one_line
 from mrq_agents.files import (
@@ -25,11 +27,12 @@ from mrq_agents.files import (
     VIDEO_FILE,
 )
 
-# What `resolve_source` fetches: enough to load, evaluate and describe an agent (videos stay on the Hub).
-DOWNLOAD_PATTERNS = [CONFIG_FILE, MODEL_FILE, ONNX_FILE, CARD_FILE, RESULTS_FILE]
+# What `resolve_source` fetches: enough to load, evaluate, describe and fine-tune an agent (metrics.csv tells the
+# reward scale its critics were trained at); videos and curves stay on the Hub.
+DOWNLOAD_PATTERNS = [CONFIG_FILE, MODEL_FILE, ONNX_FILE, CARD_FILE, RESULTS_FILE, METRICS_FILE]
 # What `push_folder` uploads. A run folder's checkpoint.safetensors (optimizer + replay state, possibly GBs) and
 # TensorBoard event files are never part of an export.
-UPLOAD_PATTERNS = [*DOWNLOAD_PATTERNS, VIDEO_FILE, CURVE_FILE, METRICS_FILE]
+UPLOAD_PATTERNS = [*DOWNLOAD_PATTERNS, VIDEO_FILE, CURVE_FILE]
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # "org/name"; huggingface_hub validates the details
 
 
@@ -50,7 +53,7 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return (ConnectionError, TransportError)
 
 
-def _offline(local_files_only: bool | None) -> bool:
+def is_offline(local_files_only: bool | None = None) -> bool:
     """`local_files_only`, or when None the HF_HUB_OFFLINE setting (read now, so a late os.environ change counts)."""
     if local_files_only is not None:
         return local_files_only
@@ -68,8 +71,8 @@ def resolve_source(
     """A local folder, or the local snapshot folder of Hub repo `source` ("org/name") at `revision`.
 
     A local folder is returned as is. A repo id is downloaded into the HF cache (config.json, model.safetensors,
-    actor.onnx, README.md, results.json; not videos); with `local_files_only` or HF_HUB_OFFLINE=1 only the cache
-    is used.
+    actor.onnx, README.md, results.json, metrics.csv; not videos or curves); with `local_files_only` or
+    HF_HUB_OFFLINE=1 only the cache is used.
     Raises a one-line CheckpointError for a missing folder, an unknown or uncached repo, a bad revision, or a repo
     that is not an MR.Q export.
     """
@@ -87,15 +90,39 @@ def resolve_source(
 
 def _download(repo_id: str, revision: str | None, local_files_only: bool | None, cache_dir: str | None) -> Path:
     from huggingface_hub import snapshot_download
+
+    with _download_errors(repo_id, revision, is_offline(local_files_only)):
+        folder = Path(
+            snapshot_download(
+                repo_id,
+                revision=revision,
+                allow_patterns=DOWNLOAD_PATTERNS,
+                local_files_only=is_offline(local_files_only),
+                cache_dir=cache_dir,
+            )
+        )
+    at = f"{repo_id}@{revision}" if revision else repo_id
+    for name in (CONFIG_FILE, MODEL_FILE):
+        if not (folder / name).is_file():
+            raise CheckpointError(
+                f"{at} is not an MR.Q export: no {name}; check the repo id, or push an export "
+                "folder to it with push_folder"
+            )
+    return folder
+
+
+@contextlib.contextmanager
+def _download_errors(repo_id: str, revision: str | None, offline: bool) -> Iterator[None]:
+    """huggingface_hub's download errors as one-line CheckpointErrors that name the fix."""
     from huggingface_hub.errors import (
         EntryNotFoundError,
         HfHubHTTPError,
         HFValidationError,
+        LocalEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
 
-    offline = _offline(local_files_only)
     at = f"{repo_id}@{revision}" if revision else repo_id
     not_found = (
         f"{at} not found on the Hub or in the local cache"
@@ -103,20 +130,12 @@ def _download(repo_id: str, revision: str | None, local_files_only: bool | None,
         "check the id and revision (or the path, if you meant a local folder), or download it once online"
     )
     try:
-        folder = Path(
-            snapshot_download(
-                repo_id,
-                revision=revision,
-                allow_patterns=DOWNLOAD_PATTERNS,
-                local_files_only=offline,
-                cache_dir=cache_dir,
-            )
-        )
+        yield
     except RevisionNotFoundError:
         raise CheckpointError(
             f"revision {revision!r} not found in Hub repo {repo_id}; check the branch, tag or commit sha"
         ) from None
-    except (RepositoryNotFoundError, EntryNotFoundError):  # incl. gated/private repos and cache misses offline
+    except (RepositoryNotFoundError, EntryNotFoundError, LocalEntryNotFoundError):  # incl. gated/private repos
         raise CheckpointError(not_found) from None
     except HFValidationError as e:
         raise CheckpointError(
@@ -132,13 +151,37 @@ def _download(repo_id: str, revision: str | None, local_files_only: bool | None,
         raise CheckpointError(
             f"could not download {at} from the Hub ({one_line(e)}); check your connection and retry"
         ) from None
-    for name in (CONFIG_FILE, MODEL_FILE):
-        if not (folder / name).is_file():
-            raise CheckpointError(
-                f"{at} is not an MR.Q export: no {name}; check the repo id, or push an export "
-                "folder to it with push_folder"
-            )
-    return folder
+
+
+def download_files(
+    repo_id: str,
+    names: list[str],
+    cache_dir: str | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+) -> Path:
+    """Download `names` of Hub repo `repo_id` (main) into the HF cache, one after the other, and return the
+    snapshot folder. Files already cached are not fetched again; a download cut half-way resumes where it stopped.
+    `on_bytes(n)` is called as bytes arrive (huggingface_hub's own progress bars stay off)."""
+    from huggingface_hub import hf_hub_download
+    from tqdm.auto import tqdm
+
+    class _Counter(tqdm):  # huggingface_hub reports a download's progress through a tqdm class
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **{**kwargs, "disable": True})
+
+        def update(self, n: float | None = 1) -> bool | None:
+            if on_bytes is not None and n:
+                on_bytes(int(n))
+            return super().update(n)
+
+    folders = set()
+    with _download_errors(repo_id, None, offline=False):
+        for name in names:
+            path = hf_hub_download(repo_id, name, cache_dir=cache_dir, tqdm_class=_Counter)
+            folders.add(Path(path).parent)
+    if len(folders) != 1:  # main moved while the files came down
+        raise CheckpointError(f"the Hub repo {repo_id} changed during the download; retry")
+    return folders.pop()
 
 
 def _check_export(folder: Path) -> None:

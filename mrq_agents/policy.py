@@ -158,8 +158,9 @@ class Policy:
         """Load from a local export folder, a run folder of `mrq train`, a zoo id, or a Hub repo id.
 
         Hub ids resolve through `huggingface_hub` (its cache, `revision`, `HF_HUB_OFFLINE`, `local_files_only`);
-        zoo ids without a revision load the files bundled with this package. `backend`: 'torch' loads the encoder
-        and policy weights strictly (missing, unexpected or mis-shaped tensors are an error); 'onnx' runs the
+        zoo ids without a revision load the zoo's files, checked against the manifest shipped with this package
+        (from a source checkout, the Hub cache, or a download). `backend`: 'torch' loads the encoder and policy
+        weights strictly (missing, unexpected or mis-shaped tensors are an error); 'onnx' runs the
         export's actor.onnx with onnxruntime on the CPU and imports no torch; 'auto' (default) is torch when it
         is installed, else onnx. `threads`: CPU threads for the actor (onnx: this session's; torch: the process's,
         `torch.set_num_threads`); default: the backend's own choice.
@@ -471,7 +472,8 @@ def last_reward_scale(folder: Path) -> float | None:
 def resolve_model_folder(
     source: str | Path, revision: str | None = None, local_files_only: bool | None = None, cache_dir: str | None = None
 ) -> Path:
-    """The local folder behind a model source: a local folder, a bundled zoo entry, or a Hub repo."""
+    """The local folder behind a model source: a local folder, a zoo agent (its files checked against the zoo's
+    manifest: from a source checkout, the Hub cache or a download), or a Hub repo."""
     from mrq_agents import zoo
     from mrq_agents.hub import resolve_source
 
@@ -482,5 +484,5 @@ def resolve_model_folder(
         return folder
     entry = zoo.find_by_repo(str(source))
     if entry is not None and revision is None:
-        return zoo.bundled_folder(entry)
+        return zoo.agent_folder(entry, local_files_only=local_files_only, cache_dir=cache_dir)
     return resolve_source(str(source), revision=revision, local_files_only=local_files_only, cache_dir=cache_dir)

@@ -2,6 +2,7 @@
 tests marked slow (long physics episodes, real training, subprocesses with their own interpreters, Ray)."""
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -32,3 +33,23 @@ def cartpole_model(tmp_path_factory):
 def offline_hub(monkeypatch):
     """HF_HUB_OFFLINE=1: the zoo and the Hub cache only, as on a machine without network."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def torch_free_python() -> Path:
+    """The Python of an environment holding only the built wheel (no torch, no zoo files): `.ci/run` builds it and
+    names it in MRQ_TORCH_FREE_PYTHON. Outside CI the tests that need it skip without it; in CI (CI=true) they fail.
+    To build it locally:
+
+        pip wheel --no-deps -w /tmp/dist . && python3 -m venv /tmp/mrq-notorch
+        /tmp/mrq-notorch/bin/pip install /tmp/dist/mrq_agents-*.whl
+        MRQ_TORCH_FREE_PYTHON=/tmp/mrq-notorch/bin/python pytest tests/test_torch_free.py tests/test_wheel.py
+    """
+    path = os.environ.get("MRQ_TORCH_FREE_PYTHON")
+    if not path:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("MRQ_TORCH_FREE_PYTHON is not set: .ci/run must build the torch-free environment")
+        pytest.skip("no torch-free environment (set MRQ_TORCH_FREE_PYTHON; see tests/conftest.py)")
+    if not Path(path).is_file():
+        pytest.fail(f"MRQ_TORCH_FREE_PYTHON={path} does not exist")
+    return Path(path)

@@ -1,10 +1,11 @@
 """Ecosystem conventions: gymnasium's env checker, `module:EnvId` ids with --env-kwargs for custom envs, the
-package data a non-editable install ships, `mrq --version`, and choices listed in --help."""
+zoo index a non-editable install ships, `mrq --version`, and choices listed in --help."""
 
-import glob
 import json
+import os
 import subprocess
 import textwrap
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -116,24 +117,32 @@ def test_bad_env_kwargs_and_modules_are_one_line(tmp_path):
         assert line.startswith("error: ") and fragment in line, line
 
 
-def test_package_data_ships_every_bundled_file():
-    """What the cards link (learning_curve.png, metrics.csv) must be in a non-editable install too."""
+def test_the_wheel_carries_the_zoo_index_not_its_files(tmp_path):
+    """pyproject ships zoo/manifest.json only; what an entry's card links is among the files its Hub repo gets; and
+    the check CI runs on the built wheel (tools/check_wheel.py) refuses agent files and size."""
+    from helpers.tools import load_tool
+
     patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
-    zoo_dir = ROOT / "zoo"
-    shipped = {
-        Path(p) for pattern in patterns["mrq_agents.zoo"] for p in glob.glob(pattern, root_dir=zoo_dir, recursive=True)
-    }
-    bundled = {
-        p.relative_to(zoo_dir)
-        for p in zoo_dir.rglob("*")
-        if p.is_file() and p.suffix != ".py" and "__pycache__" not in p.parts
-    }
-    assert bundled - shipped == set()
+    assert patterns["mrq_agents.zoo"] == ["manifest.json"]
     for entry in zoo.entries():
-        card = (zoo.bundled_folder(entry) / "README.md").read_text()
+        card = (zoo.checkout_folder(entry) / "README.md").read_text()
         for linked in ("learning_curve.png", "metrics.csv"):
             if linked in card:
-                assert Path(entry["folder"]) / linked in shipped
+                assert linked in entry["files"], (entry["folder"], linked)
+    check = load_tool("check_wheel")
+    small, large = tmp_path / "small-0-py3-none-any.whl", tmp_path / "large-0-py3-none-any.whl"
+    with zipfile.ZipFile(small, "w") as archive:
+        archive.writestr("mrq_agents/zoo/manifest.json", "{}")
+    with zipfile.ZipFile(large, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr("mrq_agents/zoo/x/model.safetensors", os.urandom(check.LIMIT_BYTES))
+        archive.writestr("mrq_agents/zoo/x/replay.mp4", b"mp4")
+    assert check.problems(small) == []
+    assert check.problems(large) == [
+        f"{large.name} is 5.0 MB, over the 5 MB limit",
+        f"{large.name} holds mrq_agents/zoo/x/model.safetensors",
+        f"{large.name} holds mrq_agents/zoo/x/replay.mp4",
+    ]
+    assert check.main([str(small)]) == 0 and check.main([str(large)]) == 1
 
 
 def test_version():

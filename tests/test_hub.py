@@ -6,7 +6,6 @@ scenario runs the client in a fresh subprocess whose environment sets them: the 
 """
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from helpers.hub_server import HubServer
+from helpers.hub_server import HubServer, client_env
 from mrq_agents.errors import CheckpointError
 from mrq_agents.hub import push_folder, resolve_source
 
@@ -25,10 +24,11 @@ DOWNLOADED = [
     "README.md",
     "actor.onnx",
     "config.json",
+    "metrics.csv",
     "model.safetensors",
     "results.json",
 ]  # what resolve_source fetches
-UPLOADED = DOWNLOADED + ["learning_curve.png", "metrics.csv", "replay.mp4"]  # what push_folder sends
+UPLOADED = DOWNLOADED + ["learning_curve.png", "replay.mp4"]  # what push_folder sends
 NOT_UPLOADED = ["checkpoint.safetensors", "events.out.tfevents.1700000000.host.123.0"]
 MODEL_CARD = """---
 library_name: mrq-agents
@@ -115,20 +115,7 @@ def export_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def hf_env(tmp_path: Path) -> dict:
     """The subprocess environment: a fresh HF cache, a dummy token, no telemetry; HF_ENDPOINT is added per test."""
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_")) and k != "TRANSFORMERS_OFFLINE"
-    }
-    home = tmp_path / "hf_home"
-    env.update(
-        HF_HOME=str(home),
-        HF_HUB_CACHE=str(home / "hub"),
-        HF_TOKEN=TOKEN,
-        HF_HUB_DISABLE_TELEMETRY="1",
-        HF_HUB_DISABLE_PROGRESS_BARS="1",
-        NO_PROXY="127.0.0.1,localhost",
-        no_proxy="127.0.0.1,localhost",
-    )
-    return env
+    return client_env(tmp_path / "hf_home", TOKEN)
 
 
 def push(folder: Path, **kwargs) -> tuple[str, dict]:

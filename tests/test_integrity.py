@@ -37,7 +37,7 @@ def eval_error(folder) -> str:
 
 
 def test_export_with_overwritten_tensor_bytes_is_refused(tmp_path):
-    folder = shutil.copytree(zoo.bundled_folder(zoo.entries()[0]), tmp_path / "export")
+    folder = shutil.copytree(zoo.agent_folder(zoo.entries()[0]), tmp_path / "export")
     overwrite_tensor_bytes(folder / "model.safetensors")
     line = eval_error(folder)
     assert "does not match the weights_sha256 in its config.json" in line

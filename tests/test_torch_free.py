@@ -1,23 +1,19 @@
-"""Acting without torch, for real: in a virtual environment holding only the base install (`pip install
-mrq-agents`, no torch), zoo agents and export folders load with the ONNX backend, play, record, and act like the
-torch backend on the same observations; training says it needs torch.
-
-`.ci/run` builds that environment and names its Python in MRQ_TORCH_FREE_PYTHON. Outside CI the tests skip
-without it; in CI (CI=true) a missing environment fails. To run them locally:
-
-    python3 -m venv /tmp/mrq-notorch && /tmp/mrq-notorch/bin/pip install -e .
-    MRQ_TORCH_FREE_PYTHON=/tmp/mrq-notorch/bin/python pytest tests/test_torch_free.py
+"""Acting without torch, for real: in a virtual environment holding only the built wheel (`pip install
+mrq-agents`, no torch), zoo agents (downloaded from the loopback Hub, as a user gets them) and export folders load
+with the ONNX backend, play, record, and act like the torch backend on the same observations; training says it
+needs torch. The environment: the `torch_free_python` fixture (tests/conftest.py).
 """
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from helpers.hub_server import HubServer, client_env
 from helpers.model_folders import make_model_folder
+from helpers.zoo_hub import serve
 from mrq_agents import Policy, zoo
 
 pytestmark = pytest.mark.slow
@@ -27,20 +23,21 @@ EXPORTS = {"Pendulum-v1": "vector", "CartPole-v1": "discrete", "ALE/Pong-v5": "p
 
 
 @pytest.fixture(scope="module")
-def python():
-    path = os.environ.get("MRQ_TORCH_FREE_PYTHON")
-    if not path:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("MRQ_TORCH_FREE_PYTHON is not set: .ci/run must build the torch-free environment")
-        pytest.skip("no torch-free environment (set MRQ_TORCH_FREE_PYTHON; see this file's docstring)")
-    if not Path(path).is_file():
-        pytest.fail(f"MRQ_TORCH_FREE_PYTHON={path} does not exist")
-    return Path(path)
+def python(torch_free_python):
+    return torch_free_python
 
 
-def run(args, **kwargs):
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    return subprocess.run(args, capture_output=True, text=True, timeout=600, env=env, cwd=kwargs.get("cwd"))
+@pytest.fixture(scope="module")
+def hub_env(tmp_path_factory):
+    """The environment of a user whose zoo agents come from the Hub: every entry on the loopback Hub, an empty cache."""
+    with HubServer() as hub:
+        serve(hub, zoo.entries())
+        yield client_env(tmp_path_factory.mktemp("hf"), "hf_unused", HF_ENDPOINT=hub.url)
+
+
+def run(args, env, cwd):
+    env = {k: v for k, v in env.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    return subprocess.run(args, capture_output=True, text=True, timeout=600, env=env, cwd=cwd)
 
 
 def observations(policy, count=24):
@@ -55,7 +52,7 @@ def observations(policy, count=24):
     return np.stack(seen)
 
 
-def test_zoo_agents_and_exports_act_like_torch_without_torch(python, tmp_path):
+def test_zoo_agents_and_exports_act_like_torch_without_torch(python, hub_env, tmp_path):
     sources = {}
     for env_id, kind in EXPORTS.items():
         run_dir, _, _ = make_model_folder(tmp_path / f"{kind}-run", env_id)
@@ -75,7 +72,7 @@ def test_zoo_agents_and_exports_act_like_torch_without_torch(python, tmp_path):
                 "out": str(tmp_path / f"{len(cases)}-out.npy"),
             }
         )
-    result = run([str(python), str(CHILD), json.dumps(cases)], cwd=tmp_path)
+    result = run([str(python), str(CHILD), json.dumps(cases)], hub_env, tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["torch_imported"] is False
@@ -94,11 +91,12 @@ def test_zoo_agents_and_exports_act_like_torch_without_torch(python, tmp_path):
     assert zoo_return == 1000.0  # the zoo agent balances for the whole episode, as with torch
 
 
-def test_mrq_play_records_a_zoo_agent_without_torch(python, tmp_path):
+def test_mrq_play_records_a_zoo_agent_without_torch(python, hub_env, tmp_path):
     mrq = python.parent / "mrq"
     result = run(
         [str(mrq), "play", "InvertedPendulum-v4", "--episodes", "1", "--record", "--video-dir", str(tmp_path)],
-        cwd=tmp_path,
+        hub_env,
+        tmp_path,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     assert "episode 1: return 1000.00, 1000 steps" in result.stdout
@@ -115,8 +113,8 @@ def test_mrq_play_records_a_zoo_agent_without_torch(python, tmp_path):
         (["play", "InvertedPendulum-v4", "--backend", "torch"], "backend='torch'"),
     ],
 )
-def test_what_needs_torch_says_so_in_one_line(python, args, message, tmp_path):
-    result = run([str(python.parent / "mrq"), *args], cwd=tmp_path)
+def test_what_needs_torch_says_so_in_one_line(python, hub_env, args, message, tmp_path):
+    result = run([str(python.parent / "mrq"), *args], hub_env, tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error:") and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

@@ -1,5 +1,5 @@
-"""The bundled zoo: every entry loads offline by its repo id and reproduces its manifest score from the shipped
-files."""
+"""The zoo in a source checkout: every entry loads offline by its repo id from zoo/<entry>/ and reproduces its
+manifest score from those files (tests/test_zoo_hub.py: where else the files come from)."""
 
 import json
 
@@ -8,21 +8,9 @@ from typer.testing import CliRunner
 
 from mrq_agents import Policy, zoo
 from mrq_agents.cli import app
-from mrq_agents.files import sha256_file
 from mrq_agents.machine import fingerprint, score_disagreement
 
 ENTRIES = zoo.entries()
-
-
-def test_zoo_stays_installable():
-    """Paper-size entries are about 10 MiB each (compact weights of the encoder, value and policy; actor.onnx reads
-    its tensors from them) plus a replay video; the bundled zoo stays under 150 MiB."""
-    assert len(ENTRIES) >= 2
-    total = sum(p.stat().st_size for e in ENTRIES for p in (zoo.ZOO_DIR / e["folder"]).iterdir())
-    assert total < 150 * 2**20, f"bundled zoo is {total / 2**20:.1f} MiB"
-    assert {e["folder"] for e in ENTRIES} == {
-        p.name for p in zoo.ZOO_DIR.iterdir() if p.is_dir() and p.name != "__pycache__"
-    }
 
 
 def test_paper_size_entries_are_stored_compactly():
@@ -34,7 +22,7 @@ def test_paper_size_entries_are_stored_compactly():
     for entry in ENTRIES:
         if zoo.preset(entry) != "paper":
             continue
-        with safe_open(str(zoo.ZOO_DIR / entry["folder"] / "model.safetensors"), "pt") as f:
+        with safe_open(str(zoo.checkout_folder(entry) / "model.safetensors"), "pt") as f:
             dtypes = {k: f.get_slice(k).get_dtype() for k in f.keys()}
         assert {k for k, d in dtypes.items() if d == "F16"} == {k for k in dtypes if not is_acting_tensor(k)}, entry[
             "folder"
@@ -46,7 +34,7 @@ def test_breakout_is_in_the_zoo_and_evaluated_as_the_paper_does():
     entry = zoo.find_by_env("ALE/Breakout-v5")
     assert entry is not None and entry["repo_id"] == "mrq-agents/mrq-breakout"
     assert entry["score"]["deterministic"] is False and "--deterministic" not in entry["eval_command"]
-    assert "sampled argmax" in (zoo.ZOO_DIR / entry["folder"] / "README.md").read_text()
+    assert "sampled argmax" in (zoo.checkout_folder(entry) / "README.md").read_text()
 
 
 def _mrq_eval(args):
@@ -60,8 +48,8 @@ def _mrq_eval(args):
 def test_entry_reproduces_its_score_from_the_shipped_files(entry, offline_hub):
     """The exact files (sha256), then the score: to 6 significant digits on the kind of machine that recorded it,
     elsewhere within what another CPU's float32 rounding explains (mrq_agents.machine)."""
-    folder = zoo.bundled_folder(entry)
-    assert sha256_file(folder / "model.safetensors") == entry["sha256"]
+    folder = zoo.agent_folder(entry)
+    assert folder == zoo.checkout_folder(entry) and zoo.mismatches(entry, folder, list(entry["files"])) == []
     assert zoo.find_by_env(entry["env_id"])["repo_id"] == entry["repo_id"]
     measured = _mrq_eval(entry["eval_command"].split()[1:])  # mrq eval <repo id> --episodes N --seed S ...
     problem = score_disagreement(entry["score"], measured)
@@ -75,12 +63,6 @@ def test_the_same_machine_gives_the_same_score_twice(offline_hub):
     args = ["eval", zoo.find_by_env("HalfCheetah-v4")["repo_id"], "--episodes", "2", "--seed", "3"]
     first, again = _mrq_eval(args), _mrq_eval(args)
     assert first["returns"] == again["returns"] and first["machine"] == again["machine"] == fingerprint("torch")
-
-
-def test_tampered_weights_are_refused(tmp_path, monkeypatch):
-    entry = dict(ENTRIES[0], sha256="0" * 64)
-    with pytest.raises(Exception, match="does not match the zoo manifest's sha256"):
-        zoo.bundled_folder(entry)
 
 
 def test_policy_from_zoo_repo_id_is_offline(offline_hub):

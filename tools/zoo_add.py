@@ -5,21 +5,22 @@
 
 Exports the run with `Policy.save_pretrained`, then evaluates the *shipped* folder (10 episodes, seed 0, no
 exploration noise; discrete actions sampled as the paper does, continuous ones deterministic), records
-replay.mp4 (one episode, seed 0) from it, and writes that score, the training command and the weights' sha256 in
-zoo/manifest.json. tests/test_zoo.py re-runs the evaluation and checks it reproduces the manifest.
+replay.mp4 (one episode, seed 0) from it, and writes that score, the training command and every file's sha256 and
+size in zoo/manifest.json (the package ships the manifest; `mrq zoo push` uploads the folder to the entry's repo).
+tests/test_zoo.py re-runs the evaluation and checks it reproduces the manifest.
 
 Paper-size weights are stored compactly (`save_pretrained(compact=True)`): float32 for what acting reads (the
 state encoder and the policy), float16 for the rest (critics, the encoder's model layers; only fine-tuning reads
 them), so the score is that of the float32 agent exactly and an entry is about a quarter smaller. `--fp32`
 keeps everything float32. `--compact-only` rewrites an entry's shipped weights that way (and its actor.onnx,
-config.json, card and manifest sha256), leaving its score as measured; tests/test_zoo.py re-measures it.
+config.json, card and manifest sha256s), leaving its score as measured; tests/test_zoo.py re-measures it.
 
 `--remeasure` evaluates an entry's shipped files again on this machine, as above, and writes that score with the
 machine's fingerprint (mrq_agents.machine) into results.json, the card and the manifest; `--record` with it also
 records replay.mp4 again (after a change to how videos are drawn). The weights and their sha256 stay as they are.
 
 `--onnx-only` exports actor.onnx from an entry's shipped weights and re-renders its model card (which lists
-it, and updates the entry's `bytes`); the weights, their sha256, config.json and the measured score stay as
+it, and updates the manifest's file records); the weights, their sha256, config.json and the measured score stay as
 they are. That is how
 the entries bundled before ONNX export got their actor.onnx. Deterministic: the same weights give the same file.
 """
@@ -30,7 +31,7 @@ import argparse
 import json
 from pathlib import Path
 
-from mrq_agents import Policy
+from mrq_agents import Policy, zoo
 from mrq_agents.export import eval_command
 from mrq_agents.files import sha256_file
 
@@ -85,12 +86,13 @@ def score_record(results: dict) -> dict:
     return {k: results[k] for k in ("mean", "std", "episodes", "seed", "deterministic", "machine")}
 
 
-def files_record(folder: Path) -> dict[str, int | str]:
-    """The manifest's record of an entry's files: the weights' sha256 and the folder's size in bytes."""
-    return {
-        "sha256": sha256_file(folder / "model.safetensors"),
-        "bytes": sum(p.stat().st_size for p in folder.iterdir()),
-    }
+def files_record(folder: Path) -> dict:
+    """The manifest's record of an entry's files (sha256 and size of each) and what `mrq zoo list` and
+    `find_other_version` read from its config without the files: its preset and spaces."""
+    from mrq_agents.config import preset_name
+
+    config = json.loads((folder / "config.json").read_text())
+    return {"preset": preset_name(config["algorithm"]), "spaces": config["spaces"], "files": zoo.file_records(folder)}
 
 
 def main() -> None:

@@ -1,20 +1,31 @@
-"""The zoo: pretrained MR.Q agents bundled with the package (installed as `mrq_agents.zoo`).
+"""The zoo: pretrained MR.Q agents, one Hub repo each; the package carries their index (installed as
+`mrq_agents.zoo`).
 
-`manifest.json` maps each env id to its Hub repo id, the command that trained it, its measured score and
-the sha256 of its weights (the paper's reference comes from `mrq_agents.paper`); the entry's export folder lies
-beside it, so `mrq play <env>` and `Policy.from_pretrained(<zoo repo id>)` work offline.
+`manifest.json` holds, for each entry, its env id, Hub repo id, the command that trained it, its measured score,
+its preset and spaces, and the sha256 and size of every file of its export folder (the paper's reference comes
+from `mrq_agents.paper`). The files themselves come from, in this order:
+
+1. the entry's folder beside the manifest (`zoo/<entry>/` of a source checkout installed with `pip install -e .`);
+2. huggingface_hub's cache (filled by an earlier download or by `mrq zoo pull`);
+3. a download from the entry's Hub repo.
+
+Wherever they came from, the files acting needs are checked against the manifest's sha256 before anything is
+loaded; a file that does not match is removed from the cache and nothing loads.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from mrq_agents.errors import CheckpointError, MRQError, UnsupportedEnvError
+from mrq_agents.files import MODEL_FILE, sha256_file
+from mrq_agents.hub import DOWNLOAD_PATTERNS
 
 ZOO_DIR = Path(__file__).parent
 MANIFEST = ZOO_DIR / "manifest.json"
+CHECKOUT, CACHE, HUB = "checkout", "cache", "hub"  # where an entry's files are (`location`)
 
 
 def entries() -> list[dict[str, Any]]:
@@ -58,11 +69,7 @@ def find_other_version(env_id: str) -> dict[str, Any] | None:
         spec = EnvSpec.from_env(env, wanted.frame_stack).to_dict()
     finally:
         env.close()
-    for entry in candidates:
-        config = ZOO_DIR / entry["folder"] / "config.json"
-        if config.exists() and json.loads(config.read_text())["spaces"] == spec:
-            return entry
-    return None
+    return next((entry for entry in candidates if entry["spaces"] == spec), None)
 
 
 def play_id(entry: dict[str, Any]) -> str:
@@ -79,31 +86,172 @@ def find_by_repo(repo_id: str) -> dict[str, Any] | None:
 
 
 def preset(entry: dict[str, Any]) -> str:
-    """The training preset of an entry ('paper', 'small' or 'custom'), read from its bundled config.json."""
-    from mrq_agents.config import preset_name
-
-    config = ZOO_DIR / entry["folder"] / "config.json"
-    if not config.exists():
-        return "unknown"
-    return preset_name(json.loads(config.read_text())["algorithm"])
+    """The training preset of an entry: 'paper', 'small' or 'custom'."""
+    return entry["preset"]
 
 
-def bundled_folder(entry: dict[str, Any]) -> Path:
-    """The entry's bundled export folder, after checking its weights against the manifest's sha256."""
-    from mrq_agents.files import sha256_file
+def select(names: list[str], everything: bool) -> list[dict[str, Any]]:
+    """The entries that `mrq zoo pull/push ENV ... | --all` name: env ids (as `mrq play` takes them) or repo ids."""
+    if everything:
+        if names:
+            raise MRQError("pass env ids or --all, not both")
+        return entries()
+    if not names:
+        raise MRQError("name the zoo agents (env ids as `mrq zoo list` shows them), or pass --all")
+    chosen = []
+    for name in names:
+        entry = find_by_repo(name) or _find_by_env_quietly(name)
+        if entry is None:
+            have = ", ".join(play_id(e) for e in entries())
+            raise UnsupportedEnvError(f"the zoo has no agent for {name!r}; zoo envs: {have} (`mrq zoo list`)")
+        if entry not in chosen:
+            chosen.append(entry)
+    return chosen
 
+
+def _find_by_env_quietly(name: str) -> dict[str, Any] | None:
+    try:
+        return find_by_env(name)
+    except MRQError:  # not an env id at all
+        return None
+
+
+# ---------------------------------------------------------------- the files of an entry
+def file_records(folder: Path) -> dict[str, dict[str, Any]]:
+    """{file name: {"sha256", "bytes"}} for every file of an export folder: the manifest's record of an entry."""
+    return {
+        p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+        for p in sorted(Path(folder).iterdir())
+        if p.is_file()
+    }
+
+
+def needed_files(entry: dict[str, Any]) -> list[str]:
+    """The files of an entry that loading and acting read (what a download fetches; videos and curves stay put)."""
+    return [name for name in entry["files"] if name in DOWNLOAD_PATTERNS]
+
+
+def download_bytes(entry: dict[str, Any]) -> int:
+    """The size of the files a download of the entry fetches."""
+    return sum(entry["files"][name]["bytes"] for name in needed_files(entry))
+
+
+def mismatches(entry: dict[str, Any], folder: Path, names: list[str] | None = None) -> list[str]:
+    """The files among `names` (default: the needed ones) that are missing from `folder` or whose sha256 differs
+    from the manifest's."""
+    bad = []
+    for name in needed_files(entry) if names is None else names:
+        path = folder / name
+        if not path.is_file() or sha256_file(path) != entry["files"][name]["sha256"]:
+            bad.append(name)
+    return bad
+
+
+def checkout_folder(entry: dict[str, Any]) -> Path | None:
+    """The entry's folder beside the manifest, when this install is a source checkout that has it."""
     folder = ZOO_DIR / entry["folder"]
-    weights = folder / "model.safetensors"
-    if not weights.exists():
+    return folder if (folder / MODEL_FILE).is_file() else None
+
+
+def cached_folder(entry: dict[str, Any], cache_dir: str | None = None) -> Path | None:
+    """The Hub cache's snapshot of the entry's repo (main) when it holds every needed file, else None (no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    folders = set()
+    for name in needed_files(entry):
+        path = try_to_load_from_cache(entry["repo_id"], name, cache_dir=cache_dir)
+        if not isinstance(path, str):
+            return None
+        folders.add(Path(path).parent)
+    return folders.pop() if len(folders) == 1 else None
+
+
+def location(entry: dict[str, Any], cache_dir: str | None = None) -> tuple[str, Path | None]:
+    """(CHECKOUT, folder), (CACHE, folder) or (HUB, None): where `agent_folder` would take the entry's files from,
+    checked against the manifest (reads files, never the network)."""
+    folder = checkout_folder(entry)
+    if folder is not None:
+        return CHECKOUT, folder
+    folder = cached_folder(entry, cache_dir)
+    if folder is not None and not mismatches(entry, folder):
+        return CACHE, folder
+    return HUB, None
+
+
+def agent_folder(entry: dict[str, Any], local_files_only: bool | None = None, cache_dir: str | None = None) -> Path:
+    """The folder of a zoo agent's files, checked against the manifest: the checkout's, the Hub cache's, or a fresh
+    download's (in that order). One-line CheckpointError when the files do not match or cannot be had."""
+    from mrq_agents.hub import is_offline
+
+    folder = checkout_folder(entry)
+    if folder is not None:
+        bad = mismatches(entry, folder)
+        if bad:
+            raise CheckpointError(
+                f"{folder / bad[0]} does not match the zoo manifest's sha256: the checkout's zoo files were "
+                f"changed; restore them with `git checkout -- {ZOO_DIR.name}/{entry['folder']}`"
+            )
+        return folder
+    folder = cached_folder(entry, cache_dir)
+    if folder is not None and not _discard_mismatches(entry, folder):
+        return folder
+    if is_offline(local_files_only):
         raise CheckpointError(
-            f"the zoo entry {entry['repo_id']} is not bundled in this install ({folder} is "
-            "missing): reinstall mrq-agents"
+            f"the zoo agent {entry['repo_id']} is not in the Hub cache and the Hub is offline (HF_HUB_OFFLINE=1 or "
+            f"local_files_only): run `mrq zoo pull {play_id(entry)}` once online (on an offline machine, copy "
+            "the Hub cache, HF_HOME, from a machine that pulled it)"
         )
-    if sha256_file(weights) != entry["sha256"]:
+    return pull(entry, cache_dir=cache_dir)
+
+
+def pull(entry: dict[str, Any], cache_dir: str | None = None, on_bytes: Callable[[int], None] | None = None) -> Path:
+    """Download the entry's needed files into the Hub cache (what is cached and intact is kept), check them against
+    the manifest and return the snapshot folder. `on_bytes(n)` is called as bytes arrive."""
+    from mrq_agents.hub import download_files
+
+    folder = download_files(entry["repo_id"], needed_files(entry), cache_dir=cache_dir, on_bytes=on_bytes)
+    bad = _discard_mismatches(entry, folder)
+    if bad:
         raise CheckpointError(
-            f"{weights} does not match the zoo manifest's sha256: the install is corrupt, reinstall mrq-agents"
+            f"{bad[0]} of the zoo agent {entry['repo_id']}, as downloaded from the Hub, does not match the zoo "
+            "manifest's sha256: nothing was loaded and the file was removed from the cache; upgrade mrq-agents "
+            "(`pip install -U mrq-agents`) if the agent was updated, else report it"
         )
     return folder
+
+
+def _discard_mismatches(entry: dict[str, Any], folder: Path) -> list[str]:
+    """The needed files of a cache snapshot that do not match the manifest; those are deleted from the cache
+    (the snapshot's link and the blob behind it), so that nothing keeps them as good."""
+    bad = mismatches(entry, folder)
+    for name in bad:
+        path = folder / name
+        blob = path.resolve()
+        path.unlink(missing_ok=True)
+        if blob != path:
+            blob.unlink(missing_ok=True)
+    return bad
+
+
+def push(entry: dict[str, Any], token: str | None = None) -> str:
+    """Upload the checkout's folder of an entry to its repo id (the files `mrq push` sends); refuses a folder
+    whose files do not match the manifest. Returns the commit URL."""
+    from mrq_agents.hub import push_folder
+
+    folder = checkout_folder(entry)
+    if folder is None:
+        raise CheckpointError(
+            f"the zoo agent {entry['repo_id']} has no folder here ({ZOO_DIR / entry['folder']}): "
+            "`mrq zoo push` runs in a source checkout of mrq-agents, where the zoo's entries are made"
+        )
+    on_disk = {p.name for p in folder.iterdir() if p.is_file()}
+    bad = mismatches(entry, folder, list(entry["files"])) + sorted(on_disk - set(entry["files"]))
+    if bad:
+        raise CheckpointError(
+            f"{folder / bad[0]} does not match the zoo manifest ({len(bad)} file(s) differ, are missing or are "
+            "not listed): nothing was pushed; restore the folder or record it with tools/zoo_add.py"
+        )
+    return push_folder(folder, entry["repo_id"], commit_message=f"mrq zoo push: {entry['env_id']}", token=token)
 
 
 def play_source(target: str, model: str | None = None) -> tuple[str, str | None]:

@@ -9,6 +9,8 @@ the NDJSON commit body and never uses LFS or Xet (no X-Xet-* headers are ever se
 Every commit gets a new 40-hex sha; "main" points at the latest; any commit sha works as a revision (there are no
 other branches or tags: commits always go on top of main).
 Writes need `Authorization: Bearer <token>` when `token` is set; reads are public.
+`hub.stall(name, after)` makes the next download of a file called `name` stop after `after` bytes until
+`hub.release()` (or the server's end): a download cut half-way, for a test to kill the client there.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 GITATTRIBUTES = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"  # what the Hub puts in a new repo
@@ -29,6 +33,25 @@ API = re.compile(
     r"(?:/(?P<op>revision|tree|preupload|commit)/(?P<rev>[^/]+))?(?P<rest>/.*)?$"
 )
 RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
+
+
+def client_env(home: Path, token: str, **extra: str) -> dict[str, str]:
+    """A Hub client's environment: a fresh HF cache under `home`, `token`, no telemetry or progress bars and none of
+    this shell's HF_ settings. huggingface_hub reads these once, when imported: give them to a subprocess and add
+    HF_ENDPOINT=hub.url (or HF_HUB_OFFLINE=1)."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_")) and k != "TRANSFORMERS_OFFLINE"
+    }
+    env.update(
+        HF_HOME=str(home),
+        HF_HUB_CACHE=str(home / "hub"),
+        HF_TOKEN=token,
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+        NO_PROXY="127.0.0.1,localhost",
+        no_proxy="127.0.0.1,localhost",
+    )
+    return {**env, **extra}
 
 
 def git_blob_sha(data: bytes) -> str:
@@ -52,6 +75,8 @@ class HubServer:
 
     def __init__(self, token: str | None = None):
         self.token, self.repos, self.lock = token, {}, threading.Lock()
+        self.stalls: dict[str, int] = {}  # file name -> bytes to send before stalling (once)
+        self.stalled, self.released = threading.Event(), threading.Event()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._httpd.hub = self
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
@@ -62,8 +87,18 @@ class HubServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.release()
         self._httpd.shutdown()
         self._httpd.server_close()
+
+    def stall(self, name: str, after: int) -> threading.Event:
+        """Stop the next GET of a file called `name` after `after` bytes; the returned event is set once it has."""
+        self.stalls[name] = after
+        return self.stalled
+
+    def release(self) -> None:
+        """Let a stalled download go on (its client may be gone by then)."""
+        self.released.set()
 
     def create(self, repo_id: str, private: bool = False) -> None:
         with self.lock:
@@ -101,14 +136,19 @@ class _Handler(BaseHTTPRequestHandler):
     def hub(self) -> HubServer:
         return self.server.hub
 
-    def _send(self, status: int, body: bytes = b"", headers: dict | None = None, head: bool = False) -> None:
+    def _send(
+        self, status: int, body: bytes = b"", headers: dict | None = None, head: bool = False, partial: bool = False
+    ) -> None:
+        """The response; `partial`: `headers` carry the whole body's Content-Length and `body` is its first part."""
         self.send_response(status)
         for key, value in (headers or {}).items():
             self.send_header(key, value)
-        self.send_header("Content-Length", str(len(body)))
+        if not partial:
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if not head:
             self.wfile.write(body)
+            self.wfile.flush()
 
     def _json(self, status: int, obj, headers: dict | None = None) -> None:
         self._send(status, json.dumps(obj).encode(), {"Content-Type": "application/json", **(headers or {})})
@@ -192,7 +232,16 @@ class _Handler(BaseHTTPRequestHandler):
             start, end = int(m[1]), int(m[2]) if m[2] else len(data) - 1
             headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
             data, status = data[start : end + 1], 206
-        self._send(status, data, headers, head=head)
+        after = None if head else self.hub.stalls.pop(filename.rsplit("/", 1)[-1], None)
+        if after is None:
+            return self._send(status, data, headers, head=head)
+        self._send(status, data[:after], {**headers, "Content-Length": str(len(data))}, partial=True)
+        self.hub.stalled.set()
+        self.hub.released.wait()
+        try:
+            self.wfile.write(data[after:])
+        except OSError:  # the client was killed while it waited
+            self.close_connection = True
 
     # ---------------------------------------------------------------- POST
     def do_POST(self) -> None:
