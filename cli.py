@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, List, Optional
 
 import typer
+from typer.core import TyperCommand
 
 from mrq_agents import display, zoo
 from mrq_agents.config import preset_config
@@ -21,9 +22,19 @@ from mrq_agents.deps import require_torch
 from mrq_agents.errors import MRQError, os_error_message
 from mrq_agents.files import CHECKPOINT_FILE, METRICS_FILE
 
+
+class PlainUsage(TyperCommand):
+    """A command whose usage line names its arguments plainly, `mrq train [OPTIONS] ENV`, where typer writes
+    required ones in braces (`{ENV}`)."""
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        return [piece.replace("{", "").replace("}", "") for piece in super().collect_usage_pieces(ctx)]
+
+
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}  # the commands' subcommands inherit them
 app = typer.Typer(
-    add_completion=False,
     no_args_is_help=True,
+    context_settings=HELP_OPTIONS,
     rich_markup_mode=None,
     help="MR.Q: train, evaluate and share general-purpose model-free RL agents.",
 )
@@ -88,11 +99,12 @@ def _friendly_errors(command: Callable) -> Callable:
     return wrapper
 
 
-@app.command()
+@app.command(cls=PlainUsage)
 @_friendly_errors
 def train(
     env: str = typer.Argument(
         ...,
+        metavar="ENV",
         help="Gymnasium id (Pendulum-v1, HalfCheetah-v4), module:EnvId for a custom env "
         "(imports the module that registers it), dm_control/<domain>-<task>-v0, "
         "ALE/<Game>-v5, or a paper alias (Gym-HalfCheetah-v4, Dmc-walker-walk, "
@@ -254,10 +266,12 @@ def _interrupted(stop, env: str, out: Path) -> None:
     raise typer.Exit(128 + signum)
 
 
-@app.command()
+@app.command(cls=PlainUsage)
 @_friendly_errors
 def finetune(
-    source: str = typer.Argument(..., help="A pretrained agent: export or run folder, zoo id or Hub repo id."),
+    source: str = typer.Argument(
+        ..., metavar="SOURCE", help="A pretrained agent: export or run folder, zoo id or Hub repo id."
+    ),
     env: str = typer.Option(..., help="The env to fine-tune on (any id `mrq train` accepts)."),
     steps: int = typer.Option(..., help="Env steps of fine-tuning."),
     out: Path = typer.Option(..., help="Run folder to write (a normal, resumable run folder)."),
@@ -268,9 +282,8 @@ def finetune(
     ),
     warmup_steps: Optional[int] = typer.Option(
         None,
-        help="Random-action steps before updates. [default: the "
-        "source config's warm-up; a tenth of it learned more slowly, see "
-        "docs/finetune.md]",
+        help="Steps before the first update, acting as --warmup-actions says. [default: the source config's "
+        "warm-up; a tenth of it learned more slowly, see docs/finetune.md]",
     ),
     warmup_actions: str = typer.Option(
         "policy",
@@ -300,7 +313,9 @@ def finetune(
     revision: Optional[str] = typer.Option(None, help="Hub revision of SOURCE."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     fast: Optional[bool] = typer.Option(None, "--fast/--no-fast", help=FAST_HELP),
-    precision: str = typer.Option("auto", help=PRECISION_HELP.replace("; with --resume the run's own", "")),
+    precision: str = typer.Option(
+        "auto", help=PRECISION_HELP.replace("; with --resume the run's own", ""), show_default=False
+    ),
     eval_every: Optional[int] = typer.Option(None, help="Evaluate every N steps. [default: per benchmark]"),
     eval_episodes: Optional[int] = typer.Option(None, help="Episodes per evaluation. [default: 10]"),
     checkpoint_every: Optional[int] = typer.Option(
@@ -340,7 +355,7 @@ def finetune(
     _run(trainer, env, out)
 
 
-@app.command("config")
+@app.command("config", cls=PlainUsage)
 @_friendly_errors
 def show_config(
     preset: str = typer.Option("paper", help="One of: paper, small."),
@@ -353,10 +368,12 @@ def show_config(
         typer.echo(f"{f.name:<20} {str(getattr(config, f.name)):<10} {f.metadata['help']}")
 
 
-@app.command("eval")
+@app.command("eval", cls=PlainUsage)
 @_friendly_errors
 def evaluate(
-    source: str = typer.Argument(..., help="A run folder of `mrq train`, an export folder, a zoo id or a Hub repo id."),
+    source: str = typer.Argument(
+        ..., metavar="SOURCE", help="A run folder of `mrq train`, an export folder, a zoo id or a Hub repo id."
+    ),
     episodes: int = typer.Option(10, help="Episodes to play."),
     seed: int = typer.Option(0, help="Seed of the evaluation episodes."),
     deterministic: bool = typer.Option(
@@ -368,9 +385,10 @@ def evaluate(
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     threads: Optional[int] = typer.Option(None, help=ACT_THREADS_HELP),
-    backend: str = typer.Option("auto", help=BACKEND_HELP),
+    backend: str = typer.Option("auto", help=BACKEND_HELP, show_default=False),
 ) -> None:
     """Evaluate saved weights with the paper's protocol (no exploration noise) and print mean ± std return."""
+    from mrq_agents.episodes import episodes_text
     from mrq_agents.paper import protocol_note
     from mrq_agents.policy import Policy
 
@@ -385,7 +403,7 @@ def evaluate(
         typer.echo(json.dumps({**result, "paper": dataclasses.asdict(place)}))
     else:
         typer.echo(
-            f"{result['env_id']}: return {result['mean']:.2f} ± {result['std']:.2f} over {episodes} episodes "
+            f"{result['env_id']}: return {result['mean']:.2f} ± {result['std']:.2f} over {episodes_text(episodes)} "
             f"(seed {seed}, {'deterministic' if result['deterministic'] else 'stochastic'} policy) | vs paper: "
             f"{place.text()}"
             + (f" (this agent: {place.step:,} steps)" if place.step else "")
@@ -402,10 +420,10 @@ def _paper_placement(policy, score: float):
     return placement(policy.env_config, steps, score)
 
 
-@app.command("export")
+@app.command("export", cls=PlainUsage)
 @_friendly_errors
 def export_(
-    run_dir: Path = typer.Argument(..., help="A run folder of `mrq train` (or an export folder)."),
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A run folder of `mrq train` (or an export folder)."),
     out: Path = typer.Option(..., help="Export folder to write (one folder = one Hub repo)."),
     episodes: int = typer.Option(10, help="Evaluation episodes for results.json and the model card."),
     seed: int = typer.Option(0, help="Seed of the evaluation episodes."),
@@ -422,6 +440,7 @@ def export_(
     threads: Optional[int] = typer.Option(None, help=ACT_THREADS_HELP),
 ) -> None:
     """Evaluate a run's weights and write the export folder: weights, actor.onnx, config, model card, results."""
+    from mrq_agents.episodes import episodes_text
     from mrq_agents.paper import protocol_note
     from mrq_agents.policy import Policy
 
@@ -432,7 +451,7 @@ def export_(
     results = policy.evaluate(episodes=episodes, seed=seed, deterministic=deterministic, source="mrq export")
     place = _paper_placement(policy, results["mean"])
     typer.echo(
-        f"{results['env_id']}: return {results['mean']:.2f} ± {results['std']:.2f} over {episodes} episodes"
+        f"{results['env_id']}: return {results['mean']:.2f} ± {results['std']:.2f} over {episodes_text(episodes)}"
         f" | vs paper: {place.text()}{protocol_note(place, policy.spec.discrete, results['deterministic'])}"
     )
     out.mkdir(parents=True, exist_ok=True)
@@ -443,10 +462,10 @@ def export_(
     typer.echo(f"exported to {out}")
 
 
-@app.command()
+@app.command(cls=PlainUsage)
 @_friendly_errors
 def push(
-    source: Path = typer.Argument(..., help="An export folder (from `mrq export`) or a run folder."),
+    source: Path = typer.Argument(..., metavar="SOURCE", help="An export folder (from `mrq export`) or a run folder."),
     repo_id: str = typer.Option(..., help="Hub repo id, ORG/NAME."),
     private: bool = typer.Option(False, "--private", help="Create the repo as private."),
     message: str = typer.Option("Upload MR.Q agent", help="Commit message."),
@@ -469,10 +488,12 @@ def push(
     typer.echo(f"pushed {source} to {url}")
 
 
-@app.command()
+@app.command(cls=PlainUsage)
 @_friendly_errors
 def play(
-    target: str = typer.Argument(..., help="An env id (plays the zoo's agent for it) or a model source."),
+    target: str = typer.Argument(
+        ..., metavar="TARGET", help="An env id (plays the zoo's agent for it) or a model source."
+    ),
     model: Optional[str] = typer.Option(None, help="Model source: export or run folder, zoo id or Hub repo id."),
     episodes: int = typer.Option(1, help="Episodes to play."),
     record: bool = typer.Option(False, "--record", help="Write an mp4 per episode (works headless)."),
@@ -482,7 +503,7 @@ def play(
     revision: Optional[str] = typer.Option(None, help="Hub revision (branch, tag or commit) of the model."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     threads: Optional[int] = typer.Option(None, help=ACT_THREADS_HELP),
-    backend: str = typer.Option("auto", help=BACKEND_HELP),
+    backend: str = typer.Option("auto", help=BACKEND_HELP, show_default=False),
 ) -> None:
     """Play an agent: `mrq play InvertedPendulum-v4 --record`, `mrq play org/repo`, `mrq play ENV --model DIR`."""
     from mrq_agents.policy import Policy
@@ -521,7 +542,7 @@ zoo_app = typer.Typer(help="The zoo of pretrained agents bundled with mrq-agents
 app.add_typer(zoo_app, name="zoo")
 
 
-@zoo_app.command("list")
+@zoo_app.command("list", cls=PlainUsage)
 def zoo_list() -> None:
     """The zoo's entries: env, steps, measured score, and the paper's mean (IQR) at the same steps."""
     from mrq_agents.paper import paper_env_name, placement
@@ -568,11 +589,12 @@ def zoo_list() -> None:
     display.print_table(rows)
 
 
-@app.command()
+@app.command(cls=PlainUsage)
 @_friendly_errors
 def sweep(
     spec: Path = typer.Argument(
         ...,
+        metavar="SPEC",
         help="A TOML spec: [defaults] and [[runs]] groups of envs x seeds (keys are "
         "`mrq train`'s options with underscores; `set` lists --set overrides).",
     ),
@@ -684,11 +706,12 @@ def _sweep_summary(records: list[dict]) -> None:
             typer.echo(f"{r['name']}: " + "; ".join(r["events"]))
 
 
-@app.command("report")
+@app.command("report", cls=PlainUsage)
 @_friendly_errors
 def report_(
     sources: List[Path] = typer.Argument(
         ...,
+        metavar="SOURCES",
         help="Run folders, sweep folders (searched for run folders) and/or export folders (zoo entries, Hub "
         "downloads).",
     ),

@@ -130,6 +130,9 @@ def parse_assignments(assignments: Iterable[str]) -> dict[str, str]:
     return changes
 
 
+KIND_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false"}  # a field's type, as a message says it
+
+
 def _coerce(cls: type, name: str, value: Any) -> Any:
     """Convert a string (from the command line) or JSON value to the field's declared type."""
     kind = {f.name: f.type for f in dataclasses.fields(cls)}[name]
@@ -150,7 +153,7 @@ def _coerce(cls: type, name: str, value: Any) -> Any:
         if kind == "float":
             return float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name} expects a {kind}, got {value!r}") from None
+        raise ConfigError(f"{name} expects {KIND_WORDS[kind]}, got {value!r}") from None
     return value
 
 

@@ -14,6 +14,11 @@ import numpy as np
 TRAIN_STREAM, EVAL_STREAM = 0, 1  # independent episode-seed streams: training episodes, evaluation episodes
 
 
+def episodes_text(count: int) -> str:
+    """'1 episode', '10 episodes': a count of episodes as output and model cards say it."""
+    return f"{count} episode" if count == 1 else f"{count} episodes"
+
+
 def episode_seed(seed: int, *path: int) -> int:
     """A reproducible 32-bit env seed for episode `path` of run `seed` (independent streams per path)."""
     return int(np.random.SeedSequence([seed, *path]).generate_state(1)[0])

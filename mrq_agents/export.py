@@ -23,6 +23,7 @@ from typing import Any
 from mrq_agents.config import changed_fields, train_command
 from mrq_agents.envs import EnvConfig
 from mrq_agents.envs import describe as describe_env
+from mrq_agents.episodes import episodes_text
 from mrq_agents.files import (
     CARD_FILE,
     COPIED_FILES,
@@ -121,7 +122,7 @@ def render_card(
         "env_id": env.env_id,
         "repo_id": repo,
         "score": score,
-        "episodes": results["episodes"] if results else 0,
+        "episodes": episodes_text(results["episodes"] if results else 0),
         "eval_seed": results["seed"] if results else "-",
         "policy_mode": "deterministic" if deterministic else "stochastic (the paper's sampled argmax)",
         "eval_date": results.get("date", "-") if results else "-",

@@ -435,7 +435,7 @@ def test_unknown_env(tmp_path, env_id):
     [
         ("nosuchfield=1", ["'nosuchfield'"]),
         ("enc_hdm=64", ["'enc_hdm'", "did you mean 'enc_hdim'"]),
-        ("enc_hdim=abc", ["enc_hdim", "'abc'"]),
+        ("enc_hdim=abc", ["enc_hdim expects an integer", "'abc'"]),
         ("enc_hdim", ["name=value"]),
         ("enc_hdim=0", ["enc_hdim", ">= 1"]),
         ("enc_lr=-1", ["enc_lr", "> 0"]),
