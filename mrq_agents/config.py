@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from mrq_agents.errors import ConfigError
+from mrq_agents.errors import ConfigError, closest
 
 
 def _f(default: Any, help: str) -> Any:
@@ -112,8 +111,8 @@ class MRQConfig:
         base = self.to_dict()
         for name in changes:
             if name not in base:
-                close = difflib.get_close_matches(name, base, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else f"; known fields: {sorted(base)}"
+                near = closest(name, base)
+                hint = f"; did you mean {near!r}?" if near else f"; known fields: {sorted(base)}"
                 raise ConfigError(f"unknown config field {name!r}{hint}")
         return MRQConfig.from_dict({**base, **changes})
 

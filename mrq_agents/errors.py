@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import errno
+from typing import Iterable
 
 
 class MRQError(Exception):
@@ -25,6 +27,13 @@ def one_line(err: BaseException | str) -> str:
     """A library exception's message squeezed onto one short line, for use inside our own error messages."""
     text = " ".join(str(err).split()) or type(err).__name__
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+def closest(name: str, known: Iterable[str]) -> str | None:
+    """The known name nearest to a mistyped `name` (difflib's similarity, at least 0.6), or None: the one home of
+    the "did you mean ...?" that `--set` field names and zoo ids get."""
+    matches = difflib.get_close_matches(name, list(known), n=1)
+    return matches[0] if matches else None
 
 
 # errno -> what to do about it, for OSErrors that reach the command line (a full disk, a read-only folder, ...)

@@ -483,4 +483,5 @@ def resolve_model_folder(
     entry = zoo.find_by_repo(str(source))
     if entry is not None and revision is None:
         return zoo.bundled_folder(entry)
+    zoo.check_known(str(source))
     return resolve_source(str(source), revision=revision, local_files_only=local_files_only, cache_dir=cache_dir)

@@ -11,10 +11,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mrq_agents.errors import CheckpointError, MRQError, UnsupportedEnvError
+from mrq_agents.errors import CheckpointError, MRQError, UnsupportedEnvError, closest
 
 ZOO_DIR = Path(__file__).parent
 MANIFEST = ZOO_DIR / "manifest.json"
+NAMESPACE = "mrq-agents/"  # the zoo's repo ids: mrq-agents/<name>
 
 
 def entries() -> list[dict[str, Any]]:
@@ -76,6 +77,17 @@ def play_id(entry: dict[str, Any]) -> str:
 
 def find_by_repo(repo_id: str) -> dict[str, Any] | None:
     return next((e for e in entries() if e["repo_id"] == repo_id), None)
+
+
+def check_known(repo_id: str) -> None:
+    """A repo id in the zoo's namespace that names no entry (a typo) is a one-line error naming the nearest entry
+    and `mrq zoo list`, rather than a trip to the Hub."""
+    if not repo_id.startswith(NAMESPACE) or find_by_repo(repo_id) is not None:
+        return
+    names = {e["repo_id"][len(NAMESPACE) :]: e["repo_id"] for e in entries()}
+    near = closest(repo_id[len(NAMESPACE) :], names)
+    hint = f"did you mean {names[near]!r}? " if near else ""
+    raise CheckpointError(f"{repo_id!r} is not in the zoo; {hint}`mrq zoo list` lists its agents")
 
 
 def preset(entry: dict[str, Any]) -> str:
