@@ -137,3 +137,17 @@ def test_another_version_is_offered_only_with_the_same_spaces(monkeypatch):
     # An entry for v4 whose files have other spaces (Hopper's 11-D observations, 3-D actions) is not offered.
     monkeypatch.setattr(zoo, "entries", lambda: [dict(cheetah, folder="Hopper-v4")])
     assert zoo.find_other_version("HalfCheetah-v5") is None
+
+
+def test_a_missing_env_package_is_named_wherever_it_is_the_cause(monkeypatch, offline_hub):
+    """Without ale-py an Atari id or agent says ale-py is missing (not "not on the Hub"); the zoo's other agents
+    are still found and listed."""
+    monkeypatch.setitem(sys.modules, "ale_py", None)  # `import ale_py` raises ImportError, as without the package
+    for args in (["play", "ALE/Breakout-v5"], ["eval", "mrq-agents/mrq-breakout"], ["play", "mrq-agents/mrq-breakout"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        (line,) = result.stderr.strip().splitlines()
+        assert "Atari envs need ale-py" in line and "pip install ale-py" in line and "Hub" not in line, line
+    assert zoo.find_by_env("HalfCheetah-v4")["repo_id"] == "mrq-agents/mrq-HalfCheetah-v4"  # Breakout is listed first
+    listing = runner.invoke(app, ["zoo", "list"])
+    assert listing.exit_code == 0 and "ALE/Breakout-v5" in listing.stdout, listing.output

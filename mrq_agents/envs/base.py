@@ -12,7 +12,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from mrq_agents.errors import UnsupportedEnvError
+from mrq_agents.errors import MissingDependencyError, UnsupportedEnvError
 
 SUPPORTED_IDS = (
     "a registered Gymnasium id (e.g. Pendulum-v1, HalfCheetah-v4), module:EnvId (imports the module "
@@ -113,12 +113,15 @@ class Family:
     set_up_recording: Callable[[gym.Env], None] = nothing_to_set_up  # after gymnasium.make with a render mode
 
 
-def register_envs_of(module: str, requirement: str) -> None:
-    """Import `module` and register its envs with gymnasium; without it, one line naming `requirement`."""
+def register_envs_of(module: str, requirement: str, install: str) -> None:
+    """Import `module` and register its envs with gymnasium; without it, a one-line MissingDependencyError naming
+    `requirement` and the `install` command (callers let it win over guesses at what else an id could be)."""
     try:
         package = importlib.import_module(module)
     except ImportError as e:
-        raise unsupported(f"{requirement} ({e})") from None
+        raise MissingDependencyError(
+            " ".join(f"{requirement}, which does not import ({e}): {install}".split())
+        ) from None
     gym.register_envs(package)
 
 
