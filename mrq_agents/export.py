@@ -29,10 +29,12 @@ from mrq_agents.files import (
     COPIED_FILES,
     CURVE_FILE,
     METRICS_FILE,
+    MODEL_FILE,
     VIDEO_FILE,
 )
 from mrq_agents.machine import describe
 from mrq_agents.paper import placement, protocol_note
+from mrq_agents.serialization import read_metadata
 
 CARD_TEMPLATE = Path(__file__).with_name("MODEL_CARD.md")
 
@@ -52,6 +54,10 @@ def training_info(folder: Path, meta: dict[str, Any]) -> dict[str, Any]:
     if rows:
         info["steps"] = int(float(rows[-1]["step"]))
         info["wall_time_s"] = float(rows[-1]["wall_time"])
+    elif "run" in meta and (folder / MODEL_FILE).is_file():  # a run stopped before its first evaluation
+        step = read_metadata(folder / MODEL_FILE, "model weights").get("step")
+        if step is not None:
+            info["steps"] = int(step)
     if "run" in meta:
         info.setdefault("seed", meta["run"]["seed"])
         info.setdefault("command", train_command(meta["env"]["env_id"], meta["run"], meta["algorithm"]))

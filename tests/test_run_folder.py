@@ -3,16 +3,19 @@ killed writes, starting over, and a machine that refuses to write (one line each
 
 import csv
 import errno
+import json
 import signal
 import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from helpers.tiny import TINY_SETTINGS
 from helpers.user_env import MRQ, user_env
+from mrq_agents import Policy
 from mrq_agents.cli import app
 from mrq_agents.serialization import load_tensors, unflatten_state
 
@@ -102,6 +105,14 @@ def test_signal_writes_a_checkpoint_and_resume_finishes(tmp_path, signum):
     assert f"--out {out} --resume" in text
     step = checkpoint_step(out)
     assert 0 < step < 4000
+    # Stopped before its first evaluation, the folder is still an agent: its weights are the checkpoint's.
+    assert not (out / "metrics.csv").exists() and load_tensors(out / "model.safetensors")[1]["step"] == step
+    export = tmp_path / "export"
+    for args in (["eval", out, "--episodes", 1], ["play", out], ["export", out, "--out", export, "--episodes", 1]):
+        result = invoke(args)
+        assert result.exit_code == 0, (args, result.output)
+    assert json.loads((export / "config.json").read_text())["training"]["steps"] == step
+    assert Policy.from_pretrained(out).act(np.zeros(3, np.float32)).shape == (1,)
 
     result = invoke(["train", "Pendulum-v1", "--out", out, "--resume", "--steps", step + 300])
     assert result.exit_code == 0, result.output

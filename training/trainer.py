@@ -3,7 +3,8 @@
 Run folder (DIR):
     config.json              algorithm config, env id and preprocessing, spaces, run settings, package version
     metrics.csv              one row per evaluation; TensorBoard events and learning_curve.png beside it
-    model.safetensors        latest online encoder/value/policy weights (written at every evaluation)
+    model.safetensors        online encoder/value/policy weights of the last evaluation (before the first one: of
+                             the last checkpoint, so that a run stopped early still evaluates, plays and exports)
     checkpoint.safetensors   everything needed to resume (written atomically at episode ends, see below)
 
 Checkpoints are taken at the first episode end after every `checkpoint_every` steps (and at the end), so
@@ -339,6 +340,8 @@ class Trainer:
         return time.perf_counter() - self._last_checkpoint >= CHECKPOINT_COST_RATIO * self._checkpoint_cost
 
     def _checkpoint_now(self) -> None:
+        if math.isnan(self.last_eval[0]):  # no evaluation has written the weights yet: a stopped run still plays
+            self.save_model()
         self.save_checkpoint()
         while self.next_checkpoint <= self.step:
             self.next_checkpoint += self.run.checkpoint_every or self.run.eval_every
