@@ -221,7 +221,7 @@ def _run(trainer, env: str, out: Path) -> None:
     """Run a prepared Trainer with a progress bar; Ctrl-C says how to resume."""
     import torch
 
-    from mrq_agents.training.trainer import TrainingInterrupted
+    from mrq_agents.training.trainer import RunWriteError, TrainingInterrupted
 
     run = trainer.run
     typer.echo(
@@ -236,6 +236,10 @@ def _run(trainer, env: str, out: Path) -> None:
             summary = trainer.train(progress=update)
     except KeyboardInterrupt as stop:
         _interrupted(stop if isinstance(stop, TrainingInterrupted) else None, env, out)
+    except RunWriteError as failed:  # a full disk: one line, with the command that works once there is room
+        then = _resume(env, out) if failed.checkpoint_step is not None else _start_over(env, out)
+        typer.echo(f"error: {failed}: once fixed, {then}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(
         f"done: {summary['step']:,} steps in {summary['wall_time']:.0f}s | last eval return "
         f"{summary['eval_return_mean']:.2f} ± {summary['eval_return_std']:.2f} | {out}"
@@ -251,19 +255,20 @@ def _interrupted(stop, env: str, out: Path) -> None:
 
     signum = stop.signum if stop is not None else signal.SIGINT
     if stop is not None:
-        typer.echo(
-            f"\nstopped at step {stop.step:,} with a checkpoint; continue with: mrq train {env} --out {out} --resume",
-            err=True,
-        )
+        typer.echo(f"\nstopped at step {stop.step:,} with a checkpoint; {_resume(env, out)}", err=True)
     elif (out / CHECKPOINT_FILE).exists():
-        typer.echo(
-            f"\nstopped at once; continue from the last checkpoint with: mrq train {env} --out {out} --resume", err=True
-        )
+        typer.echo(f"\nstopped at once; from the last checkpoint, {_resume(env, out)}", err=True)
     else:
-        typer.echo(
-            f"\nstopped before the first checkpoint; start over with: mrq train {env} --out {out} --overwrite", err=True
-        )
+        typer.echo(f"\nstopped before the first checkpoint; {_start_over(env, out)}", err=True)
     raise typer.Exit(128 + signum)
+
+
+def _resume(env: str, out: Path) -> str:
+    return f"continue with: mrq train {env} --out {out} --resume"
+
+
+def _start_over(env: str, out: Path) -> str:
+    return f"start over with: mrq train {env} --out {out} --overwrite"
 
 
 @app.command(cls=PlainUsage)

@@ -40,6 +40,8 @@ def closest(name: str, known: Iterable[str]) -> str | None:
 OS_ERROR_FIXES: dict[int, str] = {
     errno.ENOSPC: "the disk is full: free some space or write somewhere else (--out)",
     errno.EDQUOT: "the disk quota is used up: free some space or write somewhere else (--out)",
+    errno.EFBIG: "a file outgrew the largest size allowed here (`ulimit -f` or the file system's): raise the limit "
+    "or write somewhere else (--out)",
     errno.EROFS: "the file system is read-only: write somewhere else (--out)",
     errno.EACCES: "no permission: write somewhere you may write to (--out)",
     errno.EPERM: "no permission: write somewhere you may write to (--out)",
@@ -63,3 +65,4 @@ class ObservationError(MRQError, ValueError):
 
 class MissingDependencyError(MRQError):
     """A feature needs an optional dependency that is not installed (e.g. torch, for training)."""
+

@@ -34,7 +34,7 @@ from mrq_agents.files import (
 )
 from mrq_agents.machine import describe
 from mrq_agents.paper import placement, protocol_note
-from mrq_agents.serialization import read_metadata
+from mrq_agents.serialization import atomic_write, atomic_write_bytes, read_metadata
 
 CARD_TEMPLATE = Path(__file__).with_name("MODEL_CARD.md")
 
@@ -171,7 +171,7 @@ def write_card(folder: Path, meta: dict[str, Any], results: dict[str, Any] | Non
     card = render_card(
         meta, results, repo_id, has_video=(folder / VIDEO_FILE).exists(), has_curve=(folder / CURVE_FILE).exists()
     )
-    (folder / CARD_FILE).write_text(card)
+    atomic_write_bytes(folder / CARD_FILE, card.encode("utf-8"))
 
 
 def _eval_machine(results: dict[str, Any] | None) -> str:
@@ -217,4 +217,4 @@ def copy_run_files(source: Path, target: Path) -> None:
     for name in COPIED_FILES:
         src = source / name
         if src.exists() and src.resolve() != (target / name).resolve():
-            shutil.copyfile(src, target / name)
+            atomic_write(target / name, lambda tmp: shutil.copyfile(src, tmp))

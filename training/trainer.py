@@ -33,7 +33,7 @@ import torch
 from mrq_agents.config import MRQConfig, preset_config
 from mrq_agents.envs import EnvSpec, make_env, resolve_env
 from mrq_agents.episodes import EVAL_STREAM, TRAIN_STREAM, episode_seed, run_episodes
-from mrq_agents.errors import CheckpointError, ConfigError, MRQError
+from mrq_agents.errors import CheckpointError, ConfigError, MRQError, os_error_message
 from mrq_agents.fast import accelerate
 from mrq_agents.files import CHECKPOINT_FILE, CONFIG_FILE
 from mrq_agents.learner import MRQLearner, resolve_device, resolve_fast
@@ -65,6 +65,20 @@ LOSS_COLUMNS = (
 
 class TrainingDivergedError(MRQError):
     """Non-finite losses, rewards or observations."""
+
+
+class RunWriteError(MRQError):
+    """A write into the run folder failed at `step` (a full disk, a file-size limit): the run stopped, and its last
+    good checkpoint, of step `checkpoint_step` (None: it had none yet), is kept for `--resume`."""
+
+    def __init__(self, error: OSError, step: int, checkpoint_step: int | None):
+        kept = (
+            f"the checkpoint of step {checkpoint_step:,} is kept"
+            if checkpoint_step is not None
+            else "no checkpoint was written yet"
+        )
+        super().__init__(f"{os_error_message(error)}; the run stopped at step {step:,}, {kept}")
+        self.error, self.step, self.checkpoint_step = error, step, checkpoint_step
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -162,6 +176,7 @@ class Trainer:
         self.metrics: dict[str, torch.Tensor] = {}
         self.next_checkpoint = run.checkpoint_every or run.eval_every
         self._checkpoint_cost = 0.0  # seconds the last checkpoint write took
+        self.checkpoint_step: int | None = None  # the step of the last checkpoint written or resumed from
         self._last_checkpoint = time.perf_counter()
         self._lock = None
         try:
@@ -238,6 +253,7 @@ class Trainer:
     def save_checkpoint(self) -> None:
         start = time.perf_counter()
         write_checkpoint(self.out, self._checkpoint_state(), self.run.env_id, self.step)
+        self.checkpoint_step = self.step
         self._last_checkpoint = time.perf_counter()
         self._checkpoint_cost = self._last_checkpoint - start
 
@@ -259,6 +275,7 @@ class Trainer:
         self.step, self.episode = counters["step"], counters["episode"]
         self.elapsed, self.last_episode_return = counters["elapsed"], counters["last_episode_return"]
         self.next_checkpoint, self.last_eval = counters["next_checkpoint"], tuple(counters["last_eval"])
+        self.checkpoint_step = self.step
 
     def save_model(self) -> None:
         write_model(self.out, self.learner, self.run.env_id, self.step)
@@ -271,7 +288,8 @@ class Trainer:
         """Run to `run.steps` env steps. `progress(step, info)` is called after every step.
 
         Ctrl-C or SIGTERM (in the main thread) stops after the current step with a checkpoint and raises
-        TrainingInterrupted; a second Ctrl-C stops at once, without one. The run folder is released on return.
+        TrainingInterrupted; a second Ctrl-C stops at once, without one. A write that fails (a full disk) raises
+        RunWriteError; every file keeps its last whole version (atomic writes). The run folder is released on return.
         """
         self._session_start = time.perf_counter()
         try:
@@ -280,7 +298,10 @@ class Trainer:
                 self.logger.close()
                 return self._summary()
             with _StopSignals() as stop:
-                self._loop(progress, stop)
+                try:
+                    self._loop(progress, stop)
+                except OSError as err:  # writing the run folder failed: a full disk, a file-size limit
+                    raise RunWriteError(err, self.step, self.checkpoint_step) from None
             if stop.signum is not None:
                 raise TrainingInterrupted(stop.signum, self.step)
             return self._summary()
