@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Callable, List, Optional
 
@@ -19,7 +20,7 @@ from typer.core import TyperCommand
 from mrq_agents import display, zoo
 from mrq_agents.config import preset_config
 from mrq_agents.deps import require_torch
-from mrq_agents.errors import MRQError, os_error_message
+from mrq_agents.errors import MRQError, Note, os_error_message
 from mrq_agents.files import CHECKPOINT_FILE, METRICS_FILE
 
 
@@ -80,6 +81,18 @@ def _main(
     ),
 ) -> None:
     """MR.Q: train, evaluate and share general-purpose model-free RL agents."""
+    warnings.showwarning = _show_warning
+
+
+_python_showwarning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """The library's notes as one `note:` line on stderr; other warnings as Python shows them."""
+    if issubclass(category, Note):
+        typer.echo(f"note: {message}", err=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
 
 
 def _friendly_errors(command: Callable) -> Callable:

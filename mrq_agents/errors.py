@@ -66,3 +66,7 @@ class ObservationError(MRQError, ValueError):
 class MissingDependencyError(MRQError):
     """A feature needs an optional dependency that is not installed (e.g. torch, for training)."""
 
+
+class Note(UserWarning):
+    """Something worth knowing that is not a problem (why an older env version is used): a Python warning in the
+    library, one `note:` line on the command line."""

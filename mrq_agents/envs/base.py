@@ -3,10 +3,11 @@ record each family module fills in, and the wrappers more than one family uses."
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager
 
 import gymnasium as gym
 import numpy as np
@@ -96,6 +97,10 @@ def nothing_to_register() -> None:
     return None
 
 
+def no_context(config: EnvConfig) -> ContextManager[None]:
+    return contextlib.nullcontext()
+
+
 @dataclass(frozen=True)
 class Family:
     """One kind of env, all in one module: how its ids resolve, how it is built, preprocessed and recorded, the
@@ -111,6 +116,7 @@ class Family:
     make_kwargs: Callable[[EnvConfig], dict[str, Any]] = no_kwargs  # keyword arguments for gymnasium.make
     render_kwargs: Callable[[EnvConfig], dict[str, Any]] = no_kwargs  # gymnasium.make arguments for recordings
     set_up_recording: Callable[[gym.Env], None] = nothing_to_set_up  # after gymnasium.make with a render mode
+    building: Callable[[EnvConfig], ContextManager[None]] = no_context  # around gymnasium.make (its warnings)
 
 
 def register_envs_of(module: str, requirement: str, install: str) -> None:
