@@ -415,7 +415,10 @@ def evaluate(
     policy = Policy.from_pretrained(
         source, device=device, backend=backend, threads=threads if threads is not None else _acting_threads()
     )
-    result = policy.evaluate(episodes=episodes, seed=seed, deterministic=deterministic, source="mrq eval")
+    with display.episode_progress(episodes, "evaluating") as update:
+        result = policy.evaluate(
+            episodes=episodes, seed=seed, deterministic=deterministic, source="mrq eval", progress=update
+        )
     place = _paper_placement(policy, result["mean"])
     if as_json:
         typer.echo(json.dumps({**result, "paper": dataclasses.asdict(place)}))
@@ -466,7 +469,10 @@ def export_(
     _at_least_one("--episodes", episodes)
     _set_threads(threads if threads is not None else _acting_threads())
     policy = Policy.from_pretrained(run_dir)
-    results = policy.evaluate(episodes=episodes, seed=seed, deterministic=deterministic, source="mrq export")
+    with display.episode_progress(episodes, "evaluating") as update:
+        results = policy.evaluate(
+            episodes=episodes, seed=seed, deterministic=deterministic, source="mrq export", progress=update
+        )
     place = _paper_placement(policy, results["mean"])
     typer.echo(
         f"{results['env_id']}: return {results['mean']:.2f} ± {results['std']:.2f} over {episodes_text(episodes)}"
@@ -474,7 +480,8 @@ def export_(
     )
     out.mkdir(parents=True, exist_ok=True)
     if record:
-        policy.record(out / "replay.mp4", episodes=1, seed=seed, deterministic=deterministic)
+        with display.episode_progress(1, "recording") as update:
+            policy.record(out / "replay.mp4", episodes=1, seed=seed, deterministic=deterministic, progress=update)
         typer.echo(f"recorded {out / 'replay.mp4'}")
     policy.save_pretrained(out, results=results, repo_id=repo_id, compact=compact)
     typer.echo(f"exported to {out}")
@@ -541,11 +548,15 @@ def play(
     name = policy.env_config.env_id.replace("/", "_")
     for k in range(episodes):
         episode_seed = seed + k
-        if record:
-            path = video_dir / f"{name}-seed{episode_seed}.mp4"
-            result = policy.record(path, episodes=1, seed=episode_seed, deterministic=deterministic)
-        else:
-            result = policy.rollout(episodes=1, seed=episode_seed, deterministic=deterministic)
+        what = f"{'recording' if record else 'playing'} episode" + (f" {k + 1}/{episodes}" if episodes > 1 else "")
+        with display.episode_progress(1, what) as update:
+            if record:
+                path = video_dir / f"{name}-seed{episode_seed}.mp4"
+                result = policy.record(
+                    path, episodes=1, seed=episode_seed, deterministic=deterministic, progress=update
+                )
+            else:
+                result = policy.rollout(episodes=1, seed=episode_seed, deterministic=deterministic, progress=update)
         line = f"episode {k + 1}: return {result.mean:.2f}, {int(result.lengths[0])} steps"
         typer.echo(line + (f" -> {path}" if record else ""))
 

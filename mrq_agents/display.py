@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
-from typing import Any, Callable, Sequence
+import time
+from typing import Any, Callable, Iterator, Sequence
 
 import typer
 
@@ -57,6 +59,44 @@ class progress:
 
     def __exit__(self, *exc: Any) -> None:
         self.bar.__exit__(*exc)
+
+
+@contextlib.contextmanager
+def episode_progress(total: int, what: str) -> Iterator[Callable[[int, int, float], None] | None]:
+    """While episodes play (`Policy.rollout`'s `progress`): on a terminal, a bar on stderr of `what` ('evaluating',
+    'recording') with the episodes done of `total` and the current episode's steps and return so far, erased when
+    done. Elsewhere (piped, redirected) it yields None: nothing shown, nothing spent."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    count = [MofNCompleteColumn(), TextColumn("episodes |")] if total > 1 else []  # one episode: a pulsing bar
+    bar = Progress(
+        TextColumn(f"[bold]{what}"),
+        BarColumn(),
+        *count,
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True, highlight=False),
+        transient=True,
+        redirect_stdout=False,  # the command's own lines stay on stdout
+        redirect_stderr=False,
+    )
+    task = bar.add_task(what, total=total if total > 1 else None, info="")
+    shown = {"at": 0.0, "done": 0}
+
+    def update(done: int, steps: int, episode_return: float) -> None:
+        now = time.monotonic()
+        if done == shown["done"] and now - shown["at"] < 0.1:  # a step's update costs more than the step
+            return
+        shown.update(at=now, done=done)
+        episode = f"episode {min(done + 1, total)}: " if total > 1 else ""
+        bar.update(task, completed=done, info=f"{episode}{steps:,} steps, return {episode_return:.1f}")
+
+    with bar:
+        yield update
 
 
 class SweepProgress:

@@ -12,6 +12,7 @@ import gymnasium as gym
 import numpy as np
 
 from mrq_agents.envs import EnvConfig, video_fps
+from mrq_agents.episodes import Progress
 from mrq_agents.errors import MRQError
 from mrq_agents.serialization import atomic_write
 
@@ -33,10 +34,11 @@ def record_episodes(
     path: str | Path,
     episodes: int,
     seeds: list[int],
+    progress: Progress | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Play `episodes` episodes on `env` (made with render_mode='rgb_array') and write them to one mp4 at `path`.
 
-    Returns per-episode returns and lengths.
+    Returns per-episode returns and lengths; `progress` as in `episodes.run_episodes`.
     """
     import imageio.v2 as imageio
 
@@ -63,6 +65,8 @@ def record_episodes(
                     returns[k] += float(reward)
                     lengths[k] += 1
                     done = terminated or truncated
+                    if progress is not None:
+                        progress(k + 1 if done else k, int(lengths[k]), float(returns[k]))
         finally:
             writer.close()
         check_whole(tmp)
