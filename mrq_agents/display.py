@@ -53,6 +53,8 @@ class progress:
                 f"{'-' if math.isnan(episode) else f'{episode:.1f}'} | eval "
                 f"{'-' if math.isnan(evaluation) else f'{evaluation:.1f}'}"
             )
+            if "evaluating" in info:
+                text += " | evaluating: {}/{} episodes".format(*info["evaluating"])
             self.bar.update(self.task, completed=step, info=text)
 
         return update

@@ -285,7 +285,8 @@ class Trainer:
         return time.perf_counter() - self._session_start
 
     def train(self, progress: Any = None) -> dict[str, Any]:
-        """Run to `run.steps` env steps. `progress(step, info)` is called after every step.
+        """Run to `run.steps` env steps. `progress(step, info)` is called after every step, and during an
+        evaluation as it starts and after each episode, with `info["evaluating"]` = (episodes done, episodes).
 
         Ctrl-C or SIGTERM (in the main thread) stops after the current step with a checkpoint and raises
         TrainingInterrupted; a second Ctrl-C stops at once, without one. A write that fails (a full disk) raises
@@ -326,7 +327,7 @@ class Trainer:
                 self.metrics = self.learner.update(self.buffer)
             self.step += 1
             if self.step % self.run.eval_every == 0 or self.step == self.run.steps:
-                self._evaluate()
+                self._evaluate(progress, start_step)
             if terminated or truncated:
                 self.last_episode_return = episode_return
                 self.logger.log_scalars(self.step, {"train/episode_return": episode_return})
@@ -379,13 +380,23 @@ class Trainer:
             return self.rng.uniform(-1.0, 1.0, self.spec.action_dim).astype(np.float32)
         return self.learner.act(obs, explore=True)
 
-    def _evaluate(self) -> None:
+    def _evaluate(self, progress: Any = None, start_step: int = 0) -> None:
+        shown = None
+        if progress is not None:  # the evaluation's episodes done, in the training's progress, once per episode
+            info, last = self._progress_info(start_step), [-1]
+
+            def shown(done: int, steps: int, episode_return: float) -> None:
+                if done != last[0]:
+                    last[0] = done
+                    progress(self.step, {**info, "evaluating": (done, self.run.eval_episodes)})
+
         returns, _ = run_episodes(
             self.eval_env,
             lambda o: self.learner.act(o, explore=False),
             self.run.eval_episodes,
             self.run.seed,
             stream=EVAL_STREAM,
+            progress=shown,
         )
         self.last_eval = (float(returns.mean()), float(returns.std()))
         losses = {k: float(v) for k, v in self.metrics.items()}  # the only device->host reads of the loop
