@@ -120,8 +120,11 @@ def building(config: EnvConfig) -> Iterator[None]:
     v4), one note, once per process, on why it is used, instead of Gymnasium's deprecation warning at every build;
     MuJoCo's warnings about the bundled model files (`settotalmass`, deprecated) neither printed nor written to
     MUJOCO_LOG.TXT in the working folder, MuJoCo's other warnings passed on as Python warnings."""
-    spec = gym.spec(config.gym_id)
-    if not (isinstance(spec.entry_point, str) and spec.entry_point.startswith("gymnasium.envs.mujoco")):
+    try:
+        spec = gym.spec(config.gym_id.rpartition(":")[2])  # `module:EnvId`: resolving imported the module
+    except gym.error.Error:  # gymnasium.make says what is wrong
+        spec = None
+    if spec is None or not (isinstance(spec.entry_point, str) and spec.entry_point.startswith("gymnasium.envs.mujoco")):
         yield
         return
     import mujoco
