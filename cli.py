@@ -10,20 +10,32 @@ import dataclasses
 import functools
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Callable, List, Optional
 
 import typer
+from typer.core import TyperCommand
 
 from mrq_agents import display, zoo
 from mrq_agents.config import preset_config
 from mrq_agents.deps import require_torch
-from mrq_agents.errors import MRQError, os_error_message
+from mrq_agents.errors import MRQError, Note, os_error_message
 from mrq_agents.files import CHECKPOINT_FILE, METRICS_FILE
 
+
+class PlainUsage(TyperCommand):
+    """A command whose usage line names its arguments plainly, `mrq train [OPTIONS] ENV`, where typer writes
+    required ones in braces (`{ENV}`)."""
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        return [piece.replace("{", "").replace("}", "") for piece in super().collect_usage_pieces(ctx)]
+
+
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}  # the commands' subcommands inherit them
 app = typer.Typer(
-    add_completion=False,
     no_args_is_help=True,
+    context_settings=HELP_OPTIONS,
     rich_markup_mode=None,
     help="MR.Q: train, evaluate and share general-purpose model-free RL agents.",
 )
@@ -69,6 +81,18 @@ def _main(
     ),
 ) -> None:
     """MR.Q: train, evaluate and share general-purpose model-free RL agents."""
+    warnings.showwarning = _show_warning
+
+
+_python_showwarning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """The library's notes as one `note:` line on stderr; other warnings as Python shows them."""
+    if issubclass(category, Note):
+        typer.echo(f"note: {message}", err=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
 
 
 def _friendly_errors(command: Callable) -> Callable:
@@ -88,11 +112,12 @@ def _friendly_errors(command: Callable) -> Callable:
     return wrapper
 
 
-@app.command()
+@app.command(cls=PlainUsage)
 @_friendly_errors
 def train(
     env: str = typer.Argument(
         ...,
+        metavar="ENV",
         help="Gymnasium id (Pendulum-v1, HalfCheetah-v4), module:EnvId for a custom env "
         "(imports the module that registers it), dm_control/<domain>-<task>-v0, "
         "ALE/<Game>-v5, or a paper alias (Gym-HalfCheetah-v4, Dmc-walker-walk, "
@@ -209,7 +234,7 @@ def _run(trainer, env: str, out: Path) -> None:
     """Run a prepared Trainer with a progress bar; Ctrl-C says how to resume."""
     import torch
 
-    from mrq_agents.training.trainer import TrainingInterrupted
+    from mrq_agents.training.trainer import RunWriteError, TrainingInterrupted
 
     run = trainer.run
     typer.echo(
@@ -224,6 +249,10 @@ def _run(trainer, env: str, out: Path) -> None:
             summary = trainer.train(progress=update)
     except KeyboardInterrupt as stop:
         _interrupted(stop if isinstance(stop, TrainingInterrupted) else None, env, out)
+    except RunWriteError as failed:  # a full disk: one line, with the command that works once there is room
+        then = _resume(env, out) if failed.checkpoint_step is not None else _start_over(env, out)
+        typer.echo(f"error: {failed}: once fixed, {then}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(
         f"done: {summary['step']:,} steps in {summary['wall_time']:.0f}s | last eval return "
         f"{summary['eval_return_mean']:.2f} ± {summary['eval_return_std']:.2f} | {out}"
@@ -239,25 +268,28 @@ def _interrupted(stop, env: str, out: Path) -> None:
 
     signum = stop.signum if stop is not None else signal.SIGINT
     if stop is not None:
-        typer.echo(
-            f"\nstopped at step {stop.step:,} with a checkpoint; continue with: mrq train {env} --out {out} --resume",
-            err=True,
-        )
+        typer.echo(f"\nstopped at step {stop.step:,} with a checkpoint; {_resume(env, out)}", err=True)
     elif (out / CHECKPOINT_FILE).exists():
-        typer.echo(
-            f"\nstopped at once; continue from the last checkpoint with: mrq train {env} --out {out} --resume", err=True
-        )
+        typer.echo(f"\nstopped at once; from the last checkpoint, {_resume(env, out)}", err=True)
     else:
-        typer.echo(
-            f"\nstopped before the first checkpoint; start over with: mrq train {env} --out {out} --overwrite", err=True
-        )
+        typer.echo(f"\nstopped before the first checkpoint; {_start_over(env, out)}", err=True)
     raise typer.Exit(128 + signum)
 
 
-@app.command()
+def _resume(env: str, out: Path) -> str:
+    return f"continue with: mrq train {env} --out {out} --resume"
+
+
+def _start_over(env: str, out: Path) -> str:
+    return f"start over with: mrq train {env} --out {out} --overwrite"
+
+
+@app.command(cls=PlainUsage)
 @_friendly_errors
 def finetune(
-    source: str = typer.Argument(..., help="A pretrained agent: export or run folder, zoo id or Hub repo id."),
+    source: str = typer.Argument(
+        ..., metavar="SOURCE", help="A pretrained agent: export or run folder, zoo id or Hub repo id."
+    ),
     env: str = typer.Option(..., help="The env to fine-tune on (any id `mrq train` accepts)."),
     steps: int = typer.Option(..., help="Env steps of fine-tuning."),
     out: Path = typer.Option(..., help="Run folder to write (a normal, resumable run folder)."),
@@ -268,9 +300,8 @@ def finetune(
     ),
     warmup_steps: Optional[int] = typer.Option(
         None,
-        help="Random-action steps before updates. [default: the "
-        "source config's warm-up; a tenth of it learned more slowly, see "
-        "docs/finetune.md]",
+        help="Steps before the first update, acting as --warmup-actions says. [default: the source config's "
+        "warm-up; a tenth of it learned more slowly, see docs/finetune.md]",
     ),
     warmup_actions: str = typer.Option(
         "policy",
@@ -300,7 +331,9 @@ def finetune(
     revision: Optional[str] = typer.Option(None, help="Hub revision of SOURCE."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     fast: Optional[bool] = typer.Option(None, "--fast/--no-fast", help=FAST_HELP),
-    precision: str = typer.Option("auto", help=PRECISION_HELP.replace("; with --resume the run's own", "")),
+    precision: str = typer.Option(
+        "auto", help=PRECISION_HELP.replace("; with --resume the run's own", ""), show_default=False
+    ),
     eval_every: Optional[int] = typer.Option(None, help="Evaluate every N steps. [default: per benchmark]"),
     eval_episodes: Optional[int] = typer.Option(None, help="Episodes per evaluation. [default: 10]"),
     checkpoint_every: Optional[int] = typer.Option(
@@ -340,7 +373,7 @@ def finetune(
     _run(trainer, env, out)
 
 
-@app.command("config")
+@app.command("config", cls=PlainUsage)
 @_friendly_errors
 def show_config(
     preset: str = typer.Option("paper", help="One of: paper, small."),
@@ -353,10 +386,12 @@ def show_config(
         typer.echo(f"{f.name:<20} {str(getattr(config, f.name)):<10} {f.metadata['help']}")
 
 
-@app.command("eval")
+@app.command("eval", cls=PlainUsage)
 @_friendly_errors
 def evaluate(
-    source: str = typer.Argument(..., help="A run folder of `mrq train`, an export folder, a zoo id or a Hub repo id."),
+    source: str = typer.Argument(
+        ..., metavar="SOURCE", help="A run folder of `mrq train`, an export folder, a zoo id or a Hub repo id."
+    ),
     episodes: int = typer.Option(10, help="Episodes to play."),
     seed: int = typer.Option(0, help="Seed of the evaluation episodes."),
     deterministic: bool = typer.Option(
@@ -368,9 +403,10 @@ def evaluate(
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     threads: Optional[int] = typer.Option(None, help=ACT_THREADS_HELP),
-    backend: str = typer.Option("auto", help=BACKEND_HELP),
+    backend: str = typer.Option("auto", help=BACKEND_HELP, show_default=False),
 ) -> None:
     """Evaluate saved weights with the paper's protocol (no exploration noise) and print mean ± std return."""
+    from mrq_agents.episodes import episodes_text
     from mrq_agents.paper import protocol_note
     from mrq_agents.policy import Policy
 
@@ -379,13 +415,16 @@ def evaluate(
     policy = Policy.from_pretrained(
         source, device=device, backend=backend, threads=threads if threads is not None else _acting_threads()
     )
-    result = policy.evaluate(episodes=episodes, seed=seed, deterministic=deterministic, source="mrq eval")
+    with display.episode_progress(episodes, "evaluating") as update:
+        result = policy.evaluate(
+            episodes=episodes, seed=seed, deterministic=deterministic, source="mrq eval", progress=update
+        )
     place = _paper_placement(policy, result["mean"])
     if as_json:
         typer.echo(json.dumps({**result, "paper": dataclasses.asdict(place)}))
     else:
         typer.echo(
-            f"{result['env_id']}: return {result['mean']:.2f} ± {result['std']:.2f} over {episodes} episodes "
+            f"{result['env_id']}: return {result['mean']:.2f} ± {result['std']:.2f} over {episodes_text(episodes)} "
             f"(seed {seed}, {'deterministic' if result['deterministic'] else 'stochastic'} policy) | vs paper: "
             f"{place.text()}"
             + (f" (this agent: {place.step:,} steps)" if place.step else "")
@@ -402,11 +441,13 @@ def _paper_placement(policy, score: float):
     return placement(policy.env_config, steps, score)
 
 
-@app.command("export")
+@app.command("export", cls=PlainUsage)
 @_friendly_errors
 def export_(
     source: str = typer.Argument(
-        ..., help="A run folder of `mrq train`, an export folder, a zoo id or a Hub repo id (exported again)."
+        ...,
+        metavar="SOURCE",
+        help="A run folder of `mrq train`, an export folder, a zoo id or a Hub repo id (exported again).",
     ),
     out: Path = typer.Option(..., help="Export folder to write (one folder = one Hub repo)."),
     episodes: int = typer.Option(10, help="Evaluation episodes for results.json and the model card."),
@@ -424,6 +465,7 @@ def export_(
     threads: Optional[int] = typer.Option(None, help=ACT_THREADS_HELP),
 ) -> None:
     """Evaluate a run's weights and write the export folder: weights, actor.onnx, config, model card, results."""
+    from mrq_agents.episodes import episodes_text
     from mrq_agents.paper import protocol_note
     from mrq_agents.policy import Policy
 
@@ -433,24 +475,28 @@ def export_(
     policy = Policy.from_pretrained(source)
     if not Path(source).exists():  # a zoo or Hub id: say where its files are
         typer.echo(f"{source}: files in {policy.folder}")
-    results = policy.evaluate(episodes=episodes, seed=seed, deterministic=deterministic, source="mrq export")
+    with display.episode_progress(episodes, "evaluating") as update:
+        results = policy.evaluate(
+            episodes=episodes, seed=seed, deterministic=deterministic, source="mrq export", progress=update
+        )
     place = _paper_placement(policy, results["mean"])
     typer.echo(
-        f"{results['env_id']}: return {results['mean']:.2f} ± {results['std']:.2f} over {episodes} episodes"
+        f"{results['env_id']}: return {results['mean']:.2f} ± {results['std']:.2f} over {episodes_text(episodes)}"
         f" | vs paper: {place.text()}{protocol_note(place, policy.spec.discrete, results['deterministic'])}"
     )
     out.mkdir(parents=True, exist_ok=True)
     if record:
-        policy.record(out / "replay.mp4", episodes=1, seed=seed, deterministic=deterministic)
+        with display.episode_progress(1, "recording") as update:
+            policy.record(out / "replay.mp4", episodes=1, seed=seed, deterministic=deterministic, progress=update)
         typer.echo(f"recorded {out / 'replay.mp4'}")
     policy.save_pretrained(out, results=results, repo_id=repo_id, compact=compact)
     typer.echo(f"exported to {out}")
 
 
-@app.command()
+@app.command(cls=PlainUsage)
 @_friendly_errors
 def push(
-    source: Path = typer.Argument(..., help="An export folder (from `mrq export`) or a run folder."),
+    source: Path = typer.Argument(..., metavar="SOURCE", help="An export folder (from `mrq export`) or a run folder."),
     repo_id: str = typer.Option(..., help="Hub repo id, ORG/NAME."),
     private: bool = typer.Option(False, "--private", help="Create the repo as private."),
     message: str = typer.Option("Upload MR.Q agent", help="Commit message."),
@@ -473,10 +519,12 @@ def push(
     typer.echo(f"pushed {source} to {url}")
 
 
-@app.command()
+@app.command(cls=PlainUsage)
 @_friendly_errors
 def play(
-    target: str = typer.Argument(..., help="An env id (plays the zoo's agent for it) or a model source."),
+    target: str = typer.Argument(
+        ..., metavar="TARGET", help="An env id (plays the zoo's agent for it) or a model source."
+    ),
     model: Optional[str] = typer.Option(None, help="Model source: export or run folder, zoo id or Hub repo id."),
     episodes: int = typer.Option(1, help="Episodes to play."),
     record: bool = typer.Option(False, "--record", help="Write an mp4 per episode (works headless)."),
@@ -486,7 +534,7 @@ def play(
     revision: Optional[str] = typer.Option(None, help="Hub revision (branch, tag or commit) of the model."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     threads: Optional[int] = typer.Option(None, help=ACT_THREADS_HELP),
-    backend: str = typer.Option("auto", help=BACKEND_HELP),
+    backend: str = typer.Option("auto", help=BACKEND_HELP, show_default=False),
 ) -> None:
     """Play an agent: `mrq play InvertedPendulum-v4 --record`, `mrq play org/repo`, `mrq play ENV --model DIR`."""
     from mrq_agents.policy import Policy
@@ -506,11 +554,15 @@ def play(
     name = policy.env_config.env_id.replace("/", "_")
     for k in range(episodes):
         episode_seed = seed + k
-        if record:
-            path = video_dir / f"{name}-seed{episode_seed}.mp4"
-            result = policy.record(path, episodes=1, seed=episode_seed, deterministic=deterministic)
-        else:
-            result = policy.rollout(episodes=1, seed=episode_seed, deterministic=deterministic)
+        what = f"{'recording' if record else 'playing'} episode" + (f" {k + 1}/{episodes}" if episodes > 1 else "")
+        with display.episode_progress(1, what) as update:
+            if record:
+                path = video_dir / f"{name}-seed{episode_seed}.mp4"
+                result = policy.record(
+                    path, episodes=1, seed=episode_seed, deterministic=deterministic, progress=update
+                )
+            else:
+                result = policy.rollout(episodes=1, seed=episode_seed, deterministic=deterministic, progress=update)
         line = f"episode {k + 1}: return {result.mean:.2f}, {int(result.lengths[0])} steps"
         typer.echo(line + (f" -> {path}" if record else ""))
 
@@ -527,7 +579,9 @@ zoo_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(zoo_app, name="zoo")
-ZOO_ENVS = typer.Argument(None, help="Zoo env ids as `mrq zoo list` shows them (or the agents' repo ids).")
+ZOO_ENVS = typer.Argument(
+    None, metavar="ENV", help="Zoo env ids as `mrq zoo list` shows them (or the agents' repo ids)."
+)
 ZOO_ALL = typer.Option(False, "--all", help="Every agent of the zoo.")
 
 
@@ -535,7 +589,7 @@ def _megabytes(size: int) -> str:
     return f"{size / 1e6:.1f} MB"
 
 
-@zoo_app.command("list")
+@zoo_app.command("list", cls=PlainUsage)
 @_friendly_errors
 def zoo_list(
     as_json: bool = typer.Option(False, "--json", help="Print the entries as JSON, for scripts."),
@@ -613,7 +667,7 @@ def zoo_list(
     display.print_table([header, *rows])
 
 
-@zoo_app.command("pull")
+@zoo_app.command("pull", cls=PlainUsage)
 @_friendly_errors
 def zoo_pull(names: Optional[List[str]] = ZOO_ENVS, everything: bool = ZOO_ALL) -> None:
     """Download zoo agents into the Hub cache ahead of time (for a machine that will be offline, or every node of
@@ -633,7 +687,7 @@ def zoo_pull(names: Optional[List[str]] = ZOO_ENVS, everything: bool = ZOO_ALL) 
         typer.echo(f"{zoo.play_id(entry)}: pulled {entry['repo_id']} ({size}, checked) into {folder}")
 
 
-@zoo_app.command("push")
+@zoo_app.command("push", cls=PlainUsage)
 @_friendly_errors
 def zoo_push(names: Optional[List[str]] = ZOO_ENVS, everything: bool = ZOO_ALL) -> None:
     """Upload the checkout's zoo entries to their Hub repos (card, weights, actor.onnx, video, curve, metrics, the
@@ -644,11 +698,12 @@ def zoo_push(names: Optional[List[str]] = ZOO_ENVS, everything: bool = ZOO_ALL) 
         typer.echo(f"{zoo.play_id(entry)}: pushed {len(entry['files'])} files to {entry['repo_id']} ({url})")
 
 
-@app.command()
+@app.command(cls=PlainUsage)
 @_friendly_errors
 def sweep(
     spec: Path = typer.Argument(
         ...,
+        metavar="SPEC",
         help="A TOML spec: [defaults] and [[runs]] groups of envs x seeds (keys are "
         "`mrq train`'s options with underscores; `set` lists --set overrides).",
     ),
@@ -760,11 +815,12 @@ def _sweep_summary(records: list[dict]) -> None:
             typer.echo(f"{r['name']}: " + "; ".join(r["events"]))
 
 
-@app.command("report")
+@app.command("report", cls=PlainUsage)
 @_friendly_errors
 def report_(
     sources: List[Path] = typer.Argument(
         ...,
+        metavar="SOURCES",
         help="Run folders, sweep folders (searched for run folders) and/or export folders (zoo entries, Hub "
         "downloads).",
     ),

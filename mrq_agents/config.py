@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from mrq_agents.errors import ConfigError
+from mrq_agents.errors import ConfigError, closest
 
 
 def _f(default: Any, help: str) -> Any:
@@ -112,8 +111,8 @@ class MRQConfig:
         base = self.to_dict()
         for name in changes:
             if name not in base:
-                close = difflib.get_close_matches(name, base, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else f"; known fields: {sorted(base)}"
+                near = closest(name, base)
+                hint = f"; did you mean {near!r}?" if near else f"; known fields: {sorted(base)}"
                 raise ConfigError(f"unknown config field {name!r}{hint}")
         return MRQConfig.from_dict({**base, **changes})
 
@@ -128,6 +127,9 @@ def parse_assignments(assignments: Iterable[str]) -> dict[str, str]:
             raise ConfigError(f"--set expects name=value, got {item!r}")
         changes[name] = raw.strip()
     return changes
+
+
+KIND_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false"}  # a field's type, as a message says it
 
 
 def _coerce(cls: type, name: str, value: Any) -> Any:
@@ -150,7 +152,7 @@ def _coerce(cls: type, name: str, value: Any) -> Any:
         if kind == "float":
             return float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name} expects a {kind}, got {value!r}") from None
+        raise ConfigError(f"{name} expects {KIND_WORDS[kind]}, got {value!r}") from None
     return value
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
+import time
 from typing import Any, Callable, Iterator, Sequence
 
 import typer
@@ -52,6 +53,8 @@ class progress:
                 f"{'-' if math.isnan(episode) else f'{episode:.1f}'} | eval "
                 f"{'-' if math.isnan(evaluation) else f'{evaluation:.1f}'}"
             )
+            if "evaluating" in info:
+                text += " | evaluating: {}/{} episodes".format(*info["evaluating"])
             self.bar.update(self.task, completed=step, info=text)
 
         return update
@@ -62,7 +65,9 @@ class progress:
 
 @contextlib.contextmanager
 def download_progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
-    """A bytes progress bar (size, speed, time left) on a terminal; yields `advance(n)`. Nothing when piped."""
+    """A bytes progress bar (size, speed, time left) on stderr when it is a terminal, erased when done; yields
+    `advance(n)`. Nothing shown when piped."""
+    from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     bar = Progress(
@@ -71,13 +76,51 @@ def download_progress(label: str, total: int) -> Iterator[Callable[[int], None]]
         DownloadColumn(),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
-        console=console(),
-        disable=not sys.stdout.isatty(),
+        console=Console(stderr=True, highlight=False),
+        disable=not sys.stderr.isatty(),
         transient=True,
     )
     task = bar.add_task(label, total=total)
     with bar:
         yield lambda n: bar.advance(task, n)
+
+
+@contextlib.contextmanager
+def episode_progress(total: int, what: str) -> Iterator[Callable[[int, int, float], None] | None]:
+    """While episodes play (`Policy.rollout`'s `progress`): on a terminal, a bar on stderr of `what` ('evaluating',
+    'recording') with the episodes done of `total` and the current episode's steps and return so far, erased when
+    done. Elsewhere (piped, redirected) it yields None: nothing shown, nothing spent."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    count = [MofNCompleteColumn(), TextColumn("episodes |")] if total > 1 else []  # one episode: a pulsing bar
+    bar = Progress(
+        TextColumn(f"[bold]{what}"),
+        BarColumn(),
+        *count,
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True, highlight=False),
+        transient=True,
+        redirect_stdout=False,  # the command's own lines stay on stdout
+        redirect_stderr=False,
+    )
+    task = bar.add_task(what, total=total if total > 1 else None, info="")
+    shown = {"at": 0.0, "done": 0}
+
+    def update(done: int, steps: int, episode_return: float) -> None:
+        now = time.monotonic()
+        if done == shown["done"] and now - shown["at"] < 0.1:  # a step's update costs more than the step
+            return
+        shown.update(at=now, done=done)
+        episode = f"episode {min(done + 1, total)}: " if total > 1 else ""
+        bar.update(task, completed=done, info=f"{episode}{steps:,} steps, return {episode_return:.1f}")
+
+    with bar:
+        yield update
 
 
 class SweepProgress:

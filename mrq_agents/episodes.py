@@ -14,13 +14,28 @@ import numpy as np
 TRAIN_STREAM, EVAL_STREAM = 0, 1  # independent episode-seed streams: training episodes, evaluation episodes
 
 
+def episodes_text(count: int) -> str:
+    """'1 episode', '10 episodes': a count of episodes as output and model cards say it."""
+    return f"{count} episode" if count == 1 else f"{count} episodes"
+
+
 def episode_seed(seed: int, *path: int) -> int:
     """A reproducible 32-bit env seed for episode `path` of run `seed` (independent streams per path)."""
     return int(np.random.SeedSequence([seed, *path]).generate_state(1)[0])
 
 
+# progress(episodes finished, steps of the current episode, its return so far), called after every step (an
+# episode's last step counts it as finished)
+Progress = Callable[[int, int, float], None]
+
+
 def run_episodes(
-    env: gym.Env, act: Callable[[np.ndarray], np.ndarray | int], episodes: int, seed: int, stream: int = 0
+    env: gym.Env,
+    act: Callable[[np.ndarray], np.ndarray | int],
+    episodes: int,
+    seed: int,
+    stream: int = 0,
+    progress: Progress | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Play `episodes` whole episodes with `act`; returns per-episode returns and lengths.
 
@@ -35,4 +50,6 @@ def run_episodes(
             returns[k] += float(reward)
             lengths[k] += 1
             done = terminated or truncated
+            if progress is not None:
+                progress(k + 1 if done else k, int(lengths[k]), float(returns[k]))
     return returns, lengths

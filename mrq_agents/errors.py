@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import errno
+from typing import Iterable
 
 
 class MRQError(Exception):
@@ -27,10 +29,19 @@ def one_line(err: BaseException | str) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+def closest(name: str, known: Iterable[str]) -> str | None:
+    """The known name nearest to a mistyped `name` (difflib's similarity, at least 0.6), or None: the one home of
+    the "did you mean ...?" that `--set` field names and zoo ids get."""
+    matches = difflib.get_close_matches(name, list(known), n=1)
+    return matches[0] if matches else None
+
+
 # errno -> what to do about it, for OSErrors that reach the command line (a full disk, a read-only folder, ...)
 OS_ERROR_FIXES: dict[int, str] = {
     errno.ENOSPC: "the disk is full: free some space or write somewhere else (--out)",
     errno.EDQUOT: "the disk quota is used up: free some space or write somewhere else (--out)",
+    errno.EFBIG: "a file outgrew the largest size allowed here (`ulimit -f` or the file system's): raise the limit "
+    "or write somewhere else (--out)",
     errno.EROFS: "the file system is read-only: write somewhere else (--out)",
     errno.EACCES: "no permission: write somewhere you may write to (--out)",
     errno.EPERM: "no permission: write somewhere you may write to (--out)",
@@ -54,3 +65,8 @@ class ObservationError(MRQError, ValueError):
 
 class MissingDependencyError(MRQError):
     """A feature needs an optional dependency that is not installed (e.g. torch, for training)."""
+
+
+class Note(UserWarning):
+    """Something worth knowing that is not a problem (why an older env version is used): a Python warning in the
+    library, one `note:` line on the command line."""

@@ -23,15 +23,18 @@ from typing import Any
 from mrq_agents.config import changed_fields, train_command
 from mrq_agents.envs import EnvConfig
 from mrq_agents.envs import describe as describe_env
+from mrq_agents.episodes import episodes_text
 from mrq_agents.files import (
     CARD_FILE,
     COPIED_FILES,
     CURVE_FILE,
     METRICS_FILE,
+    MODEL_FILE,
     VIDEO_FILE,
 )
 from mrq_agents.machine import describe
 from mrq_agents.paper import placement, protocol_note
+from mrq_agents.serialization import atomic_write, atomic_write_bytes, read_metadata
 
 CARD_TEMPLATE = Path(__file__).with_name("MODEL_CARD.md")
 
@@ -51,6 +54,10 @@ def training_info(folder: Path, meta: dict[str, Any]) -> dict[str, Any]:
     if rows:
         info["steps"] = int(float(rows[-1]["step"]))
         info["wall_time_s"] = float(rows[-1]["wall_time"])
+    elif "run" in meta and (folder / MODEL_FILE).is_file():  # a run stopped before its first evaluation
+        step = read_metadata(folder / MODEL_FILE, "model weights").get("step")
+        if step is not None:
+            info["steps"] = int(step)
     if "run" in meta:
         info.setdefault("seed", meta["run"]["seed"])
         info.setdefault("command", train_command(meta["env"]["env_id"], meta["run"], meta["algorithm"]))
@@ -121,7 +128,7 @@ def render_card(
         "env_id": env.env_id,
         "repo_id": repo,
         "score": score,
-        "episodes": results["episodes"] if results else 0,
+        "episodes": episodes_text(results["episodes"] if results else 0),
         "eval_seed": results["seed"] if results else "-",
         "policy_mode": "deterministic" if deterministic else "stochastic (the paper's sampled argmax)",
         "eval_date": results.get("date", "-") if results else "-",
@@ -164,7 +171,7 @@ def write_card(folder: Path, meta: dict[str, Any], results: dict[str, Any] | Non
     card = render_card(
         meta, results, repo_id, has_video=(folder / VIDEO_FILE).exists(), has_curve=(folder / CURVE_FILE).exists()
     )
-    (folder / CARD_FILE).write_text(card)
+    atomic_write_bytes(folder / CARD_FILE, card.encode("utf-8"))
 
 
 def _eval_machine(results: dict[str, Any] | None) -> str:
@@ -210,4 +217,4 @@ def copy_run_files(source: Path, target: Path) -> None:
     for name in COPIED_FILES:
         src = source / name
         if src.exists() and src.resolve() != (target / name).resolve():
-            shutil.copyfile(src, target / name)
+            atomic_write(target / name, lambda tmp: shutil.copyfile(src, tmp))

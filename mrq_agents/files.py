@@ -1,8 +1,18 @@
 """The files of run folders and export folders: their names and format version, in one place.
 
-A run folder (`mrq train --out DIR`) holds config.json, metrics.csv, learning_curve.png, model.safetensors (the
-weights of the last evaluation), checkpoint.safetensors (everything to resume) and run.lock while it trains. An
-export folder (`mrq export`, `save_pretrained`, a Hub repo, a zoo entry) holds config.json, model.safetensors,
+A run folder (`mrq train --out DIR`) holds, by when each file appears:
+    config.json             at the start
+    run.lock                at the start; held (an OS lock) while a process trains in the folder
+    events.out.tfevents.*   at the start; TensorBoard scalars from the first episode on
+    metrics.csv             at the first evaluation; a row per evaluation
+    learning_curve.png      at the first evaluation; redrawn at each
+    model.safetensors       at the first checkpoint or evaluation, whichever comes first: the weights of the last
+                            evaluation, or before the first one those of the last checkpoint
+    checkpoint.safetensors  at the first checkpoint (an episode end after --checkpoint-every steps, Ctrl-C,
+                            SIGTERM, or the end): everything to resume
+so a folder with a checkpoint always evaluates, plays and exports.
+
+An export folder (`mrq export`, `save_pretrained`, a Hub repo, a zoo entry) holds config.json, model.safetensors,
 actor.onnx, README.md (the model card), results.json and, when the run had them, replay.mp4, learning_curve.png
 and metrics.csv.
 """

@@ -26,7 +26,7 @@ from mrq_agents import export
 from mrq_agents.config import MRQConfig
 from mrq_agents.deps import has_torch, require_torch
 from mrq_agents.envs import EnvConfig, EnvSpec, make_env, wrap_env
-from mrq_agents.episodes import EVAL_STREAM, episode_seed, run_episodes
+from mrq_agents.episodes import EVAL_STREAM, Progress, episode_seed, run_episodes
 from mrq_agents.errors import CheckpointError, ConfigError, ObservationError, UnsupportedEnvError, one_line
 from mrq_agents.files import CONFIG_FILE, MODEL_FILE, ONNX_FILE, RESULTS_FILE, sha256_file
 from mrq_agents.files import FORMAT_VERSION as SUPPORTED_FORMAT
@@ -256,12 +256,18 @@ class Policy:
         return wrapped
 
     def rollout(
-        self, episodes: int = 10, seed: int | None = None, env: gym.Env | None = None, deterministic: bool = False
+        self,
+        episodes: int = 10,
+        seed: int | None = None,
+        env: gym.Env | None = None,
+        deterministic: bool = False,
+        progress: Progress | None = None,
     ) -> Rollout:
         """Play whole episodes as the paper evaluates them; returns per-episode returns and lengths (`.mean`, `.std`).
 
         Discrete actions are sampled from `softmax(pre)` as the paper does (seeded by `seed`); `deterministic=True`
-        takes `argmax(pre)` instead. Continuous actions are `tanh(pre)` either way.
+        takes `argmax(pre)` instead. Continuous actions are `tanh(pre)` either way. `progress(episodes finished,
+        steps, return so far)` is called after every step.
         """
 
         _check_episodes(episodes)
@@ -270,17 +276,22 @@ class Policy:
         seed = 0 if seed is None else seed
         with self._seeded_sampling(seed):
             returns, lengths = run_episodes(
-                env, lambda o: self.act(o, deterministic), episodes, seed, stream=EVAL_STREAM
+                env, lambda o: self.act(o, deterministic), episodes, seed, stream=EVAL_STREAM, progress=progress
             )
         return Rollout(returns, lengths)
 
     def evaluate(
-        self, episodes: int = 10, seed: int = 0, deterministic: bool = False, source: str = "Policy.evaluate"
+        self,
+        episodes: int = 10,
+        seed: int = 0,
+        deterministic: bool = False,
+        source: str = "Policy.evaluate",
+        progress: Progress | None = None,
     ) -> dict[str, Any]:
         """The paper's protocol (no exploration noise; discrete actions sampled from `softmax(pre)`, unless
         `deterministic`) as a results.json record: mean, std, per-episode returns and lengths, episodes, seed,
-        whether the policy was deterministic, date, and what produced it."""
-        rollout = self.rollout(episodes=episodes, seed=seed, deterministic=deterministic)
+        whether the policy was deterministic, date, and what produced it. `progress` as in `rollout`."""
+        rollout = self.rollout(episodes=episodes, seed=seed, deterministic=deterministic, progress=progress)
         return {
             "env_id": self.env_config.env_id,
             "mean": rollout.mean,
@@ -305,11 +316,16 @@ class Policy:
             self._rng = unseeded
 
     def record(
-        self, path: str | Path, episodes: int = 1, seed: int | None = None, deterministic: bool = False
+        self,
+        path: str | Path,
+        episodes: int = 1,
+        seed: int | None = None,
+        deterministic: bool = False,
+        progress: Progress | None = None,
     ) -> Rollout:
         """Write an mp4 of `episodes` episodes rendered at the env's full resolution; returns their returns.
 
-        Actions as in `rollout` (the paper's sampled discrete action unless `deterministic`)."""
+        Actions and `progress` as in `rollout` (the paper's sampled discrete action unless `deterministic`)."""
         from mrq_agents.video import record_episodes
 
         _check_episodes(episodes)
@@ -319,7 +335,7 @@ class Policy:
         try:
             with self._seeded_sampling(seed):
                 returns, lengths = record_episodes(
-                    env, self.env_config, lambda o: self.act(o, deterministic), path, episodes, seeds
+                    env, self.env_config, lambda o: self.act(o, deterministic), path, episodes, seeds, progress
                 )
         finally:
             env.close()
@@ -485,4 +501,5 @@ def resolve_model_folder(
     entry = zoo.find_by_repo(str(source))
     if entry is not None and revision is None:
         return zoo.agent_folder(entry, local_files_only=local_files_only, cache_dir=cache_dir)
+    zoo.check_known(str(source))
     return resolve_source(str(source), revision=revision, local_files_only=local_files_only, cache_dir=cache_dir)

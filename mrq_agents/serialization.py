@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -35,11 +36,16 @@ def _umask() -> int:
     return mask
 
 
-def _atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Call `write(tmp_path)` on a temp file next to `path`, fsync it, then os.replace it over `path`."""
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: str = ".tmp") -> None:
+    """Call `write(tmp_path)` on a temp file next to `path` (`.<name>.<random><suffix>`), fsync it, then os.replace
+    it over `path`.
+
+    If anything fails (a full disk, a file-size limit), `path` keeps its old content and the temp file is removed;
+    an OSError names `path`, not the temp file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     try:
         os.close(fd)
         write(tmp)
@@ -47,15 +53,17 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give them the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.errno is not None and err.filename in (None, tmp):
+            raise OSError(err.errno, err.strerror, str(path)) from None
         raise
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` so that readers see either the old file or the whole new one, never a part."""
-    _atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -129,7 +137,23 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta
     if metadata is not None and _DIGEST_FIELD in metadata:
         raise ValueError(f"metadata may not hold the reserved field {_DIGEST_FIELD!r}")
     header = {_META_KEY: json.dumps({**(metadata or {}), _DIGEST_FIELD: tensor_digest(tensors)}, sort_keys=True)}
-    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=header))
+
+    def write(tmp: str) -> None:
+        try:
+            save_file(tensors, tmp, metadata=header)
+        except Exception as err:  # safetensors reports a failed write (a full disk) as its own error type
+            raise _os_error(err, tmp) from None
+
+    atomic_write(path, write)
+
+
+def _os_error(err: Exception, path: str) -> Exception:
+    """The OSError inside a safetensors error ("I/O error: No space left on device (os error 28)"), or `err`."""
+    found = re.search(r"\(os error (\d+)\)", str(err))
+    if isinstance(err, OSError) or found is None:
+        return err
+    code = int(found.group(1))
+    return OSError(code, os.strerror(code), path)
 
 
 def _parse_header(header: dict[str, str]) -> tuple[dict, str | None]:
@@ -187,7 +211,7 @@ def read_metadata(path: str | os.PathLike, what: str = "weights file") -> dict:
     if not path.is_file():
         raise CheckpointError(f"{what} not found at {path}")
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
+        with safe_open(str(path), framework="numpy") as f:  # the header only: no torch needed
             header = f.metadata() or {}
         return _parse_header(header)[0]
     except Exception as e:  # safetensors raises its own error types for bad files

@@ -435,7 +435,7 @@ def test_unknown_env(tmp_path, env_id):
     [
         ("nosuchfield=1", ["'nosuchfield'"]),
         ("enc_hdm=64", ["'enc_hdm'", "did you mean 'enc_hdim'"]),
-        ("enc_hdim=abc", ["enc_hdim", "'abc'"]),
+        ("enc_hdim=abc", ["enc_hdim expects an integer", "'abc'"]),
         ("enc_hdim", ["name=value"]),
         ("enc_hdim=0", ["enc_hdim", ">= 1"]),
         ("enc_lr=-1", ["enc_lr", "> 0"]),
@@ -564,3 +564,26 @@ def test_same_seed_same_metrics(trained, tmp_path):
     other = tmp_path / "seed1"
     assert_ok(invoke(train_args("pendulum", other, "--seed", "1")))
     assert [r["eval_return_mean"] for r in read_rows(other)] != [r["eval_return_mean"] for r in a]
+
+
+def test_training_shows_how_far_each_evaluation_is(tmp_path):
+    """The progress bar does not stand still through an evaluation: it hears of each evaluation episode."""
+    from mrq_agents.training.trainer import build_trainer
+
+    overrides = [*TINY, "warmup_steps=1000"]  # no updates: only the loop's calls are tested
+    trainer = build_trainer(
+        "Pendulum-v1",
+        tmp_path / "run",
+        "paper",
+        overrides,
+        log=lambda line: None,
+        steps=400,
+        eval_every=200,
+        eval_episodes=2,
+        device="cpu",
+    )
+    seen = []
+    trainer.train(progress=lambda step, info: seen.append((step, info.get("evaluating"))))
+    evaluating = [(step, shown) for step, shown in seen if shown is not None]
+    assert evaluating == [(200, (0, 2)), (200, (1, 2)), (200, (2, 2)), (400, (0, 2)), (400, (1, 2)), (400, (2, 2))]
+    assert len(seen) == 400 + len(evaluating)  # and once after every step

@@ -436,3 +436,28 @@ def test_dmc_videos_use_the_papers_camera():
     assert make_env("dm_control/quadruped-run-v0", render_mode="rgb_array").unwrapped.render_kwargs == {"camera_id": 2}
     chosen = make_env("Dmc-walker-walk", render_mode="rgb_array", render_kwargs={"camera_id": 1})
     assert chosen.unwrapped.render_kwargs == {"camera_id": 1}
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # the note of building the model folder's env here
+def test_the_papers_gym_mujoco_version_is_explained_once_and_leaves_nothing_behind(tmp_path):
+    """HalfCheetah-v4 (the paper's version): one note on why it is used, not Gymnasium's deprecation warning at
+    each build nor MuJoCo's `settotalmass` warning, and no MUJOCO_LOG.TXT in the user's folder."""
+    from helpers.model_folders import make_model_folder
+    from helpers.user_env import MRQ, user_env
+
+    folder, _, _ = make_model_folder(tmp_path / "model", "HalfCheetah-v4")
+    user = tmp_path / "user"
+    user.mkdir()
+    done = subprocess.run(  # two episodes: the env is built twice
+        MRQ + ["play", "HalfCheetah-v4", "--model", str(folder), "--episodes", "2"],
+        cwd=user,
+        env=user_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [line.split(":")[0] for line in done.stdout.splitlines()] == ["episode 1", "episode 2"], done.stdout
+    (note,) = done.stderr.strip().splitlines()
+    assert note.startswith("note: HalfCheetah-v4 is used as named") and "the paper" in note and "v5" in note, note
+    assert list(user.iterdir()) == []

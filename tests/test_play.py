@@ -1,6 +1,7 @@
 """`mrq play` (zoo agents, recording headless mp4s) and `mrq zoo list`."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -137,3 +138,70 @@ def test_another_version_is_offered_only_with_the_same_spaces(monkeypatch):
     # An entry for v4 whose files have other spaces (Hopper's 11-D observations, 3-D actions) is not offered.
     monkeypatch.setattr(zoo, "entries", lambda: [dict(cheetah, folder="Hopper-v4")])
     assert zoo.find_other_version("HalfCheetah-v5") is None
+
+
+def test_a_missing_env_package_is_named_wherever_it_is_the_cause(monkeypatch, offline_hub):
+    """Without ale-py an Atari id or agent says ale-py is missing (not "not on the Hub"); the zoo's other agents
+    are still found and listed."""
+    monkeypatch.setitem(sys.modules, "ale_py", None)  # `import ale_py` raises ImportError, as without the package
+    for args in (["play", "ALE/Breakout-v5"], ["eval", "mrq-agents/mrq-breakout"], ["play", "mrq-agents/mrq-breakout"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        (line,) = result.stderr.strip().splitlines()
+        assert "Atari envs need ale-py" in line and "pip install ale-py" in line and "Hub" not in line, line
+    assert zoo.find_by_env("HalfCheetah-v4")["repo_id"] == "mrq-agents/mrq-HalfCheetah-v4"  # Breakout is listed first
+    listing = runner.invoke(app, ["zoo", "list"])
+    assert listing.exit_code == 0 and "ALE/Breakout-v5" in listing.stdout, listing.output
+
+
+def run_in_terminal(args: list, cwd: Path, timeout: float = 300) -> tuple[int, str]:
+    """Run `mrq ARGS` with stdout and stderr on a pseudo-terminal, as from a user's shell: (exit code, all it drew)."""
+    import pty
+    import select
+    import time
+
+    from helpers.user_env import MRQ, user_env
+
+    main, child = pty.openpty()
+    env = user_env(TERM="xterm-256color", COLUMNS="200")
+    proc = subprocess.Popen(
+        MRQ + [str(a) for a in args], stdin=subprocess.DEVNULL, stdout=child, stderr=child, cwd=cwd, env=env
+    )
+    os.close(child)
+    drawn, deadline = b"", time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if select.select([main], [], [], 1.0)[0]:
+                try:
+                    chunk = os.read(main, 1 << 16)
+                except OSError:  # EIO: the command ended and closed the terminal
+                    break
+                if not chunk:
+                    break
+                drawn += chunk
+        text = drawn.decode(errors="replace")
+        return proc.wait(timeout=60), re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)  # without colours and moves
+    finally:
+        os.close(main)
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_long_acting_commands_show_progress_on_a_terminal_and_nothing_when_piped(tmp_path):
+    folder, _, _ = make_model_folder(tmp_path / "model", "InvertedPendulum-v5")  # untrained: a few steps an episode
+    cases = [
+        (["eval", folder, "--episodes", 3], ["evaluating", "3/3 episodes", "steps, return"]),
+        (["play", folder, "--record", "--video-dir", tmp_path / "videos"], ["recording episode", "steps, return"]),
+        (
+            ["export", folder, "--out", tmp_path / "export", "--episodes", 2, "--record"],
+            ["evaluating", "2/2 episodes", "recording"],
+        ),
+    ]
+    for args, shown in cases:
+        code, drawn = run_in_terminal(args, tmp_path)
+        assert code == 0, drawn
+        for text in shown:
+            assert text in drawn, (args, text, drawn)
+        piped = runner.invoke(app, [str(a) for a in args])  # not a terminal: the command's own lines only
+        assert piped.exit_code == 0 and piped.stderr == "", piped.output
+        assert "evaluating" not in piped.stdout and "steps, return" not in piped.stdout, piped.stdout

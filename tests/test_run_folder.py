@@ -3,16 +3,20 @@ killed writes, starting over, and a machine that refuses to write (one line each
 
 import csv
 import errno
+import json
+import resource
 import signal
 import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from helpers.tiny import TINY_SETTINGS
 from helpers.user_env import MRQ, user_env
+from mrq_agents import Policy
 from mrq_agents.cli import app
 from mrq_agents.serialization import load_tensors, unflatten_state
 
@@ -102,6 +106,14 @@ def test_signal_writes_a_checkpoint_and_resume_finishes(tmp_path, signum):
     assert f"--out {out} --resume" in text
     step = checkpoint_step(out)
     assert 0 < step < 4000
+    # Stopped before its first evaluation, the folder is still an agent: its weights are the checkpoint's.
+    assert not (out / "metrics.csv").exists() and load_tensors(out / "model.safetensors")[1]["step"] == step
+    export = tmp_path / "export"
+    for args in (["eval", out, "--episodes", 1], ["play", out], ["export", out, "--out", export, "--episodes", 1]):
+        result = invoke(args)
+        assert result.exit_code == 0, (args, result.output)
+    assert json.loads((export / "config.json").read_text())["training"]["steps"] == step
+    assert Policy.from_pretrained(out).act(np.zeros(3, np.float32)).shape == (1,)
 
     result = invoke(["train", "Pendulum-v1", "--out", out, "--resume", "--steps", step + 300])
     assert result.exit_code == 0, result.output
@@ -215,5 +227,76 @@ def test_write_failures_are_one_line(tmp_path, monkeypatch, code, fragment):
     def refuse(path, write):
         raise OSError(code, __import__("os").strerror(code), str(path))
 
-    monkeypatch.setattr(serialization, "_atomic_write", refuse)
+    monkeypatch.setattr(serialization, "atomic_write", refuse)
     one_line_error(invoke(train_args(tmp_path / "run", 200)), fragment, "run")
+
+
+# ------------------------------------------------------------------------------------------ a full disk
+
+
+def files_limited_to(size: int):
+    """For `preexec_fn`: the process may not grow a file past `size` bytes (RLIMIT_FSIZE), and a write that would
+    fails with EFBIG, as on a full disk (SIGXFSZ, which would kill the process, ignored)."""
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+    return limit
+
+
+def run_limited(args: list, size: int, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        MRQ + [str(a) for a in args],
+        capture_output=True,
+        text=True,
+        env=user_env(),
+        cwd=cwd,
+        preexec_fn=files_limited_to(size),
+        timeout=300,
+    )
+
+
+def test_a_full_disk_keeps_the_last_checkpoint_and_resume_continues_from_it(tmp_path):
+    out = tmp_path / "run"
+    no_updates = ["--set", "warmup_steps=1000"]  # the replay, which the checkpoint holds, is all this test needs
+    assert invoke(train_args(out, 200, *no_updates)).exit_code == 0
+    kept = (out / "checkpoint.safetensors").read_bytes()
+    # No file may now outgrow the checkpoint of step 200: the next one, holding more replay, cannot be written.
+    done = run_limited(["train", "Pendulum-v1", "--out", out, "--resume", "--steps", 400], len(kept), tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip() == (
+        f"error: File too large ({out / 'checkpoint.safetensors'}): a file outgrew the largest size allowed here "
+        "(`ulimit -f` or the file system's): raise the limit or write somewhere else (--out); the run stopped at "
+        f"step 400, the checkpoint of step 200 is kept: once fixed, continue with: mrq train Pendulum-v1 --out {out} "
+        "--resume"
+    )
+    assert (out / "checkpoint.safetensors").read_bytes() == kept and not list(out.glob(".*.tmp"))
+
+    result = invoke(["train", "Pendulum-v1", "--out", out, "--resume"])
+    assert result.exit_code == 0, result.output
+    assert "resumed at step 200" in result.stdout and "done: 400 steps" in result.stdout
+    assert steps_in_metrics(out) == [200, 400] and checkpoint_step(out) == 400
+
+
+@pytest.mark.parametrize("command", ["export", "play --record"])
+def test_a_full_disk_during_an_export_or_a_recording_is_one_line_and_leaves_no_part(tmp_path, command):
+    from helpers.model_folders import make_model_folder
+
+    folder, _, _ = make_model_folder(tmp_path / "model", "InvertedPendulum-v5")  # untrained: episodes of a few steps
+    before = snapshot(folder)
+    target = tmp_path / "out"
+    args = ["export", folder, "--out", target, "--episodes", 1]
+    if command != "export":
+        args = ["play", folder, "--record", "--video-dir", target]
+    done = run_limited(args, 3000, tmp_path)  # smaller than the weights and than a video of a few frames
+    assert done.returncode == 2, done.stdout + done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: ") and str(target) in line, line
+    assert ("File too large" if command == "export" else "the video was cut short") in line, line
+    assert not [p for p in target.rglob("*") if p.is_file()]  # no file cut short, no temp file
+    assert snapshot(folder) == before
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}

@@ -40,7 +40,7 @@ def test_breakout_is_in_the_zoo_and_evaluated_as_the_paper_does():
 def _mrq_eval(args):
     result = CliRunner().invoke(app, args + ["--json"])
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    return json.loads(result.stdout)  # stderr may hold a note (the paper's v4 envs)
 
 
 @pytest.mark.slow
@@ -75,3 +75,25 @@ def test_walker_is_reachable_by_its_dm_control_id_and_short_repo_id(offline_hub)
     assert entry is not None and entry["repo_id"] == "mrq-agents/mrq-walker"
     policy = Policy.from_pretrained("mrq-agents/mrq-walker")
     assert policy.env_config.gym_id == "dm_control/walker-walk-v0" and zoo.preset(entry) == "paper"
+
+
+@pytest.mark.parametrize(
+    "args, hint",
+    [
+        (["eval", "mrq-agents/mrq-HalfCheeta-v4"], "did you mean 'mrq-agents/mrq-HalfCheetah-v4'? `mrq zoo list`"),
+        (["play", "mrq-agents/mrq-HalfCheeta-v4"], "did you mean 'mrq-agents/mrq-HalfCheetah-v4'? `mrq zoo list`"),
+        (["eval", "mrq-agents/breakout"], "did you mean 'mrq-agents/mrq-breakout'?"),
+        (["eval", "mrq-agents/nothing-like-these"], "is not in the zoo; `mrq zoo list` lists its agents"),
+    ],
+)
+def test_a_mistyped_zoo_id_names_the_nearest_entry(args, hint, monkeypatch):
+    """As `--set` does for field names (one home: `errors.closest`), and without asking the Hub."""
+    import mrq_agents.hub as hub
+
+    monkeypatch.setattr(hub, "_download", lambda *a: pytest.fail("a zoo id went to the Hub"))
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: '{args[1]}' is not in the zoo") and hint in line, line
+    with pytest.raises(Exception, match="is not in the zoo"):
+        Policy.from_pretrained(args[1])

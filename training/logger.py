@@ -87,11 +87,14 @@ class RunLogger:
         new_file = self._header is None
         if new_file:
             self._header = list(row)
-        with open(self.csv_path, "a", newline="") as f:
-            w = csv.writer(f)
-            if new_file:
-                w.writerow(self._header)
-            w.writerow(["" if row.get(k) is None else row[k] for k in self._header])  # unknown keys: CSV ignores
+        try:  # a row cut short by a full disk is dropped on --resume (`_truncate_csv`)
+            with open(self.csv_path, "a", newline="") as f:
+                w = csv.writer(f)
+                if new_file:
+                    w.writerow(self._header)
+                w.writerow(["" if row.get(k) is None else row[k] for k in self._header])  # unknown keys: CSV ignores
+        except OSError as err:
+            raise OSError(err.errno, err.strerror, str(self.csv_path)) from None
         step = int(row["step"])
         for key, value in row.items():
             if key != "step" and _is_number(value):

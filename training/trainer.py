@@ -3,7 +3,8 @@
 Run folder (DIR):
     config.json              algorithm config, env id and preprocessing, spaces, run settings, package version
     metrics.csv              one row per evaluation; TensorBoard events and learning_curve.png beside it
-    model.safetensors        latest online encoder/value/policy weights (written at every evaluation)
+    model.safetensors        online encoder/value/policy weights of the last evaluation (before the first one: of
+                             the last checkpoint, so that a run stopped early still evaluates, plays and exports)
     checkpoint.safetensors   everything needed to resume (written atomically at episode ends, see below)
 
 Checkpoints are taken at the first episode end after every `checkpoint_every` steps (and at the end), so
@@ -32,7 +33,7 @@ import torch
 from mrq_agents.config import MRQConfig, preset_config
 from mrq_agents.envs import EnvSpec, make_env, resolve_env
 from mrq_agents.episodes import EVAL_STREAM, TRAIN_STREAM, episode_seed, run_episodes
-from mrq_agents.errors import CheckpointError, ConfigError, MRQError
+from mrq_agents.errors import CheckpointError, ConfigError, MRQError, os_error_message
 from mrq_agents.fast import accelerate
 from mrq_agents.files import CHECKPOINT_FILE, CONFIG_FILE
 from mrq_agents.learner import MRQLearner, resolve_device, resolve_fast
@@ -64,6 +65,20 @@ LOSS_COLUMNS = (
 
 class TrainingDivergedError(MRQError):
     """Non-finite losses, rewards or observations."""
+
+
+class RunWriteError(MRQError):
+    """A write into the run folder failed at `step` (a full disk, a file-size limit): the run stopped, and its last
+    good checkpoint, of step `checkpoint_step` (None: it had none yet), is kept for `--resume`."""
+
+    def __init__(self, error: OSError, step: int, checkpoint_step: int | None):
+        kept = (
+            f"the checkpoint of step {checkpoint_step:,} is kept"
+            if checkpoint_step is not None
+            else "no checkpoint was written yet"
+        )
+        super().__init__(f"{os_error_message(error)}; the run stopped at step {step:,}, {kept}")
+        self.error, self.step, self.checkpoint_step = error, step, checkpoint_step
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -161,6 +176,7 @@ class Trainer:
         self.metrics: dict[str, torch.Tensor] = {}
         self.next_checkpoint = run.checkpoint_every or run.eval_every
         self._checkpoint_cost = 0.0  # seconds the last checkpoint write took
+        self.checkpoint_step: int | None = None  # the step of the last checkpoint written or resumed from
         self._last_checkpoint = time.perf_counter()
         self._lock = None
         try:
@@ -237,6 +253,7 @@ class Trainer:
     def save_checkpoint(self) -> None:
         start = time.perf_counter()
         write_checkpoint(self.out, self._checkpoint_state(), self.run.env_id, self.step)
+        self.checkpoint_step = self.step
         self._last_checkpoint = time.perf_counter()
         self._checkpoint_cost = self._last_checkpoint - start
 
@@ -258,6 +275,7 @@ class Trainer:
         self.step, self.episode = counters["step"], counters["episode"]
         self.elapsed, self.last_episode_return = counters["elapsed"], counters["last_episode_return"]
         self.next_checkpoint, self.last_eval = counters["next_checkpoint"], tuple(counters["last_eval"])
+        self.checkpoint_step = self.step
 
     def save_model(self) -> None:
         write_model(self.out, self.learner, self.run.env_id, self.step)
@@ -267,10 +285,12 @@ class Trainer:
         return time.perf_counter() - self._session_start
 
     def train(self, progress: Any = None) -> dict[str, Any]:
-        """Run to `run.steps` env steps. `progress(step, info)` is called after every step.
+        """Run to `run.steps` env steps. `progress(step, info)` is called after every step, and during an
+        evaluation as it starts and after each episode, with `info["evaluating"]` = (episodes done, episodes).
 
         Ctrl-C or SIGTERM (in the main thread) stops after the current step with a checkpoint and raises
-        TrainingInterrupted; a second Ctrl-C stops at once, without one. The run folder is released on return.
+        TrainingInterrupted; a second Ctrl-C stops at once, without one. A write that fails (a full disk) raises
+        RunWriteError; every file keeps its last whole version (atomic writes). The run folder is released on return.
         """
         self._session_start = time.perf_counter()
         try:
@@ -279,7 +299,10 @@ class Trainer:
                 self.logger.close()
                 return self._summary()
             with _StopSignals() as stop:
-                self._loop(progress, stop)
+                try:
+                    self._loop(progress, stop)
+                except OSError as err:  # writing the run folder failed: a full disk, a file-size limit
+                    raise RunWriteError(err, self.step, self.checkpoint_step) from None
             if stop.signum is not None:
                 raise TrainingInterrupted(stop.signum, self.step)
             return self._summary()
@@ -304,7 +327,7 @@ class Trainer:
                 self.metrics = self.learner.update(self.buffer)
             self.step += 1
             if self.step % self.run.eval_every == 0 or self.step == self.run.steps:
-                self._evaluate()
+                self._evaluate(progress, start_step)
             if terminated or truncated:
                 self.last_episode_return = episode_return
                 self.logger.log_scalars(self.step, {"train/episode_return": episode_return})
@@ -339,6 +362,8 @@ class Trainer:
         return time.perf_counter() - self._last_checkpoint >= CHECKPOINT_COST_RATIO * self._checkpoint_cost
 
     def _checkpoint_now(self) -> None:
+        if math.isnan(self.last_eval[0]):  # no evaluation has written the weights yet: a stopped run still plays
+            self.save_model()
         self.save_checkpoint()
         while self.next_checkpoint <= self.step:
             self.next_checkpoint += self.run.checkpoint_every or self.run.eval_every
@@ -355,13 +380,23 @@ class Trainer:
             return self.rng.uniform(-1.0, 1.0, self.spec.action_dim).astype(np.float32)
         return self.learner.act(obs, explore=True)
 
-    def _evaluate(self) -> None:
+    def _evaluate(self, progress: Any = None, start_step: int = 0) -> None:
+        shown = None
+        if progress is not None:  # the evaluation's episodes done, in the training's progress, once per episode
+            info, last = self._progress_info(start_step), [-1]
+
+            def shown(done: int, steps: int, episode_return: float) -> None:
+                if done != last[0]:
+                    last[0] = done
+                    progress(self.step, {**info, "evaluating": (done, self.run.eval_episodes)})
+
         returns, _ = run_episodes(
             self.eval_env,
             lambda o: self.learner.act(o, explore=False),
             self.run.eval_episodes,
             self.run.seed,
             stream=EVAL_STREAM,
+            progress=shown,
         )
         self.last_eval = (float(returns.mean()), float(returns.std()))
         losses = {k: float(v) for k, v in self.metrics.items()}  # the only device->host reads of the loop

@@ -19,12 +19,13 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from mrq_agents.errors import CheckpointError, MRQError, UnsupportedEnvError
+from mrq_agents.errors import CheckpointError, MissingDependencyError, MRQError, UnsupportedEnvError, closest
 from mrq_agents.files import MODEL_FILE, sha256_file
 from mrq_agents.hub import DOWNLOAD_PATTERNS
 
 ZOO_DIR = Path(__file__).parent
 MANIFEST = ZOO_DIR / "manifest.json"
+NAMESPACE = "mrq-agents/"  # the zoo's repo ids: mrq-agents/<name>
 CHECKOUT, CACHE, HUB = "checkout", "cache", "hub"  # where an entry's files are (`location`)
 
 
@@ -39,11 +40,14 @@ def find_by_env(env_id: str) -> dict[str, Any] | None:
     """The entry trained on `env_id` (matching the id as given or its resolved Gymnasium id)."""
     from mrq_agents.envs import resolve_env
 
-    gym_id = resolve_env(env_id).gym_id
+    wanted = resolve_env(env_id)
     for entry in entries():
-        if env_id == entry["env_id"] or gym_id == resolve_env(entry["env_id"]).gym_id:
-            if resolve_env(env_id).pixels == resolve_env(entry["env_id"]).pixels:
-                return entry
+        try:
+            other = resolve_env(entry["env_id"])
+        except MissingDependencyError:  # an entry of a family this install lacks is not the env asked for
+            continue
+        if (env_id == entry["env_id"] or wanted.gym_id == other.gym_id) and wanted.pixels == other.pixels:
+            return entry
     return None
 
 
@@ -77,12 +81,26 @@ def play_id(entry: dict[str, Any]) -> str:
     or the entry's own id where the Gymnasium id names another observation kind (DMC from pixels)."""
     from mrq_agents.envs import resolve_env
 
-    config = resolve_env(entry["env_id"])
+    try:
+        config = resolve_env(entry["env_id"])
+    except MissingDependencyError:  # its family's package is missing: the entry's own id still names it
+        return entry["env_id"]
     return config.gym_id if resolve_env(config.gym_id).pixels == config.pixels else entry["env_id"]
 
 
 def find_by_repo(repo_id: str) -> dict[str, Any] | None:
     return next((e for e in entries() if e["repo_id"] == repo_id), None)
+
+
+def check_known(repo_id: str) -> None:
+    """A repo id in the zoo's namespace that names no entry (a typo) is a one-line error naming the nearest entry
+    and `mrq zoo list`, rather than a trip to the Hub."""
+    if not repo_id.startswith(NAMESPACE) or find_by_repo(repo_id) is not None:
+        return
+    names = {e["repo_id"][len(NAMESPACE) :]: e["repo_id"] for e in entries()}
+    near = closest(repo_id[len(NAMESPACE) :], names)
+    hint = f"did you mean {names[near]!r}? " if near else ""
+    raise CheckpointError(f"{repo_id!r} is not in the zoo; {hint}`mrq zoo list` lists its agents")
 
 
 def preset(entry: dict[str, Any]) -> str:
@@ -265,6 +283,8 @@ def play_source(target: str, model: str | None = None) -> tuple[str, str | None]
         return target, None
     try:
         resolve_env(target)
+    except MissingDependencyError:  # an env id of a family whose package is missing: say so, not "not on the Hub"
+        raise
     except MRQError:
         if "/" not in target:
             raise UnsupportedEnvError(

@@ -103,7 +103,8 @@ def make_env(
         kwargs = {**family.make_kwargs(config), **(config.env_kwargs or {}), **make_kwargs}
         if render_mode is not None:  # envs without rendering need not accept the argument
             kwargs = {**family.render_kwargs(config), **kwargs, "render_mode": render_mode}
-        made = gym.make(config.gym_id, **kwargs)
+        with family.building(config):
+            made = gym.make(config.gym_id, **kwargs)
     except (gym.error.Error, ImportError, TypeError) as e:
         raise unsupported(f"cannot build env {config.env_id!r} ({config.gym_id}): {e}") from None
     if render_mode is not None and not {"camera_id", "camera_name"} & kwargs.keys():

@@ -23,7 +23,7 @@ PREPROCESSING = {  # the paper's: 84x84 grayscale, 4 stacked, frame skip 4, stic
 
 
 def register() -> None:
-    base.register_envs_of("ale_py", "Atari envs need ale-py")
+    base.register_envs_of("ale_py", "Atari envs need ale-py", "pip install ale-py")
 
 
 def resolve(env_id: str, gym_id: str) -> EnvConfig:

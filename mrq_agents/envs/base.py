@@ -3,16 +3,17 @@ record each family module fills in, and the wrappers more than one family uses."
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from mrq_agents.errors import UnsupportedEnvError
+from mrq_agents.errors import MissingDependencyError, UnsupportedEnvError
 
 SUPPORTED_IDS = (
     "a registered Gymnasium id (e.g. Pendulum-v1, HalfCheetah-v4), module:EnvId (imports the module "
@@ -96,6 +97,10 @@ def nothing_to_register() -> None:
     return None
 
 
+def no_context(config: EnvConfig) -> ContextManager[None]:
+    return contextlib.nullcontext()
+
+
 @dataclass(frozen=True)
 class Family:
     """One kind of env, all in one module: how its ids resolve, how it is built, preprocessed and recorded, the
@@ -111,14 +116,18 @@ class Family:
     make_kwargs: Callable[[EnvConfig], dict[str, Any]] = no_kwargs  # keyword arguments for gymnasium.make
     render_kwargs: Callable[[EnvConfig], dict[str, Any]] = no_kwargs  # gymnasium.make arguments for recordings
     set_up_recording: Callable[[gym.Env], None] = nothing_to_set_up  # after gymnasium.make with a render mode
+    building: Callable[[EnvConfig], ContextManager[None]] = no_context  # around gymnasium.make (its warnings)
 
 
-def register_envs_of(module: str, requirement: str) -> None:
-    """Import `module` and register its envs with gymnasium; without it, one line naming `requirement`."""
+def register_envs_of(module: str, requirement: str, install: str) -> None:
+    """Import `module` and register its envs with gymnasium; without it, a one-line MissingDependencyError naming
+    `requirement` and the `install` command (callers let it win over guesses at what else an id could be)."""
     try:
         package = importlib.import_module(module)
     except ImportError as e:
-        raise unsupported(f"{requirement} ({e})") from None
+        raise MissingDependencyError(
+            " ".join(f"{requirement}, which does not import ({e}): {install}".split())
+        ) from None
     gym.register_envs(package)
 
 

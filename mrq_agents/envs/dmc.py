@@ -15,7 +15,9 @@ from mrq_agents.envs.base import EnvConfig, Family
 
 
 def register() -> None:
-    base.register_envs_of("shimmy", "dm_control envs need shimmy[dm-control] and dm_control")
+    base.register_envs_of(
+        "shimmy", "dm_control envs need shimmy[dm-control] and dm_control", 'pip install "shimmy[dm-control]"'
+    )
 
 
 def resolve(env_id: str, gym_id: str, pixels: bool) -> EnvConfig:

@@ -4,14 +4,17 @@ images and actions scaled to [-1, 1]."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from typing import Any
+import warnings
+from typing import Any, Iterator
 
 import gymnasium as gym
 from gymnasium import spaces
 
 from mrq_agents.envs import base
 from mrq_agents.envs.base import EnvConfig, Family
+from mrq_agents.errors import Note
 
 LOCOMOTION = ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid")
 DEFAULT_FPS = 30
@@ -108,6 +111,47 @@ def _draw_floor_to_horizon(model: Any) -> None:
             rescaled.add(material)
 
 
+_NOTED: set[str] = set()  # the older versions already explained in this process
+
+
+@contextlib.contextmanager
+def building(config: EnvConfig) -> Iterator[None]:
+    """Around gymnasium.make of a Gymnasium MuJoCo env: for an older version than Gymnasium's newest (the paper's
+    v4), one note, once per process, on why it is used, instead of Gymnasium's deprecation warning at every build;
+    MuJoCo's warnings about the bundled model files (`settotalmass`, deprecated) neither printed nor written to
+    MUJOCO_LOG.TXT in the working folder, MuJoCo's other warnings passed on as Python warnings."""
+    try:
+        spec = gym.spec(config.gym_id.rpartition(":")[2])  # `module:EnvId`: resolving imported the module
+    except gym.error.Error:  # gymnasium.make says what is wrong
+        spec = None
+    if spec is None or not (isinstance(spec.entry_point, str) and spec.entry_point.startswith("gymnasium.envs.mujoco")):
+        yield
+        return
+    import mujoco
+
+    newest = gym.envs.registration.find_highest_version(spec.namespace, spec.name)
+    older = spec.version is not None and newest is not None and spec.version < newest
+    if older and spec.id not in _NOTED:
+        _NOTED.add(spec.id)
+        warnings.warn(
+            f"{spec.id} is used as named, though Gymnasium's newest version is v{newest}: the paper measured its Gym "
+            "MuJoCo results on v4, and the zoo's agents follow it",
+            Note,
+            stacklevel=4,
+        )
+    previous, seen = mujoco.get_mju_user_warning(), []
+    mujoco.set_mju_user_warning(seen.append)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*is out of date", category=DeprecationWarning)
+            yield
+    finally:
+        mujoco.set_mju_user_warning(previous)
+    for text in seen:
+        if "settotalmass" not in text:
+            warnings.warn(f"MuJoCo: {text}", RuntimeWarning, stacklevel=4)
+
+
 FAMILY = Family(
     name="gym",
     prefixes={"Gym-": lambda env_id, rest: resolve(env_id, rest)},
@@ -116,4 +160,5 @@ FAMILY = Family(
     describe=describe,
     video_fps=video_fps,
     set_up_recording=follow_agent,
+    building=building,
 )
