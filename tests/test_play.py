@@ -135,8 +135,9 @@ def test_another_version_is_offered_only_with_the_same_spaces(monkeypatch):
     cheetah = zoo.find_by_env("HalfCheetah-v4")
     assert zoo.find_other_version("HalfCheetah-v5") == cheetah
     assert zoo.find_other_version("Ant-v5") is None  # no Ant entry at all
-    # An entry for v4 whose files have other spaces (Hopper's 11-D observations, 3-D actions) is not offered.
-    monkeypatch.setattr(zoo, "entries", lambda: [dict(cheetah, folder="Hopper-v4")])
+    # An entry for v4 whose manifest records other spaces (Hopper's 11-D observations, 3-D actions) is not offered.
+    hopper = zoo.find_by_env("Hopper-v4")
+    monkeypatch.setattr(zoo, "entries", lambda: [dict(cheetah, spaces=hopper["spaces"])])
     assert zoo.find_other_version("HalfCheetah-v5") is None
 
 
