@@ -1,7 +1,7 @@
 """The import contract: imports run one way, core <- training <- policy, export, hub <- sweep, report <- cli.
 
 Read from the source (every `import` and `from ... import`, module level or inside functions), so a lazy import
-cannot hide an edge. The README's "Architecture" section draws the same layers.
+cannot hide an edge. docs/architecture.md draws the same layers.
 """
 
 import ast

@@ -169,12 +169,13 @@ def test_help_lists_choices(command, option, choices):
     assert f"one of: {', '.join(choices)}" in text.lower()
 
 
-def test_readme_says_how_the_reward_scale_differs_from_the_authors():
-    """The authors' code clamps a zero reward scale to 1e-8 (no division by zero there either); README says what
-    differs, as tests/test_learner.py::test_scales_without_rewards_against_the_authors_clamp measures it."""
-    readme = (ROOT / "README.md").read_text()
-    assert "instead of dividing by zero" not in readme
-    assert "clamps the scale to 1e-8" in readme and "1/1e-8 = 1e8" in readme
+def test_docs_say_how_the_reward_scale_differs_from_the_authors():
+    """The authors' code clamps a zero reward scale to 1e-8 (no division by zero there either); the algorithm page's
+    choices say what differs, as tests/test_learner.py::test_scales_without_rewards_against_the_authors_clamp
+    measures it."""
+    page = (ROOT / "docs" / "algorithm.md").read_text()
+    assert "instead of dividing by zero" not in page
+    assert "clamps the scale to 1e-8" in page and "1/1e-8 = 1e8" in page
 
 
 def test_every_subpackage_is_installed():

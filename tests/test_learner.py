@@ -214,7 +214,8 @@ def test_all_zero_rewards_keep_the_scale_at_one():
 
 
 def test_scales_without_rewards_against_the_authors_clamp():
-    """What README says: while no reward is in the buffer, the authors' code clamps the scale to 1e-8 and ours keeps 1.
+    """What docs/algorithm.md says ("The choices we made"): while no reward is in the buffer, the authors' code
+    clamps the scale to 1e-8 and ours keeps 1.
 
     The bootstrapped term is multiplied by target_reward_scale / reward_scale: here 1 in every cycle; with the
     clamp 1e8 in the first cycle (the initial scale 1 over 1e-8), then 1 (1e-8 / 1e-8). R is 0 in both.

@@ -227,29 +227,3 @@ def test_a_run_from_before_precision_resumes_in_fp32(tmp_path):
     result = _train(out, "--resume")
     assert result.exit_code == 0, result.output
     assert json.loads((out / "config.json").read_text())["run"]["precision"] == "fp32"
-
-
-# ------------------------------------------------------------------ the study's report
-
-
-def test_precision_study_report_tables_and_figures(tmp_path):
-    """Synthetic runs where bf16 scores exactly 10 more than fp32 at every evaluation of every seed."""
-    from helpers.tools import load_tool
-
-    study = load_tool("precision_study")
-    env, steps, eval_every, _ = study.GRID[0]
-    for seed in study.SEEDS:
-        for precision, offset in (("fp32", 0.0), ("bf16", 10.0)):
-            folder = study.run_dir(tmp_path / "runs", env, precision, seed)
-            folder.mkdir(parents=True)
-            rows = ["step,eval_return_mean"] + [
-                f"{s},{s / steps * 100 + seed + offset}" for s in range(eval_every, steps + 1, eval_every)
-            ]
-            (folder / "metrics.csv").write_text("\n".join(rows) + "\n")
-    assert study.finished(study.run_dir(tmp_path / "runs", env, "fp32", 0), steps)
-    study.report(tmp_path / "runs", tmp_path / "docs")
-    table = (tmp_path / "docs" / "table.md").read_text()
-    assert f"| {env} | +10.0 (+10.0 to +10.0) | +10.0 (+10.0 to +10.0) |" in table
-    assert f"| {env} | {steps:,} | fp32 | 3 | 101.0 +- 0.8 |" in table  # final 100 + seeds 0,1,2
-    assert "not run yet" in table  # the other envs of the grid
-    assert (tmp_path / "docs" / f"{env}.png").read_bytes()[:4] == b"\x89PNG"

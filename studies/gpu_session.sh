@@ -8,7 +8,7 @@
 #      checkpoints: see KEEP_CHECKPOINTS below) into $OUT/runs.tar.gz.part-* (16 MB pieces).
 # A second call on the still-warm machine continues a run: SKIP_INSTALL=1 SKIP_BENCH=1 SKIP_TESTS=1
 #   RUN_SPECS="halfcheetah|HalfCheetah-v4|--resume" (the run folders in /tmp/runs survive while the machine is held).
-# Run as: DEADLINE_S=500 bash tools/gpu_session.sh   (carry .whl; a run that dies on the fast path is retried
+# Run as: DEADLINE_S=500 bash studies/gpu_session.sh   (carry .whl; a run that dies on the fast path is retried
 # once with --no-fast). The zoo entry is then built here from the returned run folder (tools/zoo_add.py).
 # Build .whl here first: this package's wheel (`pip wheel --no-deps . -w .whl` from a copy of the checkout without
 # the zoo's weights and videos: with them it is 80 MB, over what a call carries) and, for Python 3.12

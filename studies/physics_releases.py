@@ -4,9 +4,9 @@ each task under each release and compares observations and returns.
 Run it once per release, each in its own environment, then compare (no torch needed; a few seconds per task):
 
     python3 -m venv /tmp/oldmj && /tmp/oldmj/bin/pip install "dm_control==1.0.26" "mujoco==3.2.6"
-    /tmp/oldmj/bin/python tools/physics_releases.py play /tmp/physics-old.json
-    python tools/physics_releases.py play /tmp/physics-new.json          # this project's environment
-    python tools/physics_releases.py compare /tmp/physics-old.json /tmp/physics-new.json
+    /tmp/oldmj/bin/python studies/physics_releases.py play /tmp/physics-old.json
+    python studies/physics_releases.py play /tmp/physics-new.json          # this project's environment
+    python studies/physics_releases.py compare /tmp/physics-old.json /tmp/physics-new.json
 
 Same physics gives differences at float64 rounding (1e-14) that stay small on smooth tasks and grow only where
 the dynamics are chaotic (contacts: walker); different physics differ from the first steps.

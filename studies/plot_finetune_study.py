@@ -1,11 +1,11 @@
-"""Keep, plot and tabulate the evaluations of the paper-size fine-tune study made by docs/finetune_study.sh.
+"""Keep, plot and tabulate the evaluations of the paper-size fine-tune study made by studies/finetune_study.sh.
 
-    python docs/plot_finetune_study.py collect ROOT [CONDITION-sSEED=FOLDER ...]
-    python docs/plot_finetune_study.py plot walker "walker-walk -> walker-run"
+    python studies/plot_finetune_study.py collect ROOT [CONDITION-sSEED=FOLDER ...]
+    python studies/plot_finetune_study.py plot walker "walker-walk -> walker-run"
 
 `collect` copies the evaluations of every run folder ROOT/<pair>-<condition>-s<seed> (and of any run folder named
 on the command line for a pair's target env, e.g. `scratch-s0=~/mrq-runs/cheetah-run-s0`: the zoo's own run from
-scratch) into docs/finetune_study.csv, replacing that run's earlier rows; run folders live outside the checkout
+scratch) into studies/finetune_study.csv, replacing that run's earlier rows; run folders live outside the checkout
 and can be lost with a machine, the CSV is what the page's tables and curves are drawn from. `plot` writes
 docs/finetune-<pair>-paper.png (mean over seeds at the steps all seeds evaluated, band = min..max; the paper's
 runs from scratch as mean and interquartile range) and prints, per run, the pretrained agent's zero-shot score (its
@@ -57,6 +57,7 @@ COLOURS = {
 
 
 STUDY_CSV = Path(__file__).with_name("finetune_study.csv")
+DOCS = Path(__file__).resolve().parents[1] / "docs"  # the page that shows the figures
 FIELDS = ("pair", "condition", "seed", "step", "warmup_steps", "eval_return_mean", "source")
 
 
@@ -158,7 +159,7 @@ def plot(pair: str, title: str) -> None:
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    out = Path(__file__).with_name(f"finetune-{pair}-paper.png")
+    out = DOCS / f"finetune-{pair}-paper.png"
     fig.savefig(out, dpi=120)
     steps = sorted(set().union(*(s.tolist() for s, _ in curves.values())))
     marks = [m for m in (10000, 11000, 12000, 13000, 14000, 15000, 20000) if m in steps]

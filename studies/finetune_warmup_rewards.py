@@ -1,7 +1,7 @@
 """What each fine-tune warm-up puts in the replay, against the scale the pretrained critics were trained in.
 
-    python docs/finetune_warmup_rewards.py mrq-agents/mrq-walker Dmc-walker-run
-    python docs/finetune_warmup_rewards.py mrq-agents/mrq-HalfCheetah-v4 Dmc-cheetah-run
+    python studies/finetune_warmup_rewards.py mrq-agents/mrq-walker Dmc-walker-run
+    python studies/finetune_warmup_rewards.py mrq-agents/mrq-HalfCheetah-v4 Dmc-cheetah-run
 
 MR.Q divides its value targets by the replay's mean |reward| (the reward scale), so critics trained on the source
 task output values in units of the source's last reward scale (the last row of its metrics.csv). This prints that

@@ -1,7 +1,7 @@
 """The learning-equivalence study of docs/precision.md: bf16 against fp32, same envs, same seeds.
 
-    python tools/precision_study.py run --out ~/mrq-runs/precision      # train the grid (resumes; skips done runs)
-    python tools/precision_study.py report --out ~/mrq-runs/precision --docs docs/precision-study
+    python studies/precision_study.py run --out ~/mrq-runs/precision      # train the grid (resumes; skips done runs)
+    python studies/precision_study.py report --out ~/mrq-runs/precision --docs docs/precision-study
 
 `run` trains every (env, seed, precision) of GRID with `mrq train` in a subprocess, one after another (or
 `--jobs N` at once, each with `--threads` cores), in DIR/<env>/<precision>-seed<seed>. A run that finished is

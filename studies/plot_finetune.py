@@ -1,6 +1,6 @@
-"""Plot and tabulate fine-tune vs from-scratch runs made by docs/finetune_runs.sh.
+"""Plot and tabulate fine-tune vs from-scratch runs made by studies/finetune_runs.sh.
 
-    python docs/plot_finetune.py OUT_ROOT pendulum "InvertedPendulum-v4 -> InvertedDoublePendulum-v4"
+    python studies/plot_finetune.py OUT_ROOT pendulum "InvertedPendulum-v4 -> InvertedDoublePendulum-v4"
 
 Reads OUT_ROOT/<pair>-{scratch,finetune,finetune1000}-s<seed>/metrics.csv, writes docs/finetune-<pair>.png
 (mean over seeds, band = min..max) and prints a markdown table of the mean ± std over seeds at a few steps and the
@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"  # the page that shows the figures
 
 LABELS = {
     "scratch": "from scratch (warm-up 1,000)",
@@ -53,7 +55,7 @@ def main() -> None:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    out = Path(__file__).with_name(f"finetune-{pair}.png")
+    out = DOCS / f"finetune-{pair}.png"
     fig.savefig(out, dpi=120)
     steps = table[LABELS["scratch"]][0]
     marks = sorted({steps[len(steps) // 5], steps[len(steps) // 2], steps[-1]})

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The fine-tune vs from-scratch experiments of docs/finetune.md (CPU, small networks, 3 seeds each).
-# Usage: bash docs/finetune_runs.sh PAIR OUT_ROOT   (PAIR: pendulum | cartpole | pendulum-warmup | cartpole-warmup); 2 at a time.
+# Usage: bash studies/finetune_runs.sh PAIR OUT_ROOT   (PAIR: pendulum | cartpole | pendulum-warmup | cartpole-warmup); 2 at a time.
 set -euo pipefail
 pair=$1; root=$2; mkdir -p "$root"
 export OMP_NUM_THREADS=1

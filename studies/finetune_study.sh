@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The paper-size fine-tune study of docs/finetune.md: one run per call, resumable across sessions.
-# Usage: bash docs/finetune_study.sh PAIR CONDITION SEED STEPS ROOT
+# Usage: bash studies/finetune_study.sh PAIR CONDITION SEED STEPS ROOT
 #   PAIR:      walker (mrq-agents/mrq-walker -> Dmc-walker-run) | cheetah (mrq-agents/mrq-HalfCheetah-v4 -> Dmc-cheetah-run)
 #   CONDITION: scratch | random (the paper's uniform warm-up) | policy (the pretrained policy's warm-up)
 #              | hold (random, the policy held 2,500 updates) | freeze (random, encoder frozen)

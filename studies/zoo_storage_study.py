@@ -1,10 +1,10 @@
-"""Maintainer tool: what storing the zoo's weights in float16 or bfloat16 would change.
+"""The zoo storage study: what storing the zoo's weights in float16 or bfloat16 would change.
 
-    python tools/zoo_storage_study.py            # every paper-size entry of the bundled zoo
+    python studies/zoo_storage_study.py            # every paper-size entry of the bundled zoo
 
 Rounds each entry's actor (state encoder + policy) to float16 and to bfloat16 and back, replays the entry's own
 evaluation (10 episodes, seed 0, the manifest's policy mode) and compares the returns with the float32 weights.
-The zoo ships float32 while these differ (README, "Pretrained agents").
+The zoo ships float32 while these differ (docs/zoo.md, "How the zoo is stored").
 """
 
 from __future__ import annotations
