@@ -314,8 +314,9 @@ def finetune(
     """Fine-tune a pretrained MR.Q agent on another env (continue a killed one: `mrq train ENV --out DIR --resume`)."""
 
     require_torch("`mrq finetune`")
-    from mrq_agents.policy import load_pretrained
+    from mrq_agents.policy import resolve_model_folder
     from mrq_agents.training.finetune import finetune as prepare
+    from mrq_agents.training.finetune import load_pretrained
 
     _check_threads(threads)
     run_options = _run_options(
@@ -323,7 +324,7 @@ def finetune(
     )
     log = display.console().print
     trainer = prepare(
-        load_pretrained(source, revision),
+        load_pretrained(resolve_model_folder(source, revision), source, revision),
         env,
         steps,
         out,

@@ -290,7 +290,7 @@ def test_compact_export_halves_what_acting_does_not_read_and_acts_identically(pe
                 load_file(str(compact / "model.safetensors")).values(),
             )
         )
-        from mrq_agents.policy import load_model_folder
+        from mrq_agents.model_folder import load_model_folder
 
         assert {t.dtype for t in load_model_folder(compact)[-1].values()} == {torch.float32}
 
