@@ -6,10 +6,11 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from helpers.scores import score_disagreement
 from mrq_agents import Policy, zoo
 from mrq_agents.cli import app
 from mrq_agents.files import sha256_file
-from mrq_agents.machine import fingerprint, score_disagreement
+from mrq_agents.machine import fingerprint
 
 ENTRIES = zoo.entries()
 
