@@ -30,6 +30,7 @@ from mrq_agents.envs.base import (  # noqa: F401
 )
 from mrq_agents.envs.dmc import DmcPixels, dmc_camera  # noqa: F401
 from mrq_agents.envs.gym_family import LOCOMOTION, follow_agent  # noqa: F401
+from mrq_agents.rendering import choose_gl_backend
 
 FAMILIES: dict[str, Family] = {"gym": gym_family.FAMILY, "dmc": dmc.FAMILY, "atari": atari.FAMILY}
 
@@ -92,10 +93,13 @@ def make_env(
 
     `render_mode='rgb_array'` gives the env's normal full-resolution render(), independent of pixel observations,
     from a view that keeps the agent in the picture (the family's recording set-up) unless the arguments name one.
-    `make_kwargs` go to `gymnasium.make` (e.g. `width=640, height=480` for MuJoCo renders).
+    `make_kwargs` go to `gymnasium.make` (e.g. `width=640, height=480` for MuJoCo renders). Building an env is
+    where MuJoCo may be imported and rendering starts: a headless machine gets its OpenGL backend here first
+    (`mrq_agents.rendering`).
     """
     if not isinstance(env, (str, EnvConfig)):
         raise unsupported(f"invalid env {env!r}: expected an env id string or an EnvConfig")
+    choose_gl_backend()
     config = env if isinstance(env, EnvConfig) else resolve_env(env)
     family = FAMILIES[config.family]
     family.register()

@@ -13,6 +13,7 @@ import numpy as np
 from gymnasium import spaces
 
 from mrq_agents.errors import UnsupportedEnvError
+from mrq_agents.rendering import choose_gl_backend
 
 SUPPORTED_IDS = (
     "a registered Gymnasium id (e.g. Pendulum-v1, HalfCheetah-v4), module:EnvId (imports the module "
@@ -114,7 +115,9 @@ class Family:
 
 
 def register_envs_of(module: str, requirement: str) -> None:
-    """Import `module` and register its envs with gymnasium; without it, one line naming `requirement`."""
+    """Import `module` and register its envs with gymnasium; without it, one line naming `requirement`. Importing
+    an env package may import MuJoCo, which reads its OpenGL backend then: `choose_gl_backend` runs first."""
+    choose_gl_backend()
     try:
         package = importlib.import_module(module)
     except ImportError as e:
