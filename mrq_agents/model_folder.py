@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mrq_agents.config import MRQConfig
-from mrq_agents.envs import EnvConfig, EnvSpec
+from mrq_agents.envs import EnvConfig, EnvSpec, family_of
 from mrq_agents.errors import CheckpointError, ConfigError, UnsupportedEnvError
 from mrq_agents.files import CONFIG_FILE, METRICS_FILE, MODEL_FILE, sha256_file
 from mrq_agents.files import FORMAT_VERSION as SUPPORTED_FORMAT
@@ -39,6 +39,7 @@ def read_model_config(folder: Path) -> tuple[dict[str, Any], MRQConfig, EnvSpec,
         config = MRQConfig.from_dict(meta["algorithm"])
         spec = EnvSpec.from_dict(meta["spaces"])
         env_config = EnvConfig.from_dict(meta["env"])
+        family_of(env_config)
     except (ConfigError, UnsupportedEnvError, TypeError, KeyError) as err:
         raise CheckpointError(f"{folder / CONFIG_FILE} is malformed ({err}): re-export the model") from None
     expected = meta.get("weights_sha256")

@@ -13,6 +13,7 @@ from gymnasium import spaces
 from mrq_agents.envs import base
 from mrq_agents.envs.base import EnvConfig, Family
 
+NAME = "gym"  # EnvConfig.family, as config.json saves it
 LOCOMOTION = ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid")
 DEFAULT_FPS = 30
 
@@ -29,7 +30,7 @@ def resolve(env_id: str, gym_id: str) -> EnvConfig:
                 f"{name!r} on PYTHONPATH or install it"
             ) from None
     base.check_registered(name, env_id, base.SUPPORTED_IDS)
-    return EnvConfig(env_id=env_id, family="gym", gym_id=gym_id)
+    return EnvConfig(env_id=env_id, family=NAME, gym_id=gym_id)
 
 
 def wrap(env: gym.Env, config: EnvConfig) -> gym.Env:
@@ -109,7 +110,7 @@ def _draw_floor_to_horizon(model: Any) -> None:
 
 
 FAMILY = Family(
-    name="gym",
+    name=NAME,
     prefixes={"Gym-": lambda env_id, rest: resolve(env_id, rest)},
     wrap=wrap,
     budget=budget,
