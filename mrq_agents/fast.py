@@ -1,4 +1,4 @@
-"""The fast update path: `FastLearner`, a subclass of `MRQLearner` that the learner never sees.
+"""The fast update path: `FastLearner`, a subclass of `MRQLearner` that the learner never imports.
 
 `FastLearner` takes fused AdamW optimizers and runs the learner's two steps (`encoder_step`, `rl_step`) as
 `CapturedStep`s: on CUDA each step is captured once as a CUDA graph and replayed; on the CPU there is nothing to

@@ -128,14 +128,14 @@ class MRQLearner:
         self.target_noise = c.target_policy_noise * noise_factor
         self.target_noise_clip = c.noise_clip * noise_factor
 
-    def make_optimizer(self, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-        """AdamW, PyTorch's default kernel (the fast path's subclass takes the fused one)."""
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-
     reward_scale = DeviceMirrored(0, "mean |r| of the buffer at the last target sync (1 before any reward)")
     target_reward_scale = DeviceMirrored(
         1, "the reward scale of the previous sync, of the targets' values (0 at first)"
     )
+
+    def make_optimizer(self, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+        """AdamW, PyTorch's default kernel (the fast path's subclass takes the fused one)."""
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
     # ---------------------------------------------------------------- acting
     @torch.no_grad()
