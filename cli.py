@@ -18,7 +18,7 @@ import typer
 from typer.core import TyperCommand
 
 from mrq_agents import display, zoo
-from mrq_agents.config import preset_config
+from mrq_agents.config import preset_config, presets_help
 from mrq_agents.deps import require_torch
 from mrq_agents.errors import MRQError, Note, os_error_message
 from mrq_agents.files import CHECKPOINT_FILE, METRICS_FILE
@@ -118,15 +118,13 @@ def train(
     env: str = typer.Argument(
         ...,
         metavar="ENV",
-        help="Gymnasium id (Pendulum-v1, HalfCheetah-v4), module:EnvId for a custom env "
-        "(imports the module that registers it), dm_control/<domain>-<task>-v0, "
-        "ALE/<Game>-v5, or a paper alias (Gym-HalfCheetah-v4, Dmc-walker-walk, "
-        "Dmc-visual-walker-walk, Atari-Pong-v5).",
+        help="An env id, e.g. Pendulum-v1, Dmc-walker-walk, ALE/Pong-v5, or module:EnvId for a custom env; "
+        "an id it does not accept lists every form it does (mrq_agents.envs.SUPPORTED_IDS).",
     ),
     steps: Optional[int] = typer.Option(
         None,
-        help="Total env steps (agent decisions). Default per benchmark: "
-        "Gym MuJoCo 1M, DMC 500k, Atari 2.5M; any other env 100k.",
+        help="Total env steps (agent decisions). [default: the paper's budget for the env's benchmark, set by its "
+        "family in mrq_agents/envs/; the run's first line says it]",
     ),
     seed: Optional[int] = typer.Option(None, help="Random seed. [default: 0]"),
     out: Optional[Path] = typer.Option(None, help="Run folder. [default: runs/<env>-seed<seed>]"),
@@ -134,7 +132,7 @@ def train(
     fast: Optional[bool] = typer.Option(None, "--fast/--no-fast", help=FAST_HELP),
     precision: Optional[str] = typer.Option(None, help=PRECISION_HELP),
     eval_every: Optional[int] = typer.Option(
-        None, help="Evaluate every N steps. Default per benchmark: Atari 100k, others 5k."
+        None, help="Evaluate every N steps. [default: the paper's cadence for the env's benchmark (mrq_agents/envs/)]"
     ),
     eval_episodes: Optional[int] = typer.Option(None, help="Episodes per evaluation. [default: 10]"),
     checkpoint_every: Optional[int] = typer.Option(
@@ -151,9 +149,7 @@ def train(
     ),
     preset: str = typer.Option(
         "paper",
-        help="Named config before --set, one of: paper, small. 'paper': the "
-        "paper's defaults; 'small': 128-wide networks, 1k warm-up (small envs learn on a CPU in "
-        "minutes). With --resume the run's saved config is used.",
+        help=f"Named config before --set, {presets_help()}. With --resume the run's saved config is used.",
     ),
     env_kwargs: Optional[str] = typer.Option(
         None,
@@ -347,8 +343,9 @@ def finetune(
     """Fine-tune a pretrained MR.Q agent on another env (continue a killed one: `mrq train ENV --out DIR --resume`)."""
 
     require_torch("`mrq finetune`")
-    from mrq_agents.policy import load_pretrained
+    from mrq_agents.policy import resolve_model_folder
     from mrq_agents.training.finetune import finetune as prepare
+    from mrq_agents.training.finetune import load_pretrained
 
     _check_threads(threads)
     run_options = _run_options(
@@ -356,7 +353,7 @@ def finetune(
     )
     log = display.console().print
     trainer = prepare(
-        load_pretrained(source, revision),
+        load_pretrained(resolve_model_folder(source, revision), source, revision),
         env,
         steps,
         out,
@@ -376,7 +373,7 @@ def finetune(
 @app.command("config", cls=PlainUsage)
 @_friendly_errors
 def show_config(
-    preset: str = typer.Option("paper", help="One of: paper, small."),
+    preset: str = typer.Option("paper", help=f"The preset, {presets_help()}."),
 ) -> None:
     """Every algorithm hyperparameter with its default (names for --set) and meaning."""
     import dataclasses

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,7 +28,9 @@ import torch
 
 from mrq_agents import Policy
 from mrq_agents.config import MRQConfig
-from mrq_agents.training.checkpoint import write_model_folder
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' helpers write model folders
+from helpers.model_folders import write_model_folder  # noqa: E402
 
 BACKENDS = ("torch", "onnx")
 

@@ -16,9 +16,10 @@ import torch
 from torch.profiler import profile
 
 from mrq_agents.config import MRQConfig
+from mrq_agents.device import resolve_device
 from mrq_agents.envs import EnvSpec
-from mrq_agents.fast import accelerate
-from mrq_agents.learner import MRQLearner, resolve_device
+from mrq_agents.fast import FastLearner, captures
+from mrq_agents.learner import MRQLearner
 from mrq_agents.networks import PixelTrunk
 from mrq_agents.precision import fast_bf16
 from mrq_agents.replay import ReplayBuffer
@@ -27,10 +28,13 @@ HALFCHEETAH = EnvSpec(obs_shape=(17,), pixels=False, frame_stack=1, discrete=Fal
 ATARI = EnvSpec(obs_shape=(4, 84, 84), pixels=True, frame_stack=4, discrete=True, action_dim=6)
 
 
-def filled_buffer(spec: EnvSpec, capacity: int, steps: int, device: torch.device) -> ReplayBuffer:
+def filled_buffer(
+    spec: EnvSpec, capacity: int, steps: int, device: torch.device, static_shapes: bool = False
+) -> ReplayBuffer:
     """A replay of `capacity` slots holding `steps` random steps (episodes of 300, truncated), flushed."""
     config = MRQConfig()
-    buffer = ReplayBuffer(spec, capacity, (config.enc_horizon, config.q_horizon), device=device)
+    horizons = (config.enc_horizon, config.q_horizon)
+    buffer = ReplayBuffer(spec, capacity, horizons, device=device, static_shapes=static_shapes)
     rng = np.random.default_rng(0)
 
     def obs():
@@ -126,12 +130,12 @@ def pixel_encoder_table(device: torch.device, top: int = 6) -> None:
     config = MRQConfig()
     learner = MRQLearner(ATARI, config, device)
     buffer = filled_buffer(ATARI, 5_000, 1_200, device)
-    batch = buffer.sample(config.enc_horizon, config.batch_size)
+    starts = buffer.sample_indices(config.enc_horizon, config.batch_size)
     learner.use_termination.fill_(1.0)
     noise = learner.draw_encoder_noise(config.batch_size, config.enc_horizon)
-    learner.encoder_update(batch, noise)
+    learner.encoder_step(buffer, starts, noise)
     with profile() as prof:
-        learner.encoder_update(batch, noise)
+        learner.encoder_step(buffer, starts, noise)
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
     print("\n| op in one Atari-shape encoder update (self CPU time) | share |\n|---|---|")
@@ -146,13 +150,11 @@ def path_table(device: torch.device, repeats: int = 11) -> None:
     print("\n| update at the paper's size | plain ms | fast ms | fast vs plain |\n|---|---|---|---|")
     config = MRQConfig()
     for name, spec in (("HalfCheetah shapes", HALFCHEETAH), ("Atari shapes", ATARI)):
-        buffer = filled_buffer(spec, 5_000, 1_200, device)
+        buffer = filled_buffer(spec, 5_000, 1_200, device, static_shapes=captures(device))  # shared by both
         learners = {}
-        for path in ("plain", "fast"):
+        for path, learner_class in (("plain", MRQLearner), ("fast", FastLearner)):
             torch.manual_seed(0)
-            learners[path] = MRQLearner(spec, config, device)
-            if path == "fast":
-                accelerate(learners[path])
+            learners[path] = learner_class(spec, config, device)
         starts = buffer.sample_indices(config.enc_horizon, config.batch_size)
         steps = {"encoder update": encoder_step(buffer, starts), "value+policy step": rl_step(buffer)}
         for step_name, step in steps.items():

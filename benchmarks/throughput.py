@@ -29,9 +29,10 @@ import numpy as np
 import torch
 
 from mrq_agents.config import MRQConfig
+from mrq_agents.device import resolve_device
 from mrq_agents.envs import EnvSpec, make_env, resolve_env
-from mrq_agents.fast import accelerate
-from mrq_agents.learner import MRQLearner, resolve_device, resolve_fast
+from mrq_agents.fast import FastLearner, captures, resolve_fast
+from mrq_agents.learner import MRQLearner
 from mrq_agents.precision import fast_bf16, resolve_precision
 from mrq_agents.replay import ReplayBuffer
 
@@ -53,10 +54,11 @@ def measure(
     spec = EnvSpec.from_env(env, env_config.frame_stack)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    learner = MRQLearner(spec, config, device, precision=precision)
-    if resolve_fast(fast, learner.device):
-        accelerate(learner)
-    buffer = ReplayBuffer(spec, config.buffer_size, (config.enc_horizon, config.q_horizon), config.prioritized, device)
+    fast = resolve_fast(fast, device)
+    learner = (FastLearner if fast else MRQLearner)(spec, config, device, precision=precision)
+    horizons = (config.enc_horizon, config.q_horizon)
+    static_shapes = fast and captures(device)
+    buffer = ReplayBuffer(spec, config.buffer_size, horizons, config.prioritized, device, static_shapes=static_shapes)
     obs, _ = env.reset(seed=seed)
     buffer.start_episode(obs)
 

@@ -2,10 +2,6 @@
 
 __version__ = "0.1.0"
 
-from mrq_agents.rendering import choose_gl_backend  # noqa: E402
-
-choose_gl_backend()  # before anything imports mujoco: headless machines render with EGL or OSMesa
-
 from mrq_agents.config import MRQConfig  # noqa: E402
 from mrq_agents.errors import MRQError  # noqa: E402
 

@@ -173,6 +173,17 @@ PRESETS: dict[str, dict[str, object]] = {
 }
 
 
+PRESET_NOTES = {  # each preset in a few words, for the command line's help
+    "paper": "the paper's defaults",
+    "small": "128-wide networks, 1k warm-up (small envs learn on a CPU in minutes)",
+}
+
+
+def presets_help() -> str:
+    """The presets for `--preset`'s help: `one of: paper, small. 'paper': the paper's defaults; 'small': ...`."""
+    return f"one of: {', '.join(PRESETS)}. " + "; ".join(f"'{name}': {PRESET_NOTES[name]}" for name in PRESETS)
+
+
 def preset_name(algorithm: dict[str, Any]) -> str:
     """The preset a saved algorithm config equals ('paper', 'small'), or 'custom'."""
     for name in PRESETS:

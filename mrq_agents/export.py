@@ -12,7 +12,6 @@ replay.mp4         a recorded episode, when recorded; learning_curve.png and met
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import re
 import shutil
@@ -33,18 +32,11 @@ from mrq_agents.files import (
     VIDEO_FILE,
 )
 from mrq_agents.machine import describe
+from mrq_agents.model_folder import metrics_rows
 from mrq_agents.paper import placement, protocol_note
 from mrq_agents.serialization import atomic_write, atomic_write_bytes, read_metadata
 
 CARD_TEMPLATE = Path(__file__).with_name("MODEL_CARD.md")
-
-
-def metrics_rows(folder: Path) -> list[dict[str, str]]:
-    path = folder / METRICS_FILE
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def training_info(folder: Path, meta: dict[str, Any]) -> dict[str, Any]:

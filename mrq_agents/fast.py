@@ -1,8 +1,10 @@
-"""The fast update path: a wrapper around an `MRQLearner` that the learner never sees.
+"""The fast update path: `FastLearner`, a subclass of `MRQLearner` that the learner never imports.
 
-`accelerate(learner)` gives the learner fused AdamW optimizers and replaces its two steps (`encoder_step`,
-`rl_step`) by `CapturedStep`s: on CUDA each step is captured once as a CUDA graph and replayed; on the CPU there is
-nothing to capture, and the same steps run eagerly with the fused optimizer.
+`FastLearner` takes fused AdamW optimizers and runs the learner's two steps (`encoder_step`, `rl_step`) as
+`CapturedStep`s: on CUDA each step is captured once as a CUDA graph and replayed; on the CPU there is nothing to
+capture, and the same steps run eagerly with the fused optimizer. A captured step reads its replay buffer at fixed
+addresses and shapes, so on CUDA the buffer must sample its whole ring (`ReplayBuffer(static_shapes=True)`, see
+`captures`).
 
 Why. The plain path launches hundreds of small kernels per update from Python, and at the paper's size the GPU
 spends most of each update waiting for the host. Capturing an update once and replaying it costs one launch.
@@ -29,9 +31,13 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
+from mrq_agents.device import resolve_device
 from mrq_agents.learner import EncoderNoise, MRQLearner, ValueNoise
 
 if TYPE_CHECKING:
+    from mrq_agents.config import MRQConfig
+    from mrq_agents.envs import EnvSpec
+    from mrq_agents.networks import MRQNetworks
     from mrq_agents.replay import ReplayBuffer
 
 WARMUP_CALLS = 3
@@ -157,95 +163,95 @@ def restore(saved: dict, optimizers: list[torch.optim.Optimizer]) -> None:
                         value.copy_(before[key])
 
 
-def accelerate(learner: MRQLearner) -> MRQLearner:
-    """Put `learner` on the fast path (before its first update or checkpoint load); returns it."""
-    FastPath(learner)
-    return learner
+def resolve_fast(fast: bool | None, device: torch.device) -> bool:
+    """`None` (auto): the fast path on CUDA, the plain one on the CPU."""
+    return device.type == "cuda" if fast is None else bool(fast)
 
 
-def fused(optimizer: torch.optim.AdamW, capturable: bool) -> torch.optim.AdamW:
-    """The same AdamW (parameters, learning rate, weight decay) with the fused kernel; no state yet."""
-    defaults = optimizer.defaults
-    return torch.optim.AdamW(
-        optimizer.param_groups[0]["params"],
-        lr=defaults["lr"],
-        weight_decay=defaults["weight_decay"],
-        fused=True,
-        capturable=capturable,
-    )
+def captures(device: torch.device) -> bool:
+    """Whether the fast path captures its steps as CUDA graphs on `device` (on CUDA only); its replay buffer must
+    then be built with `static_shapes=True`."""
+    return device.type == "cuda"
 
 
-class FastPath:
-    """The learner's two steps as `CapturedStep`s bound to one replay buffer (a graph reads the buffer's tensors at
-    fixed addresses), installed over the learner's own methods."""
+class FastLearner(MRQLearner):
+    """`MRQLearner` with fused AdamW, whose two steps are `CapturedStep`s bound to one replay buffer (a graph reads
+    the buffer's tensors at fixed addresses); the same math, see the module docstring."""
 
-    def __init__(self, learner: MRQLearner):
-        if learner.num_updates:
-            raise ValueError("accelerate() a learner before its first update")
-        self.learner = learner
-        self.capture = learner.device.type == "cuda"
-        for name in ("encoder_opt", "value_opt", "policy_opt"):
-            setattr(learner, name, fused(getattr(learner, name), capturable=self.capture))
-        self.plain_encoder_step, self.plain_rl_step = learner.encoder_step, learner.rl_step
-        self.plain_load_state_dict = learner.load_state_dict
-        learner.encoder_step, learner.rl_step = self.encoder_step, self.rl_step
-        learner.load_state_dict = self.load_state_dict
+    def __init__(
+        self,
+        spec: "EnvSpec",
+        config: "MRQConfig",
+        device: str | torch.device = "cpu",
+        precision: str = "fp32",
+        nets: "MRQNetworks | None" = None,
+    ):
+        self.captures = captures(resolve_device(device))
+        super().__init__(spec, config, device, precision, nets)
         self.buffer: "ReplayBuffer | None" = None
         self._bound_to: tuple = ()
-        self.encoder: CapturedStep | None = None
-        self.rl: CapturedStep | None = None
+        self.captured_encoder_step: CapturedStep | None = None
+        self.captured_rl_step: CapturedStep | None = None
 
-    def load_state_dict(self, state: dict) -> None:
-        """The learner's, then capture again on the next update (loading replaced the optimizers' state tensors)."""
-        self.plain_load_state_dict(state)
-        self._bound_to = ()
-
-    def _bind(self, buffer: "ReplayBuffer") -> None:
-        """(Re)build the steps for this buffer."""
-        key = (id(buffer), buffer.frames.data_ptr(), buffer.priority.data_ptr(), buffer.max_priority.data_ptr())
-        if key == self._bound_to:
-            return
-        learner = self.learner
-        self.buffer = buffer
-        buffer.static_shapes = buffer.static_shapes or self.capture
-        self.encoder = CapturedStep(
-            "encoder update",
-            self._encoder_body,
-            mutated=lambda: list(learner.nets.encoder.parameters()),
-            optimizers=[learner.encoder_opt],
-            device=learner.device,
-            capture=self.capture,
-        )
-        self.rl = CapturedStep(
-            "value and policy update",
-            self._rl_body,
-            mutated=lambda: [
-                *learner.nets.value.parameters(),
-                *learner.nets.policy.parameters(),
-                buffer.priority,
-                buffer.max_priority,
-            ],
-            optimizers=[learner.value_opt, learner.policy_opt],
-            device=learner.device,
-            capture=self.capture,
-        )
-        self._bound_to = key
+    def make_optimizer(self, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+        """AdamW with the fused kernel (capturable on CUDA); within float32 rounding of the default one."""
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True, capturable=self.captures)
 
     def encoder_step(
         self, buffer: "ReplayBuffer", starts: torch.Tensor, noise: EncoderNoise
     ) -> dict[str, torch.Tensor]:
         self._bind(buffer)
-        return self.encoder(starts=starts, **_present(noise))
+        return self.captured_encoder_step(starts=starts, **_present(noise))
 
-    def rl_step(self, buffer: "ReplayBuffer", uniforms: torch.Tensor, noise: ValueNoise) -> dict[str, torch.Tensor]:
+    def rl_step(
+        self, buffer: "ReplayBuffer", uniforms: torch.Tensor, noise: ValueNoise, train_policy: bool = True
+    ) -> dict[str, torch.Tensor]:
+        if not train_policy:  # a held policy (a fine-tune's first updates): the value update alone, eagerly
+            return super().rl_step(buffer, uniforms, noise, train_policy=False)
         self._bind(buffer)
-        return self.rl(uniforms=uniforms, **_present(noise))
+        return self.captured_rl_step(uniforms=uniforms, **_present(noise))
+
+    def load_state_dict(self, state: dict) -> None:
+        """The learner's, then capture again on the next update (loading replaced the optimizers' state tensors)."""
+        super().load_state_dict(state)
+        self._bound_to = ()
+
+    def _bind(self, buffer: "ReplayBuffer") -> None:
+        """(Re)build the captured steps for this buffer."""
+        key = (id(buffer), buffer.frames.data_ptr(), buffer.priority.data_ptr(), buffer.max_priority.data_ptr())
+        if key == self._bound_to:
+            return
+        if self.captures and not buffer.static_shapes:
+            raise ValueError("a captured update samples the whole ring: build the ReplayBuffer with static_shapes=True")
+        self.buffer = buffer
+        self.captured_encoder_step = CapturedStep(
+            "encoder update",
+            self._encoder_body,
+            mutated=lambda: list(self.nets.encoder.parameters()),
+            optimizers=[self.encoder_opt],
+            device=self.device,
+            capture=self.captures,
+        )
+        self.captured_rl_step = CapturedStep(
+            "value and policy update",
+            self._rl_body,
+            mutated=lambda: [
+                *self.nets.value.parameters(),
+                *self.nets.policy.parameters(),
+                buffer.priority,
+                buffer.max_priority,
+            ],
+            optimizers=[self.value_opt, self.policy_opt],
+            device=self.device,
+            capture=self.captures,
+        )
+        self._bound_to = key
 
     def _encoder_body(self, starts: torch.Tensor, **noise: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.plain_encoder_step(self.buffer, starts, _noise(EncoderNoise, noise))
+        return super().encoder_step(self.buffer, starts, _noise(EncoderNoise, noise))
 
     def _rl_body(self, uniforms: torch.Tensor, **noise: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.plain_rl_step(self.buffer, uniforms, _noise(ValueNoise, noise))
+        return super().rl_step(self.buffer, uniforms, _noise(ValueNoise, noise))
 
 
 def _present(noise: tuple) -> dict[str, torch.Tensor]:

@@ -2,10 +2,11 @@
 
 `update(buffer)` is one training step, as docs/algorithm.md writes it: every `target_update_freq` (250) updates,
 copy the networks into their targets, refresh the reward scales and train the encoder for a burst of 250 updates;
-then, every update, train the value and the policy once. Its two steps are `encoder_step` (the encoder's model
-loss) and `rl_step` (value, priorities, policy). Every random number a step uses is drawn before it (replay
-uniforms, `draw_encoder_noise`, `draw_value_noise`) and passed in, so each step is a function of its inputs:
-`mrq_agents.fast` swaps both for captured CUDA graphs from outside, and this module does not know which path runs.
+then, every update, train the value and the policy once. It calls its two steps, each one screen as the authors'
+`train_encoder` and `train_rl`: `encoder_step` (the encoder's model loss) and `rl_step` (value, priorities, policy).
+Every random number a step uses is drawn before it (replay uniforms, `draw_encoder_noise`, `draw_value_noise`) and
+passed in, so each step is a function of its inputs: `mrq_agents.fast.FastLearner` is a subclass that replays both
+as captured CUDA graphs, and this module does not know which path runs.
 
 `update` returns its metrics as device tensors; nothing in it reads a value back to the host, so a caller decides
 when to synchronise (at log time).
@@ -21,8 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from mrq_agents.config import MRQConfig
+from mrq_agents.device import resolve_device
 from mrq_agents.envs import EnvSpec
-from mrq_agents.errors import ConfigError
 from mrq_agents.functional import (
     draw_shifts,
     encoder_loss,
@@ -34,37 +35,18 @@ from mrq_agents.functional import (
 )
 from mrq_agents.networks import MRQNetworks
 from mrq_agents.precision import compute_context
-from mrq_agents.replay import Batch, ReplayBuffer
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' picks CUDA when available, else CPU. Unknown or unavailable devices are a one-line error."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {str(device)!r}: use auto, cpu, cuda or cuda:N") from None
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                f"device {str(device)!r} requested but this torch has no usable CUDA "
-                f"(torch {torch.__version__}): use --device cpu or install a CUDA build of torch"
-            )
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise ConfigError(f"device {str(device)!r} does not exist: {torch.cuda.device_count()} CUDA device(s)")
-    elif resolved.type != "cpu":
-        raise ConfigError(f"device {str(device)!r} is not supported: use auto, cpu, cuda or cuda:N")
-    return resolved
-
-
-def resolve_fast(fast: bool | None, device: torch.device) -> bool:
-    """`None` (auto): the fast path (`mrq_agents.fast`) on CUDA, the plain one on the CPU."""
-    return device.type == "cuda" if fast is None else bool(fast)
+from mrq_agents.replay import ReplayBuffer
 
 
 def build_networks(spec: EnvSpec, config: MRQConfig) -> MRQNetworks:
+    """Freshly initialised encoder, value and policy for `spec` (draws from torch's random generator)."""
     return MRQNetworks(spec.obs_shape, spec.pixels, spec.action_dim, spec.discrete, config)
+
+
+def buffer_reward_scale(buffer: ReplayBuffer) -> float:
+    """The reward scale of `buffer`: mean |r|, or 1 while it holds no reward (where the authors clamp to 1e-8:
+    README)."""
+    return buffer.reward_scale() or 1.0
 
 
 class EncoderNoise(NamedTuple):
@@ -101,51 +83,35 @@ class DeviceMirrored:
 
 
 class MRQLearner:
-    """Networks, target copies, optimizers, reward scales and the update counter of one MR.Q agent."""
+    """Networks, target copies, optimizers, reward scales and the update counter of one MR.Q agent.
+
+    `mrq_agents.fast.FastLearner` is this learner with its two steps replayed as captured CUDA graphs."""
 
     def __init__(
         self,
         spec: EnvSpec,
         config: MRQConfig,
         device: str | torch.device = "cpu",
-        frozen: tuple[str, ...] = (),
         precision: str = "fp32",
-        hold_policy: int = 0,
-        source_reward_scale: float | None = None,
-        hold_encoder: int = 0,
+        nets: MRQNetworks | None = None,
     ):
-        """`frozen`: encoder parameter names (e.g. "encoder.zsa.net.0.weight") kept fixed, for fine-tuning.
-        `hold_policy`: updates that train the encoder and the critics but not the policy, for fine-tuning.
-        `hold_encoder`: updates that train the critics and the policy but not the encoder, for fine-tuning (the
-        encoder trains in bursts at every target sync; its first is the first sync at or after `hold_encoder`).
-        `source_reward_scale`: for fine-tuning, the reward scale the transferred critics were trained with; the first
-        update converts them into this buffer's units (`convert_critics`).
-        `precision`: "fp32" or "bf16" matrix products in the updates (`mrq_agents.precision`; resolve "auto" with
-        `resolve_precision` first). Acting always runs in fp32."""
+        """`precision`: "fp32" or "bf16" matrix products in the updates (`mrq_agents.precision`; resolve "auto" with
+        `resolve_precision` first). Acting always runs in fp32. `nets`: the networks to start from (default:
+        `build_networks`); the targets start as their copy, and encoder parameters with `requires_grad` off are
+        not trained (a fine-tune's frozen layers, training/transfer.py)."""
         self.spec = spec
         self.config = config
         self.device = resolve_device(device)
         self.precision = precision
-        self.hold_policy = hold_policy
-        self.hold_encoder = hold_encoder
-        self.source_reward_scale = source_reward_scale
         compute_context(precision, self.device)  # an unknown precision fails here, not at the first update
-        self.nets = build_networks(spec, config).to(self.device)
+        self.nets = (build_networks(spec, config) if nets is None else nets).to(self.device)
         self.target = copy.deepcopy(self.nets).requires_grad_(False)
         c = config
-        named = dict(self.nets.named_parameters())
-        unknown = [n for n in frozen if not n.startswith("encoder.") or n not in named]
-        if unknown:
-            raise ValueError(f"only encoder parameters can be frozen, got {unknown[:3]}")
-        for name in frozen:
-            named[name].requires_grad_(False)
         trainable = [p for p in self.nets.encoder.parameters() if p.requires_grad]
-        self.train_encoder = bool(trainable)
-        self.encoder_opt = torch.optim.AdamW(
-            trainable or [torch.zeros(1, device=self.device)], lr=c.enc_lr, weight_decay=c.enc_wd
-        )
-        self.value_opt = torch.optim.AdamW(self.nets.value.parameters(), lr=c.value_lr, weight_decay=c.value_wd)
-        self.policy_opt = torch.optim.AdamW(self.nets.policy.parameters(), lr=c.policy_lr, weight_decay=c.policy_wd)
+        # An encoder with nothing to train keeps an optimizer over a placeholder: a checkpoint always holds three.
+        self.encoder_opt = self.make_optimizer(trainable or [torch.zeros(1, device=self.device)], c.enc_lr, c.enc_wd)
+        self.value_opt = self.make_optimizer(self.nets.value.parameters(), c.value_lr, c.value_wd)
+        self.policy_opt = self.make_optimizer(self.nets.policy.parameters(), c.policy_lr, c.policy_wd)
         self.bins = twohot_bins(c.num_bins, c.lower, c.upper, self.device)
         # The steps read the reward scales and the termination flag from device tensors at fixed addresses (a
         # captured graph does too); `reward_scale` and `target_reward_scale` set them from host numbers.
@@ -166,6 +132,10 @@ class MRQLearner:
     target_reward_scale = DeviceMirrored(
         1, "the reward scale of the previous sync, of the targets' values (0 at first)"
     )
+
+    def make_optimizer(self, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+        """AdamW, PyTorch's default kernel (the fast path's subclass takes the fused one)."""
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
     # ---------------------------------------------------------------- acting
     @torch.no_grad()
@@ -190,30 +160,28 @@ class MRQLearner:
         return action[0].cpu().numpy().astype(np.float32)
 
     # ---------------------------------------------------------------- learning
-    def update(self, buffer: ReplayBuffer) -> dict[str, torch.Tensor]:
-        """One training step (docs/algorithm.md, "The update"); returns the latest losses as device tensors."""
+    def update(
+        self, buffer: ReplayBuffer, train_encoder: bool = True, train_policy: bool = True
+    ) -> dict[str, torch.Tensor]:
+        """One training step (docs/algorithm.md, "The update"); returns the latest losses as device tensors.
+
+        `train_encoder=False` leaves out the encoder's burst at a target sync, `train_policy=False` the policy's
+        update: the caller's schedule (a fine-tune holds them at first, training/transfer.py)."""
         c = self.config
         buffer.flush()
         if self.num_updates % c.target_update_freq == 0:
-            # Every 250 updates, from the first: targets <- online networks, fresh reward scales, encoder burst
-            # (none while the encoder is held).
+            # Every 250 updates, from the first: targets <- online networks, fresh reward scales, encoder burst.
             self.sync_targets()
             self.refresh_scales(buffer)
-            if self.num_updates == 0 and self.source_reward_scale is not None:
-                self.convert_critics(self.source_reward_scale)
-            if self.train_encoder and self.num_updates >= self.hold_encoder:
+            if train_encoder:
                 starts = buffer.sample_indices(c.enc_horizon, c.target_update_freq * c.batch_size)
                 for batch_starts in starts.view(c.target_update_freq, c.batch_size):
                     noise = self.draw_encoder_noise(c.batch_size, c.enc_horizon)
                     self.encoder_metrics = self.encoder_step(buffer, batch_starts, noise)
-        # Every update: one value and one policy update on a prioritised batch (the policy's waits while held).
+        # Every update: one value and one policy update on a prioritised batch.
         uniforms = buffer.draw_uniforms(c.batch_size)
         noise = self.draw_value_noise(c.batch_size)
-        if self.num_updates < self.hold_policy:
-            rl_metrics = self.value_step(buffer, uniforms, noise)[0]
-        else:
-            rl_metrics = self.rl_step(buffer, uniforms, noise)
-        metrics = {**self.encoder_metrics, **rl_metrics}
+        metrics = {**self.encoder_metrics, **self.rl_step(buffer, uniforms, noise, train_policy)}
         self.num_updates += 1
         return metrics
 
@@ -222,24 +190,11 @@ class MRQLearner:
         """Copy the online encoder, value and policy into their targets, in place."""
         torch._foreach_copy_(list(self.target.parameters()), list(self.nets.parameters()))
 
-    @torch.no_grad()
-    def convert_critics(self, source_reward_scale: float) -> None:
-        """Put transferred critics into this buffer's units. Critics learn values divided by the reward scale of
-        their training data, so a critic trained at scale s_src outputs Q / s_src; times s_src / reward_scale it
-        outputs Q / reward_scale, as its targets here are. The last layer is linear: its weight and bias carry the
-        factor. The targets are synced to the converted critics and read in the same units."""
-        factor = source_reward_scale / self.reward_scale
-        for critic in (self.nets.value.q1, self.nets.value.q2):
-            critic.head.weight.mul_(factor)
-            critic.head.bias.mul_(factor)
-        self.sync_targets()
-        self.target_reward_scale = self.reward_scale
-
     def refresh_scales(self, buffer: ReplayBuffer) -> None:
-        """target_reward_scale <- reward_scale; reward_scale <- mean |r| of the buffer (1 while it holds no reward,
-        where the authors clamp to 1e-8: README); the termination loss counts once the buffer holds a termination."""
+        """target_reward_scale <- reward_scale; reward_scale <- the buffer's (`buffer_reward_scale`); the termination
+        loss counts once the buffer holds a termination."""
         self.target_reward_scale = self.reward_scale
-        self.reward_scale = buffer.reward_scale() or 1.0
+        self.reward_scale = buffer_reward_scale(buffer)
         self.use_termination.fill_(float(buffer.any_termination))
 
     # The random numbers of one update, drawn in a fixed order, before the step that uses them.
@@ -254,31 +209,11 @@ class MRQLearner:
         return ValueNoise(next_shifts, target_noise, draw_shifts(batch_size, self.device) if self._augment else None)
 
     def encoder_step(self, buffer: ReplayBuffer, starts: torch.Tensor, noise: EncoderNoise) -> dict[str, torch.Tensor]:
-        """One encoder update on the windows of `enc_horizon` steps starting at `starts` (B,)."""
-        batch = buffer.gather(starts, self.config.enc_horizon, all_next_states=True)
-        return self.encoder_update(batch, noise)
-
-    def rl_step(self, buffer: ReplayBuffer, uniforms: torch.Tensor, noise: ValueNoise) -> dict[str, torch.Tensor]:
-        """`value_step`, then one policy update on the same batch."""
-        metrics, zs = self.value_step(buffer, uniforms, noise)
-        return {**metrics, **self.policy_update(zs)}
-
-    def value_step(
-        self, buffer: ReplayBuffer, uniforms: torch.Tensor, noise: ValueNoise
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """One value update on a batch drawn by priority with `uniforms` (B,) and its new priorities; returns the
-        metrics and the batch's z_s for the policy update."""
-        c = self.config
-        starts = sample_proportional(buffer.sampling_weights(c.q_horizon), uniforms)
-        batch = buffer.gather(starts, c.q_horizon, all_next_states=False)
-        metrics, zs, priority = self.value_update(batch, noise)
-        buffer.update_priority(batch.indices, priority)
-        return metrics, zs
-
-    def encoder_update(self, batch: Batch, noise: EncoderNoise) -> dict[str, torch.Tensor]:
-        """Roll the model out from f(s_0) through the batch's actions; fit next embeddings, rewards, terminations."""
+        """One encoder update on the windows of `enc_horizon` steps starting at `starts` (B,): roll the model out
+        from f(s_0) through the windows' actions; fit the next embeddings, rewards and terminations."""
         c = self.config
         encoder = self.nets.encoder
+        batch = buffer.gather(starts, c.enc_horizon, all_next_states=True)
         batch_size, horizon = batch.reward.shape
         with self._compute():
             with torch.no_grad():  # targets: zbar_{t+1} = f_target(s_{t+1})
@@ -311,17 +246,26 @@ class MRQLearner:
         self.encoder_opt.step()
         return {"encoder_loss": loss.detach(), **{k: v.detach() for k, v in parts.items()}}
 
-    def value_update(
-        self, batch: Batch, noise: ValueNoise
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-        """Huber loss of both critics against the scaled multi-step target; returns metrics, the batch's z_s (no
-        gradient, for the policy update) and its new LAP priorities (B,)."""
+    def rl_step(
+        self, buffer: ReplayBuffer, uniforms: torch.Tensor, noise: ValueNoise, train_policy: bool = True
+    ) -> dict[str, torch.Tensor]:
+        """One value update on windows of `q_horizon` steps drawn by priority with `uniforms` (B,), their new LAP
+        priorities, then one policy update on the same states (unless `train_policy` is False)."""
         c = self.config
+        starts = sample_proportional(buffer.sampling_weights(c.q_horizon), uniforms)
+        batch = buffer.gather(starts, c.q_horizon, all_next_states=False)
         reward_scale, target_reward_scale = self.scales[0], self.scales[1]
         with torch.no_grad():
             with self._compute():
                 next_zs = self.target.encoder.state(self._augmented(batch.next_state[:, -1], noise.next_shifts))
-                next_action = self._target_action(next_zs, noise.target_noise)
+                # a' = clip(pi_target(z') + clip(noise)): the target policy, smoothed (discrete: one-hot argmax)
+                next_action, _ = self.target.policy(next_zs)
+                clip = self.target_noise_clip
+                next_action = next_action + (noise.target_noise * self.target_noise).clamp(-clip, clip)
+                if self.spec.discrete:
+                    next_action = F.one_hot(next_action.argmax(1), self.spec.action_dim).float()
+                else:
+                    next_action = next_action.clamp(-1.0, 1.0)
                 next_q = self.target.value(self.target.encoder.state_action(next_zs, next_action))
                 zs = self.nets.encoder.state(self._augmented(batch.state, noise.state_shifts))
                 zsa = self.nets.encoder.state_action(zs, batch.action[:, 0])
@@ -330,35 +274,28 @@ class MRQLearner:
             horizon = batch.reward.shape[1]
             # y = (R + D gamma^H min_i Q_target_i * target_reward_scale) / reward_scale
             target = (returns + bootstrap * c.discount**horizon * next_q * target_reward_scale) / reward_scale
+        # Value: Huber loss of both critics against y.
         with self._compute():
             q = self.nets.value(zsa)  # (B, 2)
         q = q.float()
-        loss = F.smooth_l1_loss(q, target.expand_as(q))
+        value_loss = F.smooth_l1_loss(q, target.expand_as(q))
         self.value_opt.zero_grad(set_to_none=True)
-        loss.backward()
+        value_loss.backward()
         torch.nn.utils.clip_grad_norm_(self.nets.value.parameters(), c.value_grad_clip)
         self.value_opt.step()
-        priority = lap_priority(q.detach() - target, c.min_priority, c.alpha)
-        return {"value_loss": loss.detach(), "q_mean": q.detach().mean()}, zs, priority
-
-    def _target_action(self, next_zs: torch.Tensor, standard_noise: torch.Tensor) -> torch.Tensor:
-        """a' = clip(pi_target(z') + clip(noise)): the target policy smoothed (discrete: one-hot of its argmax)."""
-        action, _ = self.target.policy(next_zs)
-        noise = (standard_noise * self.target_noise).clamp(-self.target_noise_clip, self.target_noise_clip)
-        if self.spec.discrete:
-            return F.one_hot((action + noise).argmax(1), self.spec.action_dim).float()
-        return (action + noise).clamp(-1.0, 1.0)
-
-    def policy_update(self, zs: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Maximise the mean of both critics at the policy's action, with a small penalty on pre-activations."""
+        buffer.update_priority(batch.indices, lap_priority(q.detach() - target, c.min_priority, c.alpha))
+        metrics = {"value_loss": value_loss.detach(), "q_mean": q.detach().mean()}
+        if not train_policy:
+            return metrics
+        # Policy: maximise the mean of both critics at its action, with a small penalty on pre-activations.
         with self._compute():
             action, pre = self.nets.policy(zs)
             q = self.nets.value(self.nets.encoder.state_action(zs, action))
-        loss = -q.float().mean() + self.config.pre_activ_weight * pre.float().pow(2).mean()
+        policy_loss = -q.float().mean() + c.pre_activ_weight * pre.float().pow(2).mean()
         self.policy_opt.zero_grad(set_to_none=True)
-        loss.backward(inputs=list(self.nets.policy.parameters()))  # only the policy is stepped
+        policy_loss.backward(inputs=list(self.nets.policy.parameters()))  # only the policy is stepped
         self.policy_opt.step()
-        return {"policy_loss": loss.detach()}
+        return {**metrics, "policy_loss": policy_loss.detach()}
 
     def _augmented(self, obs: torch.Tensor, shifts: torch.Tensor | None) -> torch.Tensor:
         """Replay observations -> encoder input, randomly shifted for pixels. The shift moves whole pixels, so it

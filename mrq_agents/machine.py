@@ -1,4 +1,4 @@
-"""The machine an evaluation ran on, and how far the same files may score elsewhere.
+"""The machine an evaluation ran on: what decides its float32 rounding (`fingerprint`), and how it reads on a card.
 
 An evaluation is deterministic on one machine: the same files, seed and software give the same returns, bit for
 bit. Across machines it is not: float32 products round differently on other vector units (AVX2, AVX-512, ARM
@@ -8,23 +8,19 @@ AMD EPYC (AVX2 or AVX-512 alike) and 8345.4 on an Intel Xeon (AVX-512, as a user
 from the same files: the vendor counts
 as well as the vector unit, since the math libraries choose their kernels by both.
 
-So a recorded score is reproduced in two ways (`tests/test_zoo.py`):
-- on a machine like the one that recorded it (same `fingerprint`): to 6 significant digits;
+So a recorded score is reproduced in two ways (`tests/test_zoo.py`, by `tests/helpers/scores.py`):
+- on a machine like the one that recorded it (same `fingerprint` but for the CPU's name): to 6 significant digits;
 - elsewhere: each episode may play out as another draw of the agent's returns, so the two means differ like the
-  means of two independent samples. Their difference must lie within `CROSS_MACHINE_Z` standard errors,
+  means of two independent samples. Their difference must lie within four standard errors,
   sqrt(std_a^2 / n_a + std_b^2 / n_b), which a correct agent exceeds with probability about 6e-5 (normal
   returns); a wrong file, weight or env misses by far more.
 """
 
 from __future__ import annotations
 
-import math
 import platform
 from importlib import metadata
-from typing import Any
 
-CROSS_MACHINE_Z = 4.0  # standard errors of the difference of two means allowed between machines
-SAME_MACHINE_REL = 1e-6  # 6 significant digits on a machine with the same fingerprint
 DESCRIPTION_ONLY = ("cpu",)  # recorded for people; not part of what decides the rounding
 
 
@@ -86,14 +82,6 @@ def _device_name(device: str) -> str:
     return f"cuda ({torch.cuda.get_device_name(torch.device(device))})"
 
 
-def same_machine(a: dict[str, str] | None, b: dict[str, str] | None) -> bool:
-    """Whether two fingerprints round alike (their CPU names may differ); an unknown one never does."""
-    if not a or not b:
-        return False
-    keys = (set(a) | set(b)) - set(DESCRIPTION_ONLY)
-    return all(a.get(k) == b.get(k) for k in keys)
-
-
 def describe(print_: dict[str, str] | None) -> str:
     """'x86_64 with AVX2 (AMD EPYC 7B13), torch 2.13.0, MuJoCo 3.3.0' for a card; 'an unrecorded machine' if None."""
     if not print_:
@@ -102,38 +90,3 @@ def describe(print_: dict[str, str] | None) -> str:
         f"{print_['arch']} with {print_['vector_unit'].upper()} ({print_['cpu']}), {print_['backend']}, "
         f"MuJoCo {print_['mujoco']}"
     )
-
-
-def cross_machine_tolerance(recorded: dict[str, Any], measured: dict[str, Any]) -> float:
-    """The largest |difference of means| expected between machines (see the module docstring)."""
-    standard_error = math.sqrt(
-        recorded["std"] ** 2 / recorded["episodes"] + measured["std"] ** 2 / measured["episodes"]
-    )
-    return CROSS_MACHINE_Z * standard_error + SAME_MACHINE_REL * abs(recorded["mean"])
-
-
-def score_disagreement(recorded: dict[str, Any], measured: dict[str, Any]) -> str | None:
-    """None when `measured` reproduces `recorded` (dicts with mean, std, episodes, machine); else why not.
-
-    Same fingerprint: mean and std to 6 significant digits. Another machine: the same number of episodes and a
-    mean within `cross_machine_tolerance` (the std is not compared: one episode that plays out differently moves
-    it far more than the mean).
-    """
-    if recorded["episodes"] != measured["episodes"]:
-        return f"{measured['episodes']} episodes measured, {recorded['episodes']} recorded"
-    if same_machine(recorded.get("machine"), measured.get("machine")):
-        for key in ("mean", "std"):
-            if not math.isclose(measured[key], recorded[key], rel_tol=SAME_MACHINE_REL, abs_tol=SAME_MACHINE_REL):
-                return (
-                    f"{key} {measured[key]!r} differs from the recorded {recorded[key]!r} beyond 6 significant "
-                    f"digits on the machine kind that recorded it ({describe(recorded.get('machine'))})"
-                )
-        return None
-    tolerance = cross_machine_tolerance(recorded, measured)
-    if abs(measured["mean"] - recorded["mean"]) > tolerance:
-        return (
-            f"mean {measured['mean']:.4f} is {abs(measured['mean'] - recorded['mean']):.4f} from the recorded "
-            f"{recorded['mean']:.4f}, beyond the {tolerance:.4f} that another machine's rounding explains "
-            f"({CROSS_MACHINE_Z:g} standard errors)"
-        )
-    return None

@@ -12,8 +12,6 @@ discrete policy's sampling happen here, once, for both.
 from __future__ import annotations
 
 import contextlib
-import csv
-import math
 import shutil
 import tempfile
 from pathlib import Path
@@ -31,6 +29,7 @@ from mrq_agents.errors import CheckpointError, ConfigError, ObservationError, Un
 from mrq_agents.files import CONFIG_FILE, MODEL_FILE, ONNX_FILE, RESULTS_FILE, sha256_file
 from mrq_agents.files import FORMAT_VERSION as SUPPORTED_FORMAT
 from mrq_agents.machine import fingerprint
+from mrq_agents.model_folder import load_model_folder, read_model_config
 from mrq_agents.serialization import atomic_write_json, read_json
 
 if TYPE_CHECKING:
@@ -38,7 +37,6 @@ if TYPE_CHECKING:
 
     from mrq_agents.actor_onnx import OnnxActor
     from mrq_agents.actor_torch import TorchActor
-    from mrq_agents.training.finetune import Pretrained
 
 BACKENDS = ("auto", "torch", "onnx")
 
@@ -56,55 +54,6 @@ class Rollout(NamedTuple):
     @property
     def std(self) -> float:
         return float(self.returns.std())
-
-
-def read_model_config(folder: Path) -> tuple[dict[str, Any], MRQConfig, EnvSpec, EnvConfig]:
-    """Read and validate the config.json of an export or run folder (no weights, no torch)."""
-    meta = read_json(folder / CONFIG_FILE, "model config")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or not {"algorithm", "env", "spaces"} <= set(meta):
-        raise CheckpointError(
-            f"{folder / CONFIG_FILE} is not an MR.Q model config (needs format_version, env, "
-            "spaces, algorithm): pass an export folder or a run folder of `mrq train`"
-        )
-    if version > SUPPORTED_FORMAT:
-        raise CheckpointError(
-            f"{folder} uses format version {version}; this mrq-agents reads up to "
-            f"{SUPPORTED_FORMAT}: upgrade mrq-agents (pip install -U mrq-agents)"
-        )
-    try:
-        config = MRQConfig.from_dict(meta["algorithm"])
-        spec = EnvSpec.from_dict(meta["spaces"])
-        env_config = EnvConfig.from_dict(meta["env"])
-    except (ConfigError, UnsupportedEnvError, TypeError, KeyError) as err:
-        raise CheckpointError(f"{folder / CONFIG_FILE} is malformed ({err}): re-export the model") from None
-    expected = meta.get("weights_sha256")
-    weights = folder / MODEL_FILE
-    if expected is not None and weights.is_file() and sha256_file(weights) != expected:
-        raise CheckpointError(
-            f"{folder / MODEL_FILE} does not match the weights_sha256 in its config.json: the "
-            "file is damaged or was replaced; download or export the model again"
-        )
-    return meta, config, spec, env_config
-
-
-def load_model_folder(folder: Path) -> tuple[dict[str, Any], MRQConfig, EnvSpec, EnvConfig, dict[str, torch.Tensor]]:
-    """Read and validate config.json + model.safetensors of an export or run folder (nothing half-loaded)."""
-    import torch
-
-    from mrq_agents.serialization import load_tensors
-
-    meta, config, spec, env_config = read_model_config(folder)
-    tensors, _ = load_tensors(folder / MODEL_FILE, what="model weights")
-    # Compact exports store what acting does not read as float16 (`save_pretrained(compact=True)`): float32 here.
-    tensors = {k: v.float() if v.dtype == torch.float16 else v for k, v in tensors.items()}
-    bad = sorted(k for k, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all())
-    if bad:
-        raise CheckpointError(
-            f"{folder / MODEL_FILE} holds NaN or infinite weights ({', '.join(bad[:3])}): the "
-            "run diverged or the file is damaged; use another checkpoint or train again"
-        )
-    return meta, config, spec, env_config, tensors
 
 
 def resolve_backend(backend: str, folder: Path) -> str:
@@ -181,7 +130,7 @@ class Policy:
             actor = OnnxActor(folder, spec, meta.get("weights_sha256"), threads=threads)
             return cls(actor, spec, env_config, config, meta, folder, "cpu", source=source, revision=revision)
         from mrq_agents.actor_torch import load_torch_actor
-        from mrq_agents.learner import resolve_device
+        from mrq_agents.device import resolve_device
 
         meta, config, spec, env_config, tensors = load_model_folder(folder)
         device = resolve_device(device)
@@ -404,13 +353,6 @@ class Policy:
         export.write_card(folder, meta, results, repo_id or self.metadata.get("repo_id"))
         return folder
 
-    def finetune(self, env_id: str, steps: int, out: str | Path, **kwargs: Any) -> dict[str, Any]:
-        """Fine-tune this agent on `env_id` into the run folder `out` (see `mrq finetune`); returns a summary."""
-        require_torch("fine-tuning")
-        from mrq_agents.training.finetune import finetune
-
-        return finetune(load_pretrained(self.source, self.revision), env_id, steps, out, **kwargs).train()
-
     def push_to_hub(
         self,
         repo_id: str,
@@ -451,38 +393,6 @@ def _spec_differences(got: EnvSpec, want: EnvSpec) -> list[tuple[str, Any, Any]]
 def _check_episodes(episodes: int) -> None:
     if not isinstance(episodes, int) or episodes < 1:
         raise ConfigError(f"episodes must be a whole number >= 1, got {episodes!r}")
-
-
-def load_pretrained(source: str | Path, revision: str | None = None) -> "Pretrained":
-    """The agent `source` (anything `Policy.from_pretrained` takes) as a fine-tune starts from it: its config,
-    env, float32 weights (checked) and provenance."""
-    from mrq_agents.training.finetune import Pretrained
-
-    folder = resolve_model_folder(source, revision)
-    _, config, _, env, tensors = load_model_folder(folder)
-    return Pretrained(
-        config,
-        env,
-        tensors,
-        {
-            "source": str(source),
-            "revision": revision,
-            "sha256": sha256_file(folder / MODEL_FILE),
-            "source_env_id": env.env_id,
-        },
-        last_reward_scale(folder),
-    )
-
-
-def last_reward_scale(folder: Path) -> float | None:
-    """The reward scale at the last row of `folder`'s metrics.csv (what its critics were last trained at), or None
-    when there is no such number."""
-    try:
-        rows = export.metrics_rows(folder)
-        scale = float(rows[-1]["reward_scale"]) if rows else None
-    except (KeyError, TypeError, ValueError, OSError, csv.Error):
-        return None
-    return scale if scale is not None and 0 < scale < math.inf else None
 
 
 def resolve_model_folder(

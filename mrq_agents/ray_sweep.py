@@ -408,7 +408,7 @@ def _initial_records(runs: list[RunSpec], out: Path) -> dict[str, dict[str, Any]
 
 
 def _last_eval(folder: Path) -> float:
-    from mrq_agents.export import metrics_rows
+    from mrq_agents.model_folder import metrics_rows
 
     rows = metrics_rows(folder)
     return float(rows[-1]["eval_return_mean"]) if rows else math.nan
@@ -432,7 +432,3 @@ def _merge_progress(records: dict[str, dict[str, Any]], progress: dict[str, dict
         rec.update({key: info[key] for key in ("step", "steps", "eval_return") if key in info})
         if not math.isnan(info.get("steps_per_s", math.nan)):
             rec["steps_per_s"] = info["steps_per_s"]
-
-
-def is_tty() -> bool:
-    return sys.stdout.isatty()

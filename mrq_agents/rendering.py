@@ -1,5 +1,8 @@
 """Pick MuJoCo's OpenGL backend before anything imports `mujoco`, so rendering works on a headless machine.
 
+`mrq_agents.envs` calls `choose_gl_backend` where an env is built or its family registered (the first places that
+import MuJoCo); importing `mrq_agents` changes nothing in the environment.
+
 MuJoCo reads `MUJOCO_GL` once, when it is imported: `glfw` (the default) needs a display, `egl` and `osmesa`
 render off-screen. `choose_gl_backend` keeps a user's own `MUJOCO_GL`/`PYOPENGL_PLATFORM`, keeps GLFW where
 there is a display, and otherwise takes EGL, then OSMesa, whichever library the machine has.

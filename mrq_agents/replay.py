@@ -55,7 +55,10 @@ class ReplayBuffer:
         horizons: tuple[int, ...],
         prioritized: bool = True,
         device: torch.device | str = "cpu",
+        static_shapes: bool = False,
     ):
+        """`static_shapes`: sample over the whole ring, in fixed shapes, as a captured CUDA graph needs
+        (`mrq_agents.fast.captures`); else over the slots written so far (`sampling_weights`)."""
         self.spec = spec
         self.capacity = capacity
         self.horizons = tuple(sorted(set(horizons)))
@@ -91,7 +94,7 @@ class ReplayBuffer:
         self._pending_frames: dict[int, np.ndarray] = {}
         self._pending_steps: dict[int, np.ndarray] = {}  # slot -> [action..., reward, not_done]
         self._dirty_eligible: set[int] = set()
-        self.static_shapes = False  # see sampling_weights
+        self.static_shapes = static_shapes
 
     # ---------------------------------------------------------------- writing
     def start_episode(self, obs: np.ndarray) -> None:
@@ -215,7 +218,7 @@ class ReplayBuffer:
 
         Only the slots written so far, (min(written, capacity),): nothing beyond them is eligible, so the
         distribution is the same and early sampling does not scan a mostly empty 1M ring. With `static_shapes`
-        (set by a captured update, which needs fixed shapes) always the whole ring, (capacity,).
+        (a buffer for captured updates, which need fixed shapes) always the whole ring, (capacity,).
         """
         n = self.capacity if self.static_shapes else min(self.written, self.capacity)
         weights = self.eligible[horizon][:n].float()
@@ -243,9 +246,6 @@ class ReplayBuffer:
             next_state=self._stack(next_idx),
             indices=start,
         )
-
-    def sample(self, horizon: int, batch_size: int, all_next_states: bool = True) -> Batch:
-        return self.gather(self.sample_indices(horizon, batch_size), horizon, all_next_states)
 
     def _stack(self, newest: torch.Tensor) -> torch.Tensor:
         """Frame stacks ending at slots `newest` (...,) -> (..., *obs_shape)."""

@@ -19,9 +19,10 @@ import numpy as np
 import torch
 
 from mrq_agents.envs import EnvSpec, make_env, resolve_env
-from mrq_agents.learner import MRQLearner
-from mrq_agents.policy import load_pretrained, resolve_model_folder
-from mrq_agents.training.finetune import plan_transfer
+from mrq_agents.learner import MRQLearner, build_networks
+from mrq_agents.policy import resolve_model_folder
+from mrq_agents.training.finetune import load_pretrained
+from mrq_agents.training.transfer import plan_transfer
 
 STEPS = 10_000
 
@@ -29,8 +30,8 @@ STEPS = 10_000
 def main() -> None:
     source, env_id = sys.argv[1], sys.argv[2]
     torch.set_num_threads(1)
-    pretrained = load_pretrained(source)
     folder = resolve_model_folder(source)
+    pretrained = load_pretrained(folder, source)
     last = list(csv.DictReader(open(f"{folder}/metrics.csv")))[-1]
     scale = float(last["reward_scale"])
     print(f"{source} -> {env_id}: the source's reward scale at its step {last['step']}: {scale:.4f}")
@@ -38,8 +39,9 @@ def main() -> None:
     env = make_env(env_config, seed=0)
     spec = EnvSpec.from_env(env, env_config.frame_stack)
     torch.manual_seed(0)
-    learner = MRQLearner(spec, pretrained.config, "cpu")
-    plan_transfer(pretrained.tensors, spec, pretrained.config, "none", pretrained.provenance).load_into(learner)
+    nets = build_networks(spec, pretrained.config)
+    plan_transfer(pretrained.tensors, spec, pretrained.config, "none", pretrained.provenance).load_into(nets)
+    learner = MRQLearner(spec, pretrained.config, "cpu", nets=nets)
     rng = np.random.default_rng(0)
     for warmup in ("random", "policy"):
         obs, _ = env.reset(seed=0)

@@ -1,5 +1,6 @@
 """Shared fixtures; helpers live in tests/helpers/. `pytest` runs everything; `pytest -m "not slow"` skips the
-tests marked slow (long physics episodes, real training, subprocesses with their own interpreters, Ray)."""
+tests marked slow (long physics episodes, real training, subprocesses with their own interpreters, Ray). Tests
+marked `gpu` need CUDA: without it they are reported as skipped, never left out silently."""
 
 import os
 from pathlib import Path
@@ -10,6 +11,14 @@ import pytest
 # when parallel test processes each use every core. Set before torch is imported.
 # (No rendering set-up here: the package picks MuJoCo's headless backend itself, see test_headless.py.)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("gpu") is not None:
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.skip("needs a CUDA GPU (marked gpu)")
 
 
 @pytest.fixture(scope="session")

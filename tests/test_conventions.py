@@ -162,7 +162,7 @@ def test_version():
 )
 def test_help_lists_choices(command, option, choices):
     from mrq_agents.config import PRESETS
-    from mrq_agents.training.finetune import FREEZE_CHOICES
+    from mrq_agents.training.transfer import FREEZE_CHOICES
 
     assert set(choices) == set(PRESETS if option == "--preset" else FREEZE_CHOICES)
     text = " ".join(runner.invoke(app, [command, "--help"], terminal_width=200).stdout.split())

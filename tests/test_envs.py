@@ -320,7 +320,7 @@ def test_bad_spaces(case):
         ),
         lambda: EnvConfig.from_dict({**resolve_env("Pendulum-v1").to_dict(), "colour": "red"}),
         lambda: EnvConfig.from_dict({"env_id": "Pendulum-v1"}),
-        lambda: EnvConfig(env_id="x", family="mujoco", gym_id="x"),
+        lambda: make_env(EnvConfig(env_id="x", family="mujoco", gym_id="x")),  # its family, where it is looked up
         lambda: EnvConfig(env_id="x", family="gym", gym_id="x", frame_stack=0),
         lambda: EnvSpec.from_dict({"obs_shape": [3], "pixels": False}),
         lambda: wrap_env(gym.make("CartPole-v1"), resolve_env("Dmc-walker-walk")),

@@ -1,6 +1,6 @@
 """The fast update path (mrq_agents.fast) against the plain one: same seed, same replay, same random draws,
-a few hundred updates, parameters equal within float32 rounding. On a machine with CUDA the same comparison runs
-there too, with the fast path replaying captured CUDA graphs."""
+a few hundred updates, parameters equal within float32 rounding. The same comparison on CUDA, with the fast path
+replaying captured CUDA graphs, is marked `gpu`: it shows as skipped on a machine without one."""
 
 import numpy as np
 import pytest
@@ -8,13 +8,13 @@ import torch
 
 from helpers.replay import fill_random
 from helpers.tiny import SPECS, tiny_config
-from mrq_agents.fast import FastPath, accelerate, restore
+from mrq_agents.fast import FastLearner, captures, restore
 from mrq_agents.learner import MRQLearner
 from mrq_agents.replay import ReplayBuffer
 from mrq_agents.serialization import flatten_state, load_tensors, save_tensors, unflatten_state
 
 CONFIG = tiny_config(batch_size=16, buffer_size=2_000, target_update_freq=50)
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 
 
 def fill(buffer, spec, seed, steps=600, episode_length=40):
@@ -23,14 +23,15 @@ def fill(buffer, spec, seed, steps=600, episode_length=40):
 
 
 def make_learner(spec, device, fast):
-    learner = MRQLearner(spec, CONFIG, device)
-    return accelerate(learner) if fast else learner
+    return (FastLearner if fast else MRQLearner)(spec, CONFIG, device)
 
 
 def train(spec, fast, device, updates, seed=0, new_data_every=0):
     torch.manual_seed(seed)
     learner = make_learner(spec, device, fast)
-    buffer = ReplayBuffer(spec, CONFIG.buffer_size, (CONFIG.enc_horizon, CONFIG.q_horizon), device=device)
+    static = fast and captures(torch.device(device))
+    horizons = (CONFIG.enc_horizon, CONFIG.q_horizon)
+    buffer = ReplayBuffer(spec, CONFIG.buffer_size, horizons, device=device, static_shapes=static)
     fill(buffer, spec, seed)
     torch.manual_seed(seed + 1)
     metrics = []
@@ -58,7 +59,7 @@ def test_fast_path_matches_the_plain_path(kind, device):
     with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
         plain, plain_buffer, plain_metrics = train(spec, fast=False, device=device, updates=updates, new_data_every=25)
         fast, fast_buffer, fast_metrics = train(spec, fast=True, device=device, updates=updates, new_data_every=25)
-    assert isinstance(fast.rl_step.__self__, FastPath) and not isinstance(plain.rl_step.__self__, FastPath)
+    assert isinstance(fast, FastLearner) and not isinstance(plain, FastLearner)
     assert plain.num_updates == fast.num_updates == updates
     # The networks moved a long way from their initial values, and both paths moved them the same way.
     torch.manual_seed(0)
@@ -78,7 +79,7 @@ def test_fast_path_matches_the_plain_path(kind, device):
 
 
 def test_fast_path_uses_fused_adamw_and_plain_the_default():
-    from mrq_agents.learner import resolve_fast
+    from mrq_agents.fast import resolve_fast
 
     spec = SPECS["continuous"]
     for name in ("encoder_opt", "value_opt", "policy_opt"):
@@ -86,9 +87,16 @@ def test_fast_path_uses_fused_adamw_and_plain_the_default():
         assert not getattr(make_learner(spec, "cpu", fast=False), name).defaults["fused"]
     # Default: fast on CUDA only.
     assert resolve_fast(None, torch.device("cpu")) is False and resolve_fast(None, torch.device("cuda")) is True
-    with pytest.raises(ValueError, match="before its first update"):
-        learner, _, _ = train(spec, fast=False, device="cpu", updates=1)
-        accelerate(learner)
+
+
+@pytest.mark.gpu
+def test_a_captured_step_needs_a_buffer_with_static_shapes():
+    spec = SPECS["continuous"]
+    learner = make_learner(spec, "cuda", fast=True)
+    buffer = ReplayBuffer(spec, CONFIG.buffer_size, (CONFIG.enc_horizon, CONFIG.q_horizon), device="cuda")
+    fill(buffer, spec, 0)
+    with pytest.raises(ValueError, match="static_shapes=True"):
+        learner.update(buffer)
 
 
 @pytest.mark.parametrize("kind", list(SPECS))
@@ -101,8 +109,7 @@ def test_the_warm_up_before_capture_leaves_no_trace(kind):
     for rehearse in (False, True):
         learner, buffer, _ = train(spec, fast=True, device="cpu", updates=60)  # optimizer state exists
         if rehearse:
-            fast = learner.rl_step.__self__
-            encoder_step, value_step = fast.encoder, fast.rl
+            encoder_step, value_step = learner.captured_encoder_step, learner.captured_rl_step
             rng = torch.get_rng_state()  # capture's static inputs are copies of real draws: undo the test's own
             noise = learner.draw_encoder_noise(CONFIG.batch_size, CONFIG.enc_horizon)
             encoder_step.inputs = {
@@ -161,7 +168,7 @@ def test_fast_learner_state_round_trip_continues_identically(tmp_path):
     copy = make_learner(spec, "cpu", fast=True)
     copy.update(buffer)  # bind the steps, which loading must undo
     copy.load_state_dict(unflatten_state(skeleton, load_tensors(tmp_path / "learner.safetensors")[0]))
-    assert copy.rl_step.__self__._bound_to == ()
+    assert copy._bound_to == ()
     assert copy.scales.tolist() == pytest.approx([learner.reward_scale, learner.target_reward_scale])
     rng = torch.get_rng_state()
     priorities = buffer.priority.clone(), buffer.max_priority.clone()

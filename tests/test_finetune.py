@@ -14,7 +14,8 @@ from mrq_agents.envs import EnvSpec
 from mrq_agents.errors import ConfigError
 from mrq_agents.learner import MRQLearner, build_networks
 from mrq_agents.replay import ReplayBuffer
-from mrq_agents.training.finetune import plan_transfer
+from mrq_agents.training.finetune import finetune, load_pretrained
+from mrq_agents.training.transfer import FinetuneSchedule, plan_transfer
 
 runner = CliRunner()
 VECTOR_3 = EnvSpec(obs_shape=(3,), pixels=False, frame_stack=1, discrete=False, action_dim=1)
@@ -32,9 +33,10 @@ def transferred_learner(source_spec, target_spec, freeze="none"):
     source = source_weights(source_spec)
     transfer = plan_transfer(source, target_spec, TINY, freeze, {"source": "test"})
     torch.manual_seed(123)  # the new networks' own initialisation differs from the source's
-    learner = MRQLearner(target_spec, TINY, "cpu", frozen=transfer.frozen)
-    transfer.load_into(learner)
-    return source, transfer, learner
+    nets = build_networks(target_spec, TINY)
+    transfer.load_into(nets)
+    FinetuneSchedule(frozen=transfer.frozen).freeze(nets)
+    return source, transfer, MRQLearner(target_spec, TINY, "cpu", nets=nets)
 
 
 def equal_to_source(learner, source):
@@ -194,8 +196,6 @@ def test_finetune_from_a_zoo_id(tmp_path, offline_hub):
 def test_finetune_starts_from_a_compact_export_in_float32(tmp_path):
     from mrq_agents import Policy
     from mrq_agents.actor_torch import is_acting_tensor
-    from mrq_agents.policy import load_pretrained
-    from mrq_agents.training.finetune import finetune
 
     folder, learner, _ = make_model_folder(tmp_path / "run", "Pendulum-v1")
     compact = Policy.from_pretrained(folder).save_pretrained(tmp_path / "compact", compact=True)
@@ -209,8 +209,6 @@ def test_finetune_starts_from_a_compact_export_in_float32(tmp_path):
 @pytest.mark.parametrize("warmup_actions, policy_acts", [("random", 0), ("policy", 20)])
 def test_warmup_actions_come_from_the_policy_on_request(tmp_path, pendulum_model, warmup_actions, policy_acts):
     """`--warmup-actions policy`: the warm-up's actions are the pretrained policy's, with the exploration noise."""
-    from mrq_agents.policy import load_pretrained
-    from mrq_agents.training.finetune import finetune
 
     trainer = finetune(
         load_pretrained(pendulum_model[0]),
@@ -233,8 +231,6 @@ def test_warmup_actions_come_from_the_policy_on_request(tmp_path, pendulum_model
 def test_by_default_the_warmup_acts_with_the_pretrained_policy_and_the_encoder_learns_slower(tmp_path, pendulum_model):
     """`mrq finetune` and `finetune()` without options warm up with the pretrained policy and train the encoder at
     a tenth of the source's rate; `mrq train` keeps the paper's uniform random warm-up."""
-    from mrq_agents.policy import load_pretrained
-    from mrq_agents.training.finetune import finetune
     from mrq_agents.training.run_config import RunConfig
 
     source = load_pretrained(pendulum_model[0])
@@ -256,25 +252,21 @@ def test_by_default_the_warmup_acts_with_the_pretrained_policy_and_the_encoder_l
 def test_a_hold_reaches_the_learner_and_survives_a_resume(tmp_path, pendulum_model, hold):
     """`--hold-policy N` and `--hold-encoder N` are run settings: config.json records them and `mrq train
     --resume` keeps them."""
-    from mrq_agents.policy import load_pretrained
-    from mrq_agents.training.finetune import finetune
     from mrq_agents.training.trainer import build_trainer
 
     options = dict(warmup_steps=10, eval_every=15, eval_episodes=1, log=lambda *_: None)
     trainer = finetune(load_pretrained(pendulum_model[0]), "Pendulum-v1", 15, tmp_path / "ft", **{hold: 7}, **options)
-    assert getattr(trainer.learner, hold) == 7
+    assert getattr(trainer.schedule, hold) == 7
     trainer.train()
     assert json.loads((tmp_path / "ft" / "config.json").read_text())["run"][hold] == 7
     resumed = build_trainer("Pendulum-v1", tmp_path / "ft", resume=True, steps=20, log=lambda *_: None)
-    assert getattr(resumed.learner, hold) == 7 and resumed.learner.num_updates == 5
+    assert getattr(resumed.schedule, hold) == 7 and resumed.learner.num_updates == 5
     resumed.close()
 
 
 def test_convert_critic_units_reads_the_source_scale_and_survives_a_resume(tmp_path):
     """`--critic-units convert`: the source's reward scale comes from the last row of its metrics.csv, reaches the
     learner, is recorded in config.json (run and provenance) and is kept by `mrq train --resume`."""
-    from mrq_agents.policy import load_pretrained
-    from mrq_agents.training.finetune import finetune
     from mrq_agents.training.trainer import build_trainer
 
     folder, _, _ = make_model_folder(tmp_path / "source", "Pendulum-v1")
@@ -283,16 +275,16 @@ def test_convert_critic_units_reads_the_source_scale_and_survives_a_resume(tmp_p
     assert pretrained.reward_scale == 2.5
     options = dict(warmup_steps=10, eval_every=15, eval_episodes=1, log=lambda *_: None)
     trainer = finetune(pretrained, "Pendulum-v1", 15, tmp_path / "ft", critic_units="convert", **options)
-    assert trainer.learner.source_reward_scale == 2.5
+    assert trainer.schedule.source_reward_scale == 2.5
     trainer.train()
     config = json.loads((tmp_path / "ft" / "config.json").read_text())
     assert config["run"]["source_reward_scale"] == 2.5
     assert config["finetuned_from"]["critic_units"] == "convert"
     resumed = build_trainer("Pendulum-v1", tmp_path / "ft", resume=True, steps=20, log=lambda *_: None)
-    assert resumed.learner.source_reward_scale == 2.5 and resumed.learner.num_updates == 5
+    assert resumed.schedule.source_reward_scale == 2.5 and resumed.learner.num_updates == 5
     resumed.close()
     kept = finetune(pretrained, "Pendulum-v1", 15, tmp_path / "kept", **options)
-    assert kept.learner.source_reward_scale is None
+    assert kept.schedule is None
     kept.close()
 
 
@@ -302,8 +294,6 @@ def test_convert_critic_units_reads_the_source_scale_and_survives_a_resume(tmp_p
 def test_an_unknown_source_scale_keeps_the_critics_and_says_so(tmp_path, metrics):
     """No metrics.csv, no reward_scale column, or a number that is not a positive scale: nothing to convert from;
     the log says the critics keep their units."""
-    from mrq_agents.policy import load_pretrained
-    from mrq_agents.training.finetune import finetune
 
     folder, _, _ = make_model_folder(tmp_path / "source", "Pendulum-v1")
     if metrics is not None:
@@ -312,7 +302,7 @@ def test_an_unknown_source_scale_keeps_the_critics_and_says_so(tmp_path, metrics
     trainer = finetune(
         load_pretrained(folder), "Pendulum-v1", 10, tmp_path / "ft", critic_units="convert", log=lines.append
     )
-    assert trainer.learner.source_reward_scale is None
+    assert trainer.schedule is None
     assert any("reward scale is unknown" in line and "critics keep their units" in line for line in lines)
     trainer.close()
 
@@ -356,8 +346,6 @@ def test_a_bad_encoder_lr_scale_is_a_config_error(scale):
 def test_finetuned_from_records_the_encoder_rate_the_run_got(tmp_path, pendulum_model):
     """`finetuned_from.encoder_lr_scale` is the run's `enc_lr` over the source's: 0.1 by default, and what
     `--set enc_lr` makes of it when that overrides the scale (the source's 1e-4 to 3e-5 is 0.3)."""
-    from mrq_agents.policy import load_pretrained
-    from mrq_agents.training.finetune import finetune
 
     source = load_pretrained(pendulum_model[0])
     options = dict(warmup_steps=10, log=lambda *_: None)
@@ -373,8 +361,6 @@ def test_finetuned_from_records_the_encoder_rate_the_run_got(tmp_path, pendulum_
 def test_encoder_lr_scale_reaches_the_optimizer_and_survives_a_resume(tmp_path, pendulum_model):
     """The scaled rate is the run's algorithm config (config.json), so the encoder's optimizer uses it and
     `mrq train --resume` keeps it; `finetuned_from` records the scale."""
-    from mrq_agents.policy import load_pretrained
-    from mrq_agents.training.finetune import finetune
     from mrq_agents.training.trainer import build_trainer
 
     source = load_pretrained(pendulum_model[0])

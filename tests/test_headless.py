@@ -2,6 +2,7 @@
 
 import ctypes.util
 import subprocess
+import sys
 
 import imageio.v2 as imageio
 import pytest
@@ -61,3 +62,16 @@ def test_other_platforms_are_left_alone():
     environ: dict = {}
     assert choose_gl_backend(environ, platform="darwin", find_library=lambda name: name) is None
     assert environ == {}
+
+
+def test_importing_the_package_sets_nothing_and_building_an_env_chooses_the_backend():
+    """`import mrq_agents` (and its envs) leaves the environment alone; building an env, where MuJoCo may be
+    imported, chooses the backend first."""
+    code = (
+        "import os, sys, mrq_agents, mrq_agents.envs; print(os.environ.get('MUJOCO_GL'), 'mujoco' in sys.modules); "
+        "mrq_agents.envs.make_env('Pendulum-v1'); print(os.environ.get('MUJOCO_GL'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=user_env(), check=True)
+    imported, built = out.stdout.splitlines()
+    assert imported == "None False"
+    assert built == str(choose_gl_backend(dict(user_env())))

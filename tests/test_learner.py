@@ -1,5 +1,6 @@
 """MR.Q learner (mrq_agents.learner): target-sync cadence, reward scales, which parameters each update
-steps, and the acting boundary. Tiny networks on CPU, buffers filled by scripted random transitions."""
+steps, a fine-tune's schedule on top of it, and the acting boundary. Tiny networks on CPU, buffers filled by
+scripted random transitions."""
 
 import numpy as np
 import pytest
@@ -8,8 +9,11 @@ import torch
 from helpers.tiny import tiny_config
 from mrq_agents.config import MRQConfig
 from mrq_agents.envs import EnvSpec
+from mrq_agents.fast import FastLearner
 from mrq_agents.learner import MRQLearner
 from mrq_agents.replay import ReplayBuffer
+from mrq_agents.training import transfer
+from mrq_agents.training.transfer import FinetuneSchedule, convert_critics
 
 CONFIG = tiny_config(hidden=16, batch_size=4, buffer_size=200, target_update_freq=5)
 CONTINUOUS = EnvSpec(obs_shape=(3,), pixels=False, frame_stack=1, discrete=False, action_dim=2)
@@ -41,10 +45,10 @@ def fill(buffer, spec, rng, episodes=6, length=10, rewards=None):
     return stored
 
 
-def make(spec, seed=0, config=CONFIG, **fill_kwargs):
+def make(spec, seed=0, config=CONFIG, fast=False, **fill_kwargs):
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    learner = MRQLearner(spec, config, "cpu")
+    learner = (FastLearner if fast else MRQLearner)(spec, config, "cpu")
     buffer = ReplayBuffer(
         spec,
         config.buffer_size,
@@ -75,14 +79,12 @@ def changed(module, snap):
 def test_target_sync_cadence(spec, monkeypatch):
     learner, buffer, _, _ = make(spec)
     calls = []  # (kind, num_updates at the call)
-    shapes = []  # (kind, reward shape, next_state shape, keyword arguments)
-    for name in ("sync_targets", "encoder_update", "value_update", "policy_update"):
+    windows = []  # (the step that reads them, reward shape, next_state shape)
+    for name in ("sync_targets", "encoder_step", "rl_step"):
         original = getattr(learner, name)
 
         def wrapped(*args, _name=name, _original=original, **kwargs):
             calls.append((_name, learner.num_updates))
-            if _name in ("encoder_update", "value_update"):
-                shapes.append((_name, tuple(args[0].reward.shape), tuple(args[0].next_state.shape), kwargs))
             result = _original(*args, **kwargs)
             if _name == "sync_targets":  # right after a sync the targets equal the online networks
                 for target, online in zip(learner.target.parameters(), learner.nets.parameters()):
@@ -90,30 +92,38 @@ def test_target_sync_cadence(spec, monkeypatch):
             return result
 
         monkeypatch.setattr(learner, name, wrapped)
+    gather = buffer.gather
+
+    def recorded_gather(*args, **kwargs):
+        batch = gather(*args, **kwargs)
+        windows.append((calls[-1][0], tuple(batch.reward.shape), tuple(batch.next_state.shape)))
+        return batch
+
+    monkeypatch.setattr(buffer, "gather", recorded_gather)
 
     for _ in range(12):
         metrics = learner.update(buffer)
-        assert all(torch.isfinite(v) for v in metrics.values())
+        assert all(torch.isfinite(v) for v in metrics.values()) and "policy_loss" in metrics
     assert learner.num_updates == 12
 
     syncs = [n for kind, n in calls if kind == "sync_targets"]
     assert syncs == [0, 5, 10]
-    encoder_updates = [n for kind, n in calls if kind == "encoder_update"]
-    assert encoder_updates == [0] * 5 + [5] * 5 + [10] * 5  # 5 per sync, 15 in all
-    assert [n for kind, n in calls if kind == "value_update"] == list(range(12))
-    assert [n for kind, n in calls if kind == "policy_update"] == list(range(12))
-    # Order within a syncing step: sync, 5 encoder updates, value, policy.
+    encoder_steps = [n for kind, n in calls if kind == "encoder_step"]
+    assert encoder_steps == [0] * 5 + [5] * 5 + [10] * 5  # 5 per sync, 15 in all
+    assert [n for kind, n in calls if kind == "rl_step"] == list(range(12))
+    # Order within a syncing step: sync, 5 encoder steps, the value and policy step.
     step_five = [kind for kind, n in calls if n == 5]
-    assert step_five == ["sync_targets"] + ["encoder_update"] * 5 + ["value_update", "policy_update"]
-    assert [kind for kind, n in calls if n == 6] == ["value_update", "policy_update"]
+    assert step_five == ["sync_targets"] + ["encoder_step"] * 5 + ["rl_step"]
+    assert [kind for kind, n in calls if n == 6] == ["rl_step"]
     # Encoder windows: H = 5 with every next state; value windows: H = 3 with only the last next state.
     # Half of the episodes terminate, so the termination loss is on.
-    for kind, reward_shape, next_shape, kwargs in shapes:
-        if kind == "encoder_update":
-            assert reward_shape == (4, 5) and next_shape == (4, 5, 3) and kwargs == {}
+    assert len(windows) == 15 + 12
+    for kind, reward_shape, next_shape in windows:
+        if kind == "encoder_step":
+            assert reward_shape == (4, 5) and next_shape == (4, 5, 3)
             assert learner.use_termination.item() == 1.0
         else:
-            assert reward_shape == (4, 3) and next_shape == (4, 1, 3)
+            assert kind == "rl_step" and reward_shape == (4, 3) and next_shape == (4, 1, 3)
 
 
 def test_target_sync_every_250_updates_with_the_paper_default(monkeypatch):
@@ -124,16 +134,16 @@ def test_target_sync_every_250_updates_with_the_paper_default(monkeypatch):
     )
     assert config.target_update_freq == 250
     learner, buffer, _, _ = make(CONTINUOUS, config=config)
-    syncs, encoder_updates = [], []
-    sync, encode = learner.sync_targets, learner.encoder_update
+    syncs, encoder_steps = [], []
+    sync, encode = learner.sync_targets, learner.encoder_step
     monkeypatch.setattr(learner, "sync_targets", lambda: (syncs.append(learner.num_updates), sync())[1])
     monkeypatch.setattr(
-        learner, "encoder_update", lambda *a, **k: (encoder_updates.append(learner.num_updates), encode(*a, **k))[1]
+        learner, "encoder_step", lambda *a, **k: (encoder_steps.append(learner.num_updates), encode(*a, **k))[1]
     )
     for _ in range(501):
         learner.update(buffer)
     assert syncs == [0, 250, 500]
-    assert encoder_updates == [0] * 250 + [250] * 250 + [500] * 250
+    assert encoder_steps == [0] * 250 + [250] * 250 + [500] * 250
 
 
 def test_termination_loss_is_off_until_a_termination_is_stored(monkeypatch):
@@ -146,13 +156,13 @@ def test_termination_loss_is_off_until_a_termination_is_stored(monkeypatch):
         for t in range(10):
             buffer.add(rng.uniform(-1, 1, 2), 1.0, False, t == 9, rng.standard_normal(3).astype(np.float32))
     flags = []
-    original = learner.encoder_update
+    original = learner.encoder_step
 
-    def encoder_update(batch, noise):
+    def encoder_step(buffer, starts, noise):
         flags.append(bool(learner.use_termination))
-        return original(batch, noise)
+        return original(buffer, starts, noise)
 
-    monkeypatch.setattr(learner, "encoder_update", encoder_update)
+    monkeypatch.setattr(learner, "encoder_step", encoder_step)
     for _ in range(6):  # two syncs, 5 encoder updates each
         learner.update(buffer)
     assert flags == [False] * 10
@@ -234,15 +244,15 @@ def test_scales_without_rewards_against_the_authors_clamp():
     assert ratios["theirs"] == [pytest.approx(1e8), 1.0, 1.0]
 
 
-# ------------------------------------------------------------------ which parameters each update steps
+# ------------------------------------------------------------------ which parameters each step changes
 @SPECS
-def test_encoder_update_changes_only_the_encoder(spec):
+def test_encoder_step_changes_only_the_encoder(spec):
     learner, buffer, _, _ = make(spec)
-    batch = buffer.sample(CONFIG.enc_horizon, CONFIG.batch_size)
+    starts = buffer.sample_indices(CONFIG.enc_horizon, CONFIG.batch_size)
     before = {name: snapshot(getattr(learner.nets, name)) for name in ("encoder", "value", "policy")}
     targets = snapshot(learner.target)
     learner.use_termination.fill_(1.0)
-    metrics = learner.encoder_update(batch, learner.draw_encoder_noise(CONFIG.batch_size, CONFIG.enc_horizon))
+    metrics = learner.encoder_step(buffer, starts, learner.draw_encoder_noise(CONFIG.batch_size, CONFIG.enc_horizon))
     assert set(metrics) >= {"encoder_loss", "dynamics_loss", "reward_loss", "termination_loss"}
     assert changed(learner.nets.encoder, before["encoder"])
     assert equal(learner.nets.value, before["value"])
@@ -250,58 +260,60 @@ def test_encoder_update_changes_only_the_encoder(spec):
     assert equal(learner.target, targets)
 
 
-@SPECS
-def test_value_update_changes_only_the_value(spec):
+def rl_step(spec, train_policy, monkeypatch):
+    """One `rl_step` on a fresh learner (the same one for both values of `train_policy`); returns the learner, its
+    parameters before, its metrics and the (indices, priorities) the step wrote."""
     learner, buffer, _, _ = make(spec)
     learner.target_reward_scale = 1.0  # as after the first sync
-    batch = buffer.sample(CONFIG.q_horizon, CONFIG.batch_size, all_next_states=False)
     before = {name: snapshot(getattr(learner.nets, name)) for name in ("encoder", "value", "policy")}
-    targets = snapshot(learner.target)
-    metrics, zs, priority = learner.value_update(batch, learner.draw_value_noise(batch.reward.shape[0]))
-    assert changed(learner.nets.value, before["value"])
-    assert equal(learner.nets.encoder, before["encoder"])
-    assert equal(learner.nets.policy, before["policy"])
-    assert equal(learner.target, targets)
-    assert zs.shape == (CONFIG.batch_size, CONFIG.zs_dim) and not zs.requires_grad
-    # LAP priorities: clamped below at min_priority 1, so >= 1 ** 0.4 = 1.
-    assert priority.shape == (CONFIG.batch_size,) and torch.all(priority >= 1.0)
+    before["target"] = snapshot(learner.target)
+    written = []
+    monkeypatch.setattr(buffer, "update_priority", lambda indices, priority: written.append((indices, priority)))
+    buffer.flush()  # as `update` does first
+    torch.manual_seed(1)
+    uniforms, noise = buffer.draw_uniforms(CONFIG.batch_size), learner.draw_value_noise(CONFIG.batch_size)
+    metrics = learner.rl_step(buffer, uniforms, noise, train_policy=train_policy)
+    return learner, before, metrics, written
 
 
 @SPECS
-def test_policy_update_changes_only_the_policy(spec):
-    learner, buffer, _, _ = make(spec)
-    batch = buffer.sample(CONFIG.q_horizon, CONFIG.batch_size, all_next_states=False)
-    with torch.no_grad():
-        zs = learner.nets.encoder.state(batch.state)
-    before = {name: snapshot(getattr(learner.nets, name)) for name in ("encoder", "value", "policy")}
-    targets = snapshot(learner.target)
-    learner.policy_update(zs)
-    assert changed(learner.nets.policy, before["policy"])
-    assert equal(learner.nets.encoder, before["encoder"])
-    assert equal(learner.nets.value, before["value"])
-    assert equal(learner.target, targets)
-    # No stray gradients are left on the value or encoder for a later optimizer step to pick up.
-    assert all(p.grad is None for p in learner.nets.value.parameters())
-    assert all(p.grad is None for p in learner.nets.encoder.parameters())
+def test_rl_step_changes_the_value_then_the_policy(spec, monkeypatch):
+    """The value update changes only the value and writes the batch's LAP priorities; the policy update then changes
+    only the policy, and its backward leaves the value's gradients as the value update left them and none on the
+    encoder (`train_policy=False` stops after the value update: the same value step)."""
+    value_only, before, metrics, written = rl_step(spec, False, monkeypatch)
+    assert set(metrics) == {"value_loss", "q_mean"}
+    assert changed(value_only.nets.value, before["value"])
+    for name in ("encoder", "policy", "target"):
+        module = value_only.target if name == "target" else getattr(value_only.nets, name)
+        assert equal(module, before[name]), name
+    ((indices, priority),) = written
+    # LAP priorities: clamped below at min_priority 1, so >= 1 ** 0.4 = 1.
+    assert indices.shape == priority.shape == (CONFIG.batch_size,) and torch.all(priority >= 1.0)
+    both, before, metrics, written_both = rl_step(spec, True, monkeypatch)
+    assert set(metrics) == {"value_loss", "q_mean", "policy_loss"}
+    assert changed(both.nets.policy, before["policy"])
+    assert equal(both.nets.encoder, before["encoder"]) and equal(both.target, before["target"])
+    assert equal(both.nets.value, snapshot(value_only.nets.value))
+    assert torch.equal(written_both[0][1], priority)
+    for p, q in zip(both.nets.value.parameters(), value_only.nets.value.parameters()):
+        assert torch.equal(p.grad, q.grad)
+    assert all(p.grad is None for p in both.nets.encoder.parameters())
 
 
 @pytest.mark.parametrize("fast", [False, True], ids=["plain", "fast"])
 def test_a_held_policy_waits_while_encoder_and_critics_learn(fast):
     """`hold_policy=3` (`mrq finetune --hold-policy 3`): the first 3 updates step the encoder and the value
     only; the 4th steps the policy too, on either update path."""
-    from mrq_agents.fast import accelerate
-
-    learner, buffer, _, _ = make(CONTINUOUS)
-    learner.hold_policy = 3
-    if fast:
-        accelerate(learner)
+    learner, buffer, _, _ = make(CONTINUOUS, fast=fast)
+    schedule = FinetuneSchedule(hold_policy=3)
     policy, value, encoder = (snapshot(getattr(learner.nets, n)) for n in ("policy", "value", "encoder"))
     for _ in range(3):
-        metrics = learner.update(buffer)
+        metrics = schedule.update(learner, buffer)
         assert "policy_loss" not in metrics and "value_loss" in metrics
     assert equal(learner.nets.policy, policy)
     assert changed(learner.nets.value, value) and changed(learner.nets.encoder, encoder)
-    assert "policy_loss" in learner.update(buffer)
+    assert "policy_loss" in schedule.update(learner, buffer)
     assert changed(learner.nets.policy, policy)
 
 
@@ -309,11 +321,10 @@ def test_a_held_policy_changes_nothing_else():
     """Holding the policy leaves the value's and encoder's updates as they were: the same random draws in the
     same order (the policy update draws none), so after the hold the critics match an unheld run's."""
     held, held_buffer, _, _ = make(CONTINUOUS)
-    held.hold_policy = 2
     free, free_buffer, _, _ = make(CONTINUOUS)
     # Unheld, the policy moves after the first update and changes the value's targets; compare one update.
     torch.manual_seed(1)
-    held.update(held_buffer)
+    FinetuneSchedule(hold_policy=2).update(held, held_buffer)
     torch.manual_seed(1)
     free.update(free_buffer)
     for name in ("encoder", "value"):
@@ -325,56 +336,58 @@ def test_a_held_policy_changes_nothing_else():
 def test_a_held_encoder_waits_while_critics_and_policy_learn(fast):
     """`hold_encoder=6` with a sync every 5 updates: the bursts at updates 0 and 5 are skipped, so the encoder
     stays as it was for 10 updates while the value and the policy learn; the burst at update 10 trains it."""
-    from mrq_agents.fast import accelerate
-
-    learner, buffer, _, _ = make(CONTINUOUS)
-    learner.hold_encoder = 6
-    if fast:
-        accelerate(learner)
+    learner, buffer, _, _ = make(CONTINUOUS, fast=fast)
+    schedule = FinetuneSchedule(hold_encoder=6)
     policy, value, encoder = (snapshot(getattr(learner.nets, n)) for n in ("policy", "value", "encoder"))
     for _ in range(2 * CONFIG.target_update_freq):
-        metrics = learner.update(buffer)
+        metrics = schedule.update(learner, buffer)
         assert "policy_loss" in metrics and "value_loss" in metrics and "encoder_loss" not in metrics
     assert equal(learner.nets.encoder, encoder)
     assert changed(learner.nets.value, value) and changed(learner.nets.policy, policy)
-    assert "encoder_loss" in learner.update(buffer)
+    assert "encoder_loss" in schedule.update(learner, buffer)
     assert changed(learner.nets.encoder, encoder)
 
 
 def test_convert_critics_rescales_the_heads_by_source_over_buffer_scale():
     """Source scale 2, buffer scale 0.25: factor 8 (a power of two, so the products are exact). A head with weight
-    0.5 everywhere and bias 0.25 becomes 4 and 2; each critic's output is 8 times what it was; the targets copy
-    the converted critics and read them at the buffer's scale."""
+    0.5 everywhere and bias 0.25 becomes 4 and 2; each critic's output is 8 times what it was; the learner's reward
+    scale becomes the buffer's, the units the critics are now in."""
     learner, _, _, _ = make(CONTINUOUS)
-    learner.reward_scale = 0.25
     with torch.no_grad():
         for critic in (learner.nets.value.q1, learner.nets.value.q2):
             critic.head.weight.fill_(0.5)
             critic.head.bias.fill_(0.25)
     zsa = torch.randn(5, CONFIG.zsa_dim)
     before = learner.nets.value(zsa)
-    learner.convert_critics(2.0)
+    convert_critics(learner, 2.0, 0.25)
     for critic in (learner.nets.value.q1, learner.nets.value.q2):
         assert torch.all(critic.head.weight == 4.0) and torch.all(critic.head.bias == 2.0)
     assert torch.equal(learner.nets.value(zsa), before * 8)
-    assert torch.equal(learner.target.value(zsa), before * 8)
-    assert learner.target_reward_scale == 0.25 and learner.reward_scale == 0.25
+    assert learner.reward_scale == 0.25 and learner.scales[0].item() == 0.25
 
 
 def test_the_first_update_converts_transferred_critics_once_at_the_buffer_scale(monkeypatch):
-    """`source_reward_scale` (`mrq finetune --critic-units convert`): the first update's sync converts the critics
-    once, after the reward scale is read from the buffer and before any value step; a learner without it never
-    converts."""
+    """`source_reward_scale` (`mrq finetune --critic-units convert`): before the first update the critics are
+    converted once, at the buffer's reward scale; that update's sync gives the targets the converted critics and
+    reads them at that scale. A schedule without a source scale never converts."""
     calls = []
     learner, buffer, rewards, _ = make(CONTINUOUS)
-    learner.source_reward_scale = 3.0
-    monkeypatch.setattr(learner, "convert_critics", lambda scale: calls.append((scale, learner.reward_scale)))
-    for _ in range(2 * CONFIG.target_update_freq + 1):
-        learner.update(buffer)
-    assert calls == [(3.0, pytest.approx(np.abs(rewards).mean(), rel=1e-6))]
+    heads = [(c.head.weight.clone(), c.head.bias.clone()) for c in (learner.nets.value.q1, learner.nets.value.q2)]
+    convert = transfer.convert_critics
+    monkeypatch.setattr(transfer, "convert_critics", lambda *args: (calls.append(args[1:]), convert(*args))[1])
+    schedule = FinetuneSchedule(source_reward_scale=3.0)
+    schedule.update(learner, buffer)
+    scale = pytest.approx(np.abs(rewards).mean(), rel=1e-6)
+    assert calls == [(3.0, scale)]
+    assert learner.reward_scale == learner.target_reward_scale == scale
+    factor = 3.0 / learner.reward_scale
+    for critic, (weight, bias) in zip((learner.target.value.q1, learner.target.value.q2), heads):
+        assert torch.equal(critic.head.weight, weight * factor) and torch.equal(critic.head.bias, bias * factor)
+    for _ in range(2 * CONFIG.target_update_freq):
+        schedule.update(learner, buffer)
+    assert len(calls) == 1
     plain, plain_buffer, _, _ = make(CONTINUOUS)
-    monkeypatch.setattr(plain, "convert_critics", lambda scale: calls.append(scale))
-    plain.update(plain_buffer)
+    FinetuneSchedule(hold_policy=1).update(plain, plain_buffer)
     assert len(calls) == 1
 
 
@@ -446,6 +459,22 @@ class ConstantQ(torch.nn.Module):
         return self.q.expand(zsa.shape[0], 2)
 
 
+class OneBatch:
+    """Stands in for the replay buffer: every draw gives `batch`; keeps the (indices, priorities) written."""
+
+    def __init__(self, batch):
+        self.batch, self.written = batch, []
+
+    def sampling_weights(self, horizon):
+        return torch.ones(self.batch.reward.shape[0])
+
+    def gather(self, starts, horizon, all_next_states):
+        return self.batch
+
+    def update_priority(self, indices, priority):
+        self.written.append((indices, priority))
+
+
 @SPECS
 def test_value_target_by_hand(spec):
     from mrq_agents.replay import Batch
@@ -466,7 +495,10 @@ def test_value_target_by_hand(spec):
         next_state=torch.randn(2, 1, 3),
         indices=torch.tensor([0, 1]),
     )
-    metrics, _, priority = learner.value_update(batch, learner.draw_value_noise(batch.reward.shape[0]))
+    buffer = OneBatch(batch)
+    uniforms = torch.rand(2, dtype=torch.float64)
+    metrics = learner.rl_step(buffer, uniforms, learner.draw_value_noise(2), train_policy=False)
+    ((_, priority),) = buffer.written
     # Row 0: R = 1 + 0.5 * 2 + 0.25 * 4 = 3, D = 1: y = (3 + 1 * 0.5^3 * 6 * 2.0) / 4.0 = (3 + 1.5) / 4 = 1.125
     # Row 1: R = 1 + 0.5 * 2 = 2 (the terminating step keeps its reward), D = 0: y = 2 / 4 = 0.5
     # Errors q - y: row 0 (5 - 1.125, -3 - 1.125) = (3.875, -4.125); row 1 (4.5, -3.5)

@@ -1,18 +1,13 @@
-"""Reproducing a score across machines (mrq_agents.machine): strict on the recording machine's kind, a derived band
-elsewhere; checked on the numbers an Intel Xeon (AVX-512) measured for zoo entries recorded on an AMD EPYC (AVX2)."""
+"""Reproducing a score across machines (mrq_agents.machine, tests/helpers/scores.py): strict on the recording
+machine's kind, a derived band elsewhere; checked on the numbers an Intel Xeon (AVX-512) measured for zoo entries
+recorded on an AMD EPYC (AVX2)."""
 
 import math
 
 import pytest
 
-from mrq_agents.machine import (
-    CROSS_MACHINE_Z,
-    cross_machine_tolerance,
-    describe,
-    fingerprint,
-    same_machine,
-    score_disagreement,
-)
+from helpers.scores import CROSS_MACHINE_Z, cross_machine_tolerance, same_machine, score_disagreement
+from mrq_agents.machine import describe, fingerprint
 
 AMD = {
     "arch": "x86_64",

@@ -147,7 +147,18 @@ def test_wrong_observation_shape_is_a_clear_error(pendulum):
 
 @pytest.mark.parametrize(
     "case",
-    ["missing", "file", "no_config", "newer", "not_mrq", "corrupt", "wrong_shapes", "missing_tensor", "empty_weights"],
+    [
+        "missing",
+        "file",
+        "no_config",
+        "newer",
+        "not_mrq",
+        "unknown_family",
+        "corrupt",
+        "wrong_shapes",
+        "missing_tensor",
+        "empty_weights",
+    ],
 )
 def test_bad_sources_are_one_line_errors(case, pendulum, cartpole, tmp_path):
     source = tmp_path / "model"
@@ -163,6 +174,10 @@ def test_bad_sources_are_one_line_errors(case, pendulum, cartpole, tmp_path):
         (source / "config.json").write_text(json.dumps(meta))
     elif case == "not_mrq":
         (source / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    elif case == "unknown_family":
+        meta = json.loads((source / "config.json").read_text())
+        meta["env"]["family"] = "mujoco"
+        (source / "config.json").write_text(json.dumps(meta))
     elif case == "corrupt":
         (source / "model.safetensors").write_bytes(b"\x00garbage" * 10)
     elif case == "wrong_shapes":  # CartPole's weights under Pendulum's config
@@ -290,7 +305,7 @@ def test_compact_export_halves_what_acting_does_not_read_and_acts_identically(pe
                 load_file(str(compact / "model.safetensors")).values(),
             )
         )
-        from mrq_agents.policy import load_model_folder
+        from mrq_agents.model_folder import load_model_folder
 
         assert {t.dtype for t in load_model_folder(compact)[-1].values()} == {torch.float32}
 

@@ -427,8 +427,8 @@ def test_prioritized_sampling_is_proportional_to_priority():
     for slot in eligible:
         if slot != 8:
             assert counts[slot].item() == pytest.approx(1 / 31, abs=0.01)
-    # Batches drawn by sample() carry their start slots for the priority update.
-    batch = buffer.sample(3, 16)
+    # Batches gathered at sampled starts carry their start slots for the priority update.
+    batch = buffer.gather(buffer.sample_indices(3, 16), 3)
     assert set(batch.indices.tolist()) <= set(eligible)
 
 
@@ -522,14 +522,17 @@ def test_writes_are_staged_until_flushed_and_the_latest_write_to_a_slot_wins():
 
 
 def test_sampling_the_written_prefix_or_the_whole_ring_draws_the_same_indices():
-    buffer = ReplayBuffer(VECTOR, 500, horizons=(3,), device="cpu")
-    for episode in range(4):
-        run_vector_episode(buffer, episode, [1.0] * 12, end="terminated" if episode % 2 else "truncated")
-    buffer.update_priority(torch.tensor([0, 5, 14]), torch.tensor([4.0, 2.0, 0.5]))
-    assert buffer.sampling_weights(3).shape == (52,)  # 4 episodes of 13 slots written
+    buffers = []
+    for static_shapes in (False, True):  # True: what a captured update uses, fixed shapes
+        buffer = ReplayBuffer(VECTOR, 500, horizons=(3,), device="cpu", static_shapes=static_shapes)
+        for episode in range(4):
+            run_vector_episode(buffer, episode, [1.0] * 12, end="terminated" if episode % 2 else "truncated")
+        buffer.update_priority(torch.tensor([0, 5, 14]), torch.tensor([4.0, 2.0, 0.5]))
+        buffers.append(buffer)
+    prefix, whole = buffers
+    assert prefix.sampling_weights(3).shape == (52,)  # 4 episodes of 13 slots written
+    assert whole.sampling_weights(3).shape == (500,)
     torch.manual_seed(0)
-    prefix = buffer.sample_indices(3, 1000)
-    buffer.static_shapes = True  # what a captured update uses: fixed shapes
-    assert buffer.sampling_weights(3).shape == (500,)
+    drawn = prefix.sample_indices(3, 1000)
     torch.manual_seed(0)
-    assert torch.equal(buffer.sample_indices(3, 1000), prefix)
+    assert torch.equal(whole.sample_indices(3, 1000), drawn)

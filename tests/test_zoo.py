@@ -6,9 +6,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from helpers.scores import score_disagreement
 from mrq_agents import Policy, zoo
 from mrq_agents.cli import app
-from mrq_agents.machine import fingerprint, score_disagreement
+from mrq_agents.machine import fingerprint
 
 ENTRIES = zoo.entries()
 

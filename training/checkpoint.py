@@ -12,20 +12,16 @@ from typing import Any
 
 import torch
 
-from mrq_agents.config import MRQConfig
-from mrq_agents.envs import EnvSpec, make_env, resolve_env
 from mrq_agents.errors import CheckpointError
-from mrq_agents.files import CHECKPOINT_FILE, CONFIG_FILE, FORMAT_VERSION, MODEL_FILE
+from mrq_agents.files import CHECKPOINT_FILE, FORMAT_VERSION, MODEL_FILE
 from mrq_agents.learner import MRQLearner
 from mrq_agents.serialization import (
-    atomic_write_json,
     flatten_state,
     load_tensors,
     read_metadata,
     save_tensors,
     unflatten_state,
 )
-from mrq_agents.training.run_config import RunConfig, run_config_json
 
 
 def checkpoint_step(out: str | Path) -> int | None:
@@ -68,26 +64,6 @@ def write_model(out: Path, learner: MRQLearner, env_id: str, step: int) -> None:
 def network_tensors(learner: MRQLearner) -> dict[str, torch.Tensor]:
     """The online networks' weights, named by module (`encoder.*`, `value.*`, `policy.*`)."""
     return {k: v.detach() for k, v in learner.nets.state_dict().items()}
-
-
-def write_model_folder(
-    folder: str | Path, env_id: str, config: MRQConfig, seed: int = 0, device: str = "cpu"
-) -> tuple[MRQLearner, Any]:
-    """A run-like folder (config.json + model.safetensors) of freshly initialised networks for `env_id`.
-
-    For benchmarks and tests that need a loadable model without training one; returns (learner, its env).
-    """
-    env_config = resolve_env(env_id)
-    env = make_env(env_config)
-    spec = EnvSpec.from_env(env, env_config.frame_stack)
-    torch.manual_seed(seed)
-    learner = MRQLearner(spec, config, device)
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    run = RunConfig(env_id=env_id, steps=1, seed=seed)
-    atomic_write_json(folder / CONFIG_FILE, run_config_json(run, config, env_config, spec, learner.device))
-    save_tensors(folder / MODEL_FILE, network_tensors(learner))
-    return learner, env
 
 
 def to_device(tree: Any, device: torch.device) -> Any:

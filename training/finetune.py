@@ -1,15 +1,13 @@
 """`mrq finetune`: start MR.Q on a new env from a pretrained agent.
 
-Everything downstream of the embeddings (z_s, z_sa) never sees raw observation or action shapes, so it
-transfers between envs. We reuse every layer whose shape still fits and re-initialise the rest: the first
-layer of the state encoder (or the whole conv stack when the channel count differs), the action embedding,
-the policy's output layer, and the predictor's heads if their sizes changed. Vector <-> pixel transfer keeps
-only the layers after the state encoder's trunk. Targets start as copies of the transferred networks;
-replay and optimizer states start empty.
+`load_pretrained` reads the agent from its folder, `finetune_config` makes the run's algorithm config from the
+agent's, and `finetune` prepares the run: which layers transfer and what trains differently are
+training/transfer.py's (`plan_transfer`, `FinetuneSchedule`); the run is a normal `Trainer` run folder.
 """
 
 from __future__ import annotations
 
+import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,22 +18,18 @@ import torch
 from mrq_agents.config import MRQConfig, parse_assignments
 from mrq_agents.envs import EnvConfig, EnvSpec, make_env, resolve_env
 from mrq_agents.errors import ConfigError
-from mrq_agents.learner import MRQLearner, build_networks
+from mrq_agents.files import MODEL_FILE, sha256_file
+from mrq_agents.model_folder import load_model_folder, metrics_rows
 from mrq_agents.training.run_config import default_run_config
 from mrq_agents.training.trainer import Trainer
+from mrq_agents.training.transfer import plan_transfer
 
-FREEZE_CHOICES = ("none", "encoder")
 CRITIC_UNITS = ("keep", "convert")
-PIXEL_TRUNK = "encoder.pixel_trunk."
-
-
-def _layer(param_name: str) -> str:
-    return param_name.rsplit(".", 1)[0]
 
 
 @dataclass(frozen=True)
 class Pretrained:
-    """The agent a fine-tune starts from, as `mrq_agents.policy.load_pretrained` loads it."""
+    """The agent a fine-tune starts from, as `load_pretrained` reads it."""
 
     config: MRQConfig  # its algorithm config
     env: EnvConfig  # the env it was trained on
@@ -44,49 +38,35 @@ class Pretrained:
     reward_scale: float | None = None  # the scale its critics were trained at (its metrics.csv), None if unknown
 
 
-@dataclass(frozen=True)
-class Transfer:
-    """Which of the new networks' tensors start from the source, and the provenance written to config.json."""
-
-    weights: dict[str, torch.Tensor] = field(repr=False)  # new network name -> source tensor, for kept tensors
-    kept_layers: tuple[str, ...]
-    new_layers: tuple[str, ...]
-    frozen: tuple[str, ...]  # parameter names not trained (kept encoder layers with --freeze encoder)
-    provenance: dict[str, Any]
-
-    def load_into(self, learner: MRQLearner) -> None:
-        """Copy the kept tensors into the online networks and start the targets from them."""
-        with torch.no_grad():
-            params = dict(learner.nets.named_parameters())
-            for name, tensor in self.weights.items():
-                params[name].copy_(tensor.to(params[name].device))
-        learner.sync_targets()
-
-
-def plan_transfer(
-    source_tensors: dict[str, torch.Tensor], spec: EnvSpec, config: MRQConfig, freeze: str, provenance: dict[str, Any]
-) -> Transfer:
-    """Match the new networks' parameters to the source's by name and shape."""
-    if freeze not in FREEZE_CHOICES:
-        raise ConfigError(f"--freeze must be one of {FREEZE_CHOICES}, got {freeze!r}")
-    fresh = dict(build_networks(spec, config).named_parameters())
-    fits = {n for n, p in fresh.items() if n in source_tensors and source_tensors[n].shape == p.shape}
-    first_conv = PIXEL_TRUNK + "convs.0.weight"
-    if first_conv in fresh and first_conv not in fits:  # another channel count: the conv stack starts over
-        fits = {n for n in fits if not n.startswith(PIXEL_TRUNK)}
-    # A layer is kept only when all its tensors fit (weight and bias together).
-    layers = {_layer(n) for n in fresh}
-    kept = sorted(layer for layer in layers if all(n in fits for n in fresh if _layer(n) == layer))
-    new = sorted(layers - set(kept))
-    weights = {n: source_tensors[n] for n in fresh if _layer(n) in kept}
-    frozen = tuple(n for n in weights if freeze == "encoder" and n.startswith("encoder."))
-    return Transfer(
-        weights,
-        tuple(kept),
-        tuple(new),
-        frozen,
-        {**provenance, "freeze": freeze, "kept_layers": kept, "reinitialised_layers": new, "frozen": list(frozen)},
+def load_pretrained(folder: str | Path, source: str | None = None, revision: str | None = None) -> Pretrained:
+    """The agent in the export or run `folder` as a fine-tune starts from it: its config, env, float32 weights
+    (checked) and provenance. `source` and `revision`: what the folder was resolved from (a zoo or Hub id; default
+    the folder), for the provenance; `mrq_agents.policy.resolve_model_folder` resolves any model source."""
+    folder = Path(folder)
+    _, config, _, env, tensors = load_model_folder(folder)
+    return Pretrained(
+        config,
+        env,
+        tensors,
+        {
+            "source": str(folder) if source is None else str(source),
+            "revision": revision,
+            "sha256": sha256_file(folder / MODEL_FILE),
+            "source_env_id": env.env_id,
+        },
+        last_reward_scale(folder),
     )
+
+
+def last_reward_scale(folder: Path) -> float | None:
+    """The reward scale at the last row of `folder`'s metrics.csv (what its critics were last trained at), or None
+    when there is no such number."""
+    try:
+        rows = metrics_rows(folder)
+        scale = float(rows[-1]["reward_scale"]) if rows else None
+    except (KeyError, TypeError, ValueError, OSError, csv.Error):
+        return None
+    return scale if scale is not None and 0 < scale < math.inf else None
 
 
 def finetune_config(
@@ -128,7 +108,7 @@ def finetune(
     paper's size a uniform random warm-up ("random", `mrq train`'s) lost most of what the agent knew in its
     first updates (docs/finetune.md, "At the paper's size"); None takes "policy" too. `critic_units="convert"`
     converts the transferred critics from the source's reward scale into the new buffer's at the first update
-    (`MRQLearner.convert_critics`); "keep" leaves them as they are. The encoder learns at a tenth of the source
+    (`transfer.convert_critics`); "keep" leaves them as they are. The encoder learns at a tenth of the source
     config's rate (`encoder_lr_scale=0.1`; 1 keeps the source's; `overrides` that set `enc_lr` give the rate
     itself): at the source's rate the encoder's first updates moved the state embedding the pretrained policy
     reads, and the cheetah pair lost 69% of its score (docs/finetune.md).

@@ -20,8 +20,8 @@ from mrq_agents import __version__
 from mrq_agents.config import MRQConfig, train_command
 from mrq_agents.envs import EnvConfig, EnvSpec, benchmark_defaults, resolve_env
 from mrq_agents.errors import CheckpointError, ConfigError
+from mrq_agents.fast import resolve_fast
 from mrq_agents.files import CONFIG_FILE, FORMAT_VERSION
-from mrq_agents.learner import resolve_fast
 from mrq_agents.precision import PRECISIONS, resolve_precision
 
 # What the agent does during the warm-up (no updates yet): uniform random actions, as the paper; or, for a
@@ -44,9 +44,10 @@ class RunConfig:
     precision: str = "auto"  # fp32 or bf16 matrix products (mrq_agents.precision); config.json stores the resolved one
     env_kwargs: dict[str, Any] | None = None  # keyword arguments for gymnasium.make (--env-kwargs)
     warmup_actions: str = "random"  # the warm-up's actions: "random" (the paper's) or "policy" (with its noise)
-    hold_policy: int = 0  # first updates that train the encoder and the critics but not the policy (fine-tunes)
-    hold_encoder: int = 0  # first updates that train the critics and the policy but not the encoder (fine-tunes)
-    source_reward_scale: float | None = None  # fine-tunes: the transferred critics' reward scale, converted at update 0
+    # A fine-tune's schedule (training/transfer.py, FinetuneSchedule), kept here so that a resume keeps it:
+    hold_policy: int = 0  # first updates that train the encoder and the critics but not the policy
+    hold_encoder: int = 0  # first updates that train the critics and the policy but not the encoder
+    source_reward_scale: float | None = None  # the transferred critics' reward scale, converted before update 0
 
     def __post_init__(self) -> None:
         if self.warmup_actions not in WARMUP_ACTIONS:

@@ -31,12 +31,13 @@ import numpy as np
 import torch
 
 from mrq_agents.config import MRQConfig, preset_config
+from mrq_agents.device import resolve_device
 from mrq_agents.envs import EnvSpec, make_env, resolve_env
 from mrq_agents.episodes import EVAL_STREAM, TRAIN_STREAM, episode_seed, run_episodes
 from mrq_agents.errors import CheckpointError, ConfigError, MRQError, os_error_message
-from mrq_agents.fast import accelerate
+from mrq_agents.fast import FastLearner, captures, resolve_fast
 from mrq_agents.files import CHECKPOINT_FILE, CONFIG_FILE
-from mrq_agents.learner import MRQLearner, resolve_device, resolve_fast
+from mrq_agents.learner import MRQLearner, build_networks
 from mrq_agents.precision import resolve_precision
 from mrq_agents.replay import ReplayBuffer
 from mrq_agents.serialization import atomic_write_json, read_json
@@ -50,6 +51,7 @@ from mrq_agents.training.run_config import (
     resumed_training_info,
     run_config_json,
 )
+from mrq_agents.training.transfer import FinetuneSchedule, Transfer
 
 CHECKPOINT_COST_RATIO = 20  # default cadence: at least 20x the last checkpoint's write time between checkpoints
 LOSS_COLUMNS = (
@@ -129,11 +131,12 @@ class Trainer:
         out: str | Path,
         resume: bool = False,
         log: Callable[[str], None] = print,
-        transfer: Any = None,
+        transfer: Transfer | None = None,
         overwrite: bool = False,
     ):
-        """`transfer` (a `finetune.Transfer`) starts the networks from a pretrained agent on a fresh run;
-        `overwrite` deletes the run already in `out` (its own files only) and starts over."""
+        """`transfer` starts the networks from a pretrained agent on a fresh run (`mrq finetune`); a fine-tune,
+        fresh or resumed, trains on its `FinetuneSchedule`. `overwrite` deletes the run already in `out` (its own
+        files only) and starts over."""
         self.run, self.algo, self.out, self.log = run, algo, Path(out), log
         self.env_config = resolve_env(run.env_id, run.env_kwargs)
         self.env = make_env(self.env_config, seed=run.seed)
@@ -148,25 +151,23 @@ class Trainer:
         self.provenance = self.saved_config.get("finetuned_from") or (
             transfer.provenance if transfer is not None else None
         )
-        frozen = tuple((self.provenance or {}).get("frozen", ()))
+        self.schedule = FinetuneSchedule.of_run(run, self.provenance)
         self.precision = resolve_precision(run.precision, self.device)
         self.fast = resolve_fast(run.fast, self.device)
-        self.learner = MRQLearner(
-            self.spec,
-            algo,
-            self.device,
-            frozen=frozen,
-            precision=self.precision,
-            hold_policy=run.hold_policy,
-            hold_encoder=run.hold_encoder,
-            source_reward_scale=run.source_reward_scale,
-        )
-        if self.fast:
-            accelerate(self.learner)
+        nets = build_networks(self.spec, algo)
         if transfer is not None and not resume:
-            transfer.load_into(self.learner)
+            transfer.load_into(nets)
+        if self.schedule is not None:
+            self.schedule.freeze(nets)
+        learner_class = FastLearner if self.fast else MRQLearner
+        self.learner = learner_class(self.spec, algo, self.device, self.precision, nets)
         self.buffer = ReplayBuffer(
-            self.spec, algo.buffer_size, (algo.enc_horizon, algo.q_horizon), algo.prioritized, self.device
+            self.spec,
+            algo.buffer_size,
+            (algo.enc_horizon, algo.q_horizon),
+            algo.prioritized,
+            self.device,
+            static_shapes=self.fast and captures(self.device),
         )
         self.step = 0
         self.episode = 0
@@ -324,7 +325,7 @@ class Trainer:
             episode_return += float(reward)
             obs = next_obs
             if self.step >= self.algo.warmup_steps and self.buffer.can_sample():
-                self.metrics = self.learner.update(self.buffer)
+                self.metrics = self._update()
             self.step += 1
             if self.step % self.run.eval_every == 0 or self.step == self.run.steps:
                 self._evaluate(progress, start_step)
@@ -372,6 +373,11 @@ class Trainer:
         obs, _ = self.env.reset(seed=episode_seed(self.run.seed, TRAIN_STREAM, self.episode))
         self.buffer.start_episode(obs)
         return obs
+
+    def _update(self) -> dict[str, torch.Tensor]:
+        if self.schedule is None:
+            return self.learner.update(self.buffer)
+        return self.schedule.update(self.learner, self.buffer)
 
     def _action(self, obs: np.ndarray) -> np.ndarray | int:
         if self.step < self.algo.warmup_steps and self.run.warmup_actions == "random":

@@ -4,7 +4,7 @@ are built from.
 One module per env family (`gym_family`: any Gymnasium env and the Gym MuJoCo locomotion tasks; `dmc`: DeepMind
 Control, proprioceptive and from pixels; `atari`), each a `Family` record with its id prefixes, registration,
 `gymnasium.make` arguments, wrappers, the paper's budget, its model-card text and its recording set-up. Adding a
-family is adding such a module and its line in `FAMILIES`. dm_control and ale_py are imported only when an env of
+family is adding such a module and its record to `FAMILIES`. dm_control and ale_py are imported only when an env of
 their family is resolved or built.
 """
 
@@ -30,8 +30,17 @@ from mrq_agents.envs.base import (  # noqa: F401
 )
 from mrq_agents.envs.dmc import DmcPixels, dmc_camera  # noqa: F401
 from mrq_agents.envs.gym_family import LOCOMOTION, follow_agent  # noqa: F401
+from mrq_agents.rendering import choose_gl_backend
 
-FAMILIES: dict[str, Family] = {"gym": gym_family.FAMILY, "dmc": dmc.FAMILY, "atari": atari.FAMILY}
+FAMILIES: dict[str, Family] = {family.name: family for family in (gym_family.FAMILY, dmc.FAMILY, atari.FAMILY)}
+
+
+def family_of(config: EnvConfig) -> Family:
+    """The record of the family `config.family` names; an unknown name (a damaged config.json) is a one-line error."""
+    try:
+        return FAMILIES[config.family]
+    except KeyError:
+        raise unsupported(f"unknown env family {config.family!r}: expected one of {', '.join(FAMILIES)}") from None
 
 
 def resolve_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> EnvConfig:
@@ -57,22 +66,18 @@ def resolve_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> EnvCon
 
 
 def benchmark_defaults(config: EnvConfig) -> tuple[int, int]:
-    """(total env steps, evaluate every) per the paper's protocol.
-
-    Gym MuJoCo locomotion (HalfCheetah, Hopper, Walker2d, Ant, Humanoid; any version): 1M / 5k;
-    DMC, proprioceptive or visual: 500k / 5k; Atari: 2.5M / 100k; any other env: 100k / 5k.
-    """
-    return FAMILIES[config.family].budget(config)
+    """(total env steps, evaluate every) per the paper's protocol: the `budget` of the env's family module."""
+    return family_of(config).budget(config)
 
 
 def describe(config: EnvConfig) -> str:
     """The preprocessing of `config`, as a model card says it."""
-    return FAMILIES[config.family].describe(config)
+    return family_of(config).describe(config)
 
 
 def video_fps(env: gym.Env, config: EnvConfig) -> float:
     """Real-time playback rate of a recording of `env`: one frame per agent step."""
-    return FAMILIES[config.family].video_fps(env, config)
+    return family_of(config).video_fps(env, config)
 
 
 def wrap_env(env: gym.Env, config: EnvConfig) -> gym.Env:
@@ -82,7 +87,7 @@ def wrap_env(env: gym.Env, config: EnvConfig) -> gym.Env:
     Box actions in float32 [-1, 1]. Unsupported spaces raise UnsupportedEnvError.
     """
     check_actions(env, config.env_id)
-    return unit_actions(FAMILIES[config.family].wrap(env, config))
+    return unit_actions(family_of(config).wrap(env, config))
 
 
 def make_env(
@@ -92,12 +97,15 @@ def make_env(
 
     `render_mode='rgb_array'` gives the env's normal full-resolution render(), independent of pixel observations,
     from a view that keeps the agent in the picture (the family's recording set-up) unless the arguments name one.
-    `make_kwargs` go to `gymnasium.make` (e.g. `width=640, height=480` for MuJoCo renders).
+    `make_kwargs` go to `gymnasium.make` (e.g. `width=640, height=480` for MuJoCo renders). Building an env is
+    where MuJoCo may be imported and rendering starts: a headless machine gets its OpenGL backend here first
+    (`mrq_agents.rendering`).
     """
     if not isinstance(env, (str, EnvConfig)):
         raise unsupported(f"invalid env {env!r}: expected an env id string or an EnvConfig")
+    choose_gl_backend()
     config = env if isinstance(env, EnvConfig) else resolve_env(env)
-    family = FAMILIES[config.family]
+    family = family_of(config)
     family.register()
     try:
         kwargs = {**family.make_kwargs(config), **(config.env_kwargs or {}), **make_kwargs}

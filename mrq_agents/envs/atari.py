@@ -10,6 +10,7 @@ import gymnasium as gym
 from mrq_agents.envs import base
 from mrq_agents.envs.base import EnvConfig, Family
 
+NAME = "atari"  # EnvConfig.family, as config.json saves it
 NATIVE_FPS = 60
 PREPROCESSING = {  # the paper's: 84x84 grayscale, 4 stacked, frame skip 4, sticky actions, 108k frames per episode
     "pixels": True,
@@ -33,7 +34,7 @@ def resolve(env_id: str, gym_id: str) -> EnvConfig:
         )
     register()
     base.check_registered(gym_id, env_id, "ALE/<Game>-v5 or Atari-<Game>-v5 with an ALE game (e.g. ALE/Pong-v5)")
-    return EnvConfig(env_id=env_id, family="atari", gym_id=gym_id, **PREPROCESSING)
+    return EnvConfig(env_id=env_id, family=NAME, gym_id=gym_id, **PREPROCESSING)
 
 
 def make_kwargs(config: EnvConfig) -> dict[str, Any]:
@@ -75,7 +76,7 @@ def describe(config: EnvConfig) -> str:
 
 
 FAMILY = Family(
-    name="atari",
+    name=NAME,
     prefixes={
         "Atari-": lambda env_id, rest: resolve(env_id, f"ALE/{rest}"),
         "ALE/": lambda env_id, rest: resolve(env_id, env_id),

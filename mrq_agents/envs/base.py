@@ -14,6 +14,7 @@ import numpy as np
 from gymnasium import spaces
 
 from mrq_agents.errors import MissingDependencyError, UnsupportedEnvError
+from mrq_agents.rendering import choose_gl_backend
 
 SUPPORTED_IDS = (
     "a registered Gymnasium id (e.g. Pendulum-v1, HalfCheetah-v4), module:EnvId (imports the module "
@@ -23,7 +24,6 @@ SUPPORTED_IDS = (
 )
 SUPPORTED_OBS = "a 1-D Box (vector) or an HxWxC uint8 Box (image)"
 SUPPORTED_ACTIONS = "a 1-D Box with finite bounds or Discrete(n) starting at 0"
-FAMILY_NAMES = ("gym", "dmc", "atari")  # EnvConfig.family, as saved in config.json
 
 
 def unsupported(message: str) -> UnsupportedEnvError:
@@ -39,7 +39,7 @@ class EnvConfig:
     """Everything needed to rebuild an env with its preprocessing; JSON-serialisable (goes into config.json)."""
 
     env_id: str  # what the user typed, e.g. "Dmc-visual-walker-walk"
-    family: str  # "gym" | "dmc" | "atari"
+    family: str  # its family's name (`Family.name`: envs.FAMILIES; an unknown one is an error where it is looked up)
     gym_id: str  # the id passed to gymnasium.make, e.g. "dm_control/walker-walk-v0", "ALE/Pong-v5"
     pixels: bool = False  # preprocessing produces images (DMC visual, Atari); gym ids: the obs space decides
     action_repeat: int = 1  # agent steps repeat the action this often, rewards summed (2 for DMC)
@@ -53,8 +53,6 @@ class EnvConfig:
     env_kwargs: dict[str, Any] | None = None  # keyword arguments for gymnasium.make (e.g. a custom env's options)
 
     def __post_init__(self) -> None:
-        if self.family not in FAMILY_NAMES:
-            raise unsupported(f"unknown env family {self.family!r}: expected one of {', '.join(FAMILY_NAMES)}")
         for name in ("action_repeat", "frame_stack", "frame_skip"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise unsupported(f"EnvConfig.{name} must be an integer >= 1, got {getattr(self, name)!r}")
@@ -106,7 +104,7 @@ class Family:
     """One kind of env, all in one module: how its ids resolve, how it is built, preprocessed and recorded, the
     paper's budget for it and the model card's sentence about it."""
 
-    name: str  # EnvConfig.family
+    name: str  # EnvConfig.family: the one place a family is named (envs.FAMILIES is keyed by it)
     prefixes: dict[str, Callable[[str, str], EnvConfig]]  # id prefix -> resolver(env_id, the id after the prefix)
     wrap: Callable[[gym.Env, EnvConfig], gym.Env]  # the preprocessing (before actions are scaled to [-1, 1])
     budget: Callable[[EnvConfig], tuple[int, int]]  # the paper's (total env steps, evaluate every)
@@ -121,7 +119,9 @@ class Family:
 
 def register_envs_of(module: str, requirement: str, install: str) -> None:
     """Import `module` and register its envs with gymnasium; without it, a one-line MissingDependencyError naming
-    `requirement` and the `install` command (callers let it win over guesses at what else an id could be)."""
+    `requirement` and the `install` command (callers let it win over guesses at what else an id could be).
+    Importing an env package may import MuJoCo, which reads its OpenGL backend then: `choose_gl_backend` runs first."""
+    choose_gl_backend()
     try:
         package = importlib.import_module(module)
     except ImportError as e:

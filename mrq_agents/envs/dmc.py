@@ -13,6 +13,8 @@ from gymnasium import spaces
 from mrq_agents.envs import base
 from mrq_agents.envs.base import EnvConfig, Family
 
+NAME = "dmc"  # EnvConfig.family, as config.json saves it
+
 
 def register() -> None:
     base.register_envs_of(
@@ -29,9 +31,9 @@ def resolve(env_id: str, gym_id: str, pixels: bool) -> EnvConfig:
         "or Dmc-visual-<domain>-<task> (e.g. Dmc-walker-walk)",
     )
     if not pixels:
-        return EnvConfig(env_id=env_id, family="dmc", gym_id=gym_id, action_repeat=2)
+        return EnvConfig(env_id=env_id, family=NAME, gym_id=gym_id, action_repeat=2)
     pixels_config = {"pixels": True, "frame_stack": 3, "image_size": 84, "camera_id": dmc_camera(gym_id)}
-    return EnvConfig(env_id=env_id, family="dmc", gym_id=gym_id, action_repeat=2, **pixels_config)
+    return EnvConfig(env_id=env_id, family=NAME, gym_id=gym_id, action_repeat=2, **pixels_config)
 
 
 def dmc_camera(gym_id: str) -> int:
@@ -92,7 +94,7 @@ def video_fps(env: gym.Env, config: EnvConfig) -> float:
 
 
 FAMILY = Family(
-    name="dmc",
+    name=NAME,
     prefixes={  # checked in order: "Dmc-visual-" before "Dmc-"
         "Dmc-visual-": lambda env_id, rest: resolve(env_id, f"dm_control/{rest}-v0", pixels=True),
         "Dmc-": lambda env_id, rest: resolve(env_id, f"dm_control/{rest}-v0", pixels=False),

@@ -16,6 +16,7 @@ from mrq_agents.envs import base
 from mrq_agents.envs.base import EnvConfig, Family
 from mrq_agents.errors import Note
 
+NAME = "gym"  # EnvConfig.family, as config.json saves it
 LOCOMOTION = ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid")
 DEFAULT_FPS = 30
 
@@ -32,7 +33,7 @@ def resolve(env_id: str, gym_id: str) -> EnvConfig:
                 f"{name!r} on PYTHONPATH or install it"
             ) from None
     base.check_registered(name, env_id, base.SUPPORTED_IDS)
-    return EnvConfig(env_id=env_id, family="gym", gym_id=gym_id)
+    return EnvConfig(env_id=env_id, family=NAME, gym_id=gym_id)
 
 
 def wrap(env: gym.Env, config: EnvConfig) -> gym.Env:
@@ -153,7 +154,7 @@ def building(config: EnvConfig) -> Iterator[None]:
 
 
 FAMILY = Family(
-    name="gym",
+    name=NAME,
     prefixes={"Gym-": lambda env_id, rest: resolve(env_id, rest)},
     wrap=wrap,
     budget=budget,
