@@ -1,6 +1,7 @@
 """Ecosystem conventions: gymnasium's env checker, `module:EnvId` ids with --env-kwargs for custom envs, the
 zoo index a non-editable install ships, `mrq --version`, and choices listed in --help."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -120,8 +121,6 @@ def test_bad_env_kwargs_and_modules_are_one_line(tmp_path):
 def test_the_wheel_carries_the_zoo_index_not_its_files(tmp_path):
     """pyproject ships zoo/manifest.json only; what an entry's card links is among the files its Hub repo gets; and
     the check CI runs on the built wheel (tools/check_wheel.py) refuses agent files and size."""
-    from helpers.tools import load_tool
-
     patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     assert patterns["mrq_agents.zoo"] == ["manifest.json"]
     for entry in zoo.entries():
@@ -129,7 +128,9 @@ def test_the_wheel_carries_the_zoo_index_not_its_files(tmp_path):
         for linked in ("learning_curve.png", "metrics.csv"):
             if linked in card:
                 assert linked in entry["files"], (entry["folder"], linked)
-    check = load_tool("check_wheel")
+    spec = importlib.util.spec_from_file_location("check_wheel", ROOT / "tools" / "check_wheel.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
     small, large = tmp_path / "small-0-py3-none-any.whl", tmp_path / "large-0-py3-none-any.whl"
     with zipfile.ZipFile(small, "w") as archive:
         archive.writestr("mrq_agents/zoo/manifest.json", "{}")
