@@ -60,6 +60,10 @@ STOCHASTIC_OPTION = typer.Option(
     help="Discrete actions: argmax(pre), or the paper's sampled argmax(gumbel_softmax(pre)) (the default, as in "
     "`mrq eval` and training's evaluations). No effect for continuous.",
 )
+ENV_HELP = (  # examples only: the forms accepted are mrq_agents.envs.SUPPORTED_IDS (importing it costs gymnasium)
+    "An env id, e.g. Pendulum-v1, Dmc-walker-walk, ALE/Pong-v5, or module:EnvId for a custom env; an id it does "
+    "not accept lists every form it does."
+)
 FAST_HELP = (
     "The fast update path: fused optimizers, and on CUDA each update replayed from a captured CUDA graph; "
     "same math as --no-fast (benchmarks/README.md). [default: on for CUDA, off for the CPU]"
@@ -115,12 +119,7 @@ def _friendly_errors(command: Callable) -> Callable:
 @app.command(cls=PlainUsage)
 @_friendly_errors
 def train(
-    env: str = typer.Argument(
-        ...,
-        metavar="ENV",
-        help="An env id, e.g. Pendulum-v1, Dmc-walker-walk, ALE/Pong-v5, or module:EnvId for a custom env; "
-        "an id it does not accept lists every form it does (mrq_agents.envs.SUPPORTED_IDS).",
-    ),
+    env: str = typer.Argument(..., metavar="ENV", help=ENV_HELP),
     steps: Optional[int] = typer.Option(
         None,
         help="Total env steps (agent decisions). [default: the paper's budget for the env's benchmark, set by its "
