@@ -70,17 +70,31 @@ def draw_curve(entry: dict[str, Any], path: Path) -> bool:
     return True
 
 
-def draw_still(video: Path, path: Path) -> None:
-    """A frame a third of the way into the replay: the video's poster, and what a browser without H.264 shows."""
+def draw_still(video: Path, path: Path) -> bool:
+    """A frame a third of the way into the replay: the video's poster, and what a browser without H.264 shows.
+
+    One decoding pass (no seek). False where ffmpeg fails (imageio gives it 10 s to start, which a starved machine
+    can miss): the video is then shown without a poster."""
     import imageio.v2 as imageio
 
-    reader = imageio.get_reader(video)
     try:
-        frames = reader.count_frames()
-        frame = reader.get_data(frames // 3)
-    finally:
-        reader.close()
+        reader = imageio.get_reader(video)
+        try:
+            meta = reader.get_meta_data()
+            target = int(meta["duration"] * meta["fps"]) // 3
+            frame = None
+            for index, frame in enumerate(reader):
+                if index >= target:
+                    break
+        finally:
+            reader.close()
+    except OSError as err:
+        log.info("zoo gallery: no still of %s (%s)", video, str(err).splitlines()[0])
+        return False
+    if frame is None:
+        return False
     imageio.imwrite(path, frame)
+    return True
 
 
 def entry_section(entry: dict[str, Any], assets: dict[str, str]) -> str:
@@ -91,8 +105,9 @@ def entry_section(entry: dict[str, Any], assets: dict[str, str]) -> str:
     reference, where = paper_cells(entry)
     if "video" in assets:
         video = (
-            f'<video controls loop muted playsinline preload="none" poster="{assets["still"]}" '
-            f'src="{assets["video"]}"></video>'
+            '<video controls loop muted playsinline preload="none"'
+            + (f' poster="{assets["still"]}"' if "still" in assets else "")
+            + f' src="{assets["video"]}"></video>'
         )
     else:
         video = '<p class="zoo-missing">This entry has no replay video.</p>'
@@ -159,11 +174,9 @@ def on_files(files: Files, config) -> Files:
         video = ZOO / name / "replay.mp4"
         generated = []
         if video.exists():
-            draw_still(video, OUT / f"{name}.png")
-            generated += [
-                (f"{ASSETS}/{name}.mp4", video, "video"),
-                (f"{ASSETS}/{name}.png", OUT / f"{name}.png", "still"),
-            ]
+            generated.append((f"{ASSETS}/{name}.mp4", video, "video"))
+            if draw_still(video, OUT / f"{name}.png"):
+                generated.append((f"{ASSETS}/{name}.png", OUT / f"{name}.png", "still"))
         if draw_curve(entry, OUT / f"{name}-curve.png"):
             generated.append((f"{ASSETS}/{name}-curve.png", OUT / f"{name}-curve.png", "curve"))
         for uri, source, kind in generated:
