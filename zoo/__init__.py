@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from mrq_agents.errors import CheckpointError, MissingDependencyError, MRQError, UnsupportedEnvError, closest
 from mrq_agents.files import MODEL_FILE, sha256_file
-from mrq_agents.hub import DOWNLOAD_PATTERNS
+from mrq_agents.hub import DOWNLOAD_PATTERNS, download_files, is_offline, push_folder
 
 ZOO_DIR = Path(__file__).parent
 MANIFEST = ZOO_DIR / "manifest.json"
@@ -199,8 +199,6 @@ def location(entry: dict[str, Any], cache_dir: str | None = None) -> tuple[str, 
 def agent_folder(entry: dict[str, Any], local_files_only: bool | None = None, cache_dir: str | None = None) -> Path:
     """The folder of a zoo agent's files, checked against the manifest: the checkout's, the Hub cache's, or a fresh
     download's (in that order). One-line CheckpointError when the files do not match or cannot be had."""
-    from mrq_agents.hub import is_offline
-
     folder = checkout_folder(entry)
     if folder is not None:
         bad = mismatches(entry, folder)
@@ -225,8 +223,6 @@ def agent_folder(entry: dict[str, Any], local_files_only: bool | None = None, ca
 def pull(entry: dict[str, Any], cache_dir: str | None = None, on_bytes: Callable[[int], None] | None = None) -> Path:
     """Download the entry's needed files into the Hub cache (what is cached and intact is kept), check them against
     the manifest and return the snapshot folder. `on_bytes(n)` is called as bytes arrive."""
-    from mrq_agents.hub import download_files
-
     folder = download_files(entry["repo_id"], needed_files(entry), cache_dir=cache_dir, on_bytes=on_bytes)
     bad = _discard_mismatches(entry, folder)
     if bad:
@@ -254,8 +250,6 @@ def _discard_mismatches(entry: dict[str, Any], folder: Path) -> list[str]:
 def push(entry: dict[str, Any], token: str | None = None) -> str:
     """Upload the checkout's folder of an entry to its repo id (the files `mrq push` sends); refuses a folder
     whose files do not match the manifest. Returns the commit URL."""
-    from mrq_agents.hub import push_folder
-
     folder = checkout_folder(entry)
     if folder is None:
         raise CheckpointError(
