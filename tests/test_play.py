@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from helpers.model_folders import make_model_folder
 from mrq_agents import zoo
 from mrq_agents.cli import app
+from mrq_agents.errors import MissingDependencyError, UnsupportedEnvError
 from mrq_agents.paper import paper_env_name
 
 runner = CliRunner()
@@ -153,6 +154,18 @@ def test_a_missing_env_package_is_named_wherever_it_is_the_cause(monkeypatch, of
     assert zoo.find_by_env("HalfCheetah-v4")["repo_id"] == "mrq-agents/mrq-HalfCheetah-v4"  # Breakout is listed first
     listing = runner.invoke(app, ["zoo", "list"])
     assert listing.exit_code == 0 and "ALE/Breakout-v5" in listing.stdout, listing.output
+
+
+def test_zoo_pull_finds_an_entry_by_its_own_id_without_its_env_package_and_names_the_package_otherwise(monkeypatch):
+    """Pulling files needs no env package: the entry's own id is found without building its env; another id of a
+    family whose package is missing names that package rather than saying the zoo has no agent."""
+    monkeypatch.setitem(sys.modules, "ale_py", None)
+    assert [e["repo_id"] for e in zoo.select(["ALE/Breakout-v5"], False)] == ["mrq-agents/mrq-breakout"]
+    for name in ("Atari-Breakout-v5", "ALE/Pong-v5"):
+        with pytest.raises(MissingDependencyError, match="pip install ale-py"):
+            zoo.select([name], False)
+    with pytest.raises(UnsupportedEnvError, match="the zoo has no agent for 'nonsense'"):
+        zoo.select(["nonsense"], False)
 
 
 def run_in_terminal(args: list, cwd: Path, timeout: float = 300) -> tuple[int, str]:

@@ -118,7 +118,7 @@ def select(names: list[str], everything: bool) -> list[dict[str, Any]]:
         raise MRQError("name the zoo agents (env ids as `mrq zoo list` shows them), or pass --all")
     chosen = []
     for name in names:
-        entry = find_by_repo(name) or _find_by_env_quietly(name)
+        entry = find_by_repo(name) or _find_by_own_id(name) or _find_by_other_env_id(name)
         if entry is None:
             have = ", ".join(play_id(e) for e in entries())
             raise UnsupportedEnvError(f"the zoo has no agent for {name!r}; zoo envs: {have} (`mrq zoo list`)")
@@ -127,10 +127,18 @@ def select(names: list[str], everything: bool) -> list[dict[str, Any]]:
     return chosen
 
 
-def _find_by_env_quietly(name: str) -> dict[str, Any] | None:
+def _find_by_own_id(name: str) -> dict[str, Any] | None:
+    """The entry whose own id or `mrq play` id is `name`: found without building the env, so pulling an agent needs
+    no env package (another id is resolved, and a missing package is named)."""
+    return next((e for e in entries() if name in (e["env_id"], play_id(e))), None)
+
+
+def _find_by_other_env_id(name: str) -> dict[str, Any] | None:
+    """The entry for another id of its env ('Gym-Hopper-v4'); None for a name that is no env id at all. A missing
+    env package is not caught: it is named, not reported as "no agent"."""
     try:
         return find_by_env(name)
-    except MRQError:  # not an env id at all
+    except UnsupportedEnvError:
         return None
 
 
