@@ -45,7 +45,7 @@ def build_networks(spec: EnvSpec, config: MRQConfig) -> MRQNetworks:
 
 def buffer_reward_scale(buffer: ReplayBuffer) -> float:
     """The reward scale of `buffer`: mean |r|, or 1 while it holds no reward (where the authors clamp to 1e-8:
-    README)."""
+    docs/algorithm.md)."""
     return buffer.reward_scale() or 1.0
 
 

@@ -39,4 +39,4 @@ def choose_gl_backend(
             environ["MUJOCO_GL"] = backend
             environ.setdefault("PYOPENGL_PLATFORM", backend)
             return backend
-    return None  # no off-screen GL: rendering fails with MuJoCo's own message (see README: install libegl1)
+    return None  # no off-screen GL: rendering fails with MuJoCo's own message (docs/install.md: install libegl1)
