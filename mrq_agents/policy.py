@@ -30,7 +30,7 @@ from mrq_agents.files import CONFIG_FILE, MODEL_FILE, ONNX_FILE, RESULTS_FILE, s
 from mrq_agents.files import FORMAT_VERSION as SUPPORTED_FORMAT
 from mrq_agents.machine import fingerprint
 from mrq_agents.model_folder import load_model_folder, read_model_config
-from mrq_agents.serialization import atomic_write_json, read_json
+from mrq_agents.serialization import atomic_write_json, read_json, staged_files
 
 if TYPE_CHECKING:
     import torch
@@ -307,7 +307,16 @@ class Policy:
         bit-identical; weights already stored so stay so.
         """
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        if compact and self.backend != "torch":
+            raise ConfigError(
+                "compact=True rewrites the weights, which needs the torch backend: load the policy with backend='torch'"
+            )
+        with staged_files(folder, last=CONFIG_FILE) as stage:  # a failure part-way leaves an earlier export whole
+            self._write_export(stage, results, repo_id, compact)
+        return folder
+
+    def _write_export(self, folder: Path, results: dict[str, Any] | None, repo_id: str | None, compact: bool) -> None:
+        """The files of `save_pretrained`, written into the empty folder `folder`."""
         meta = {k: v for k, v in self.metadata.items() if k not in ("training", "repo_id")}
         meta["training"] = export.training_info(self.folder, self.metadata)
         if repo_id:
@@ -318,10 +327,6 @@ class Policy:
                 read_json(source_results, "results")
                 if source_results.exists()
                 else export.results_from_metrics(self.folder, self.metadata)
-            )
-        if compact and self.backend != "torch":
-            raise ConfigError(
-                "compact=True rewrites the weights, which needs the torch backend: load the policy with backend='torch'"
             )
         if self.backend == "torch":
             import torch
@@ -343,15 +348,13 @@ class Policy:
             write_actor_onnx(folder, self.actor, meta["weights_sha256"], self.env_config.env_id)
         else:
             for name in (MODEL_FILE, ONNX_FILE):
-                if (self.folder / name).resolve() != (folder / name).resolve():
-                    shutil.copyfile(self.folder / name, folder / name)
+                shutil.copyfile(self.folder / name, folder / name)
             meta["weights_sha256"] = sha256_file(folder / MODEL_FILE)
         atomic_write_json(folder / CONFIG_FILE, meta)
         if results is not None:
             atomic_write_json(folder / RESULTS_FILE, results)
         export.copy_run_files(self.folder, folder)
         export.write_card(folder, meta, results, repo_id or self.metadata.get("repo_id"))
-        return folder
 
     def push_to_hub(
         self,

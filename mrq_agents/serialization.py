@@ -7,14 +7,16 @@ safetensors) and a JSON skeleton that says how to put them back together (`unfla
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 from safetensors import safe_open
@@ -59,6 +61,32 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: 
         if isinstance(err, OSError) and err.errno is not None and err.filename in (None, tmp):
             raise OSError(err.errno, err.strerror, str(path)) from None
         raise
+
+
+@contextlib.contextmanager
+def staged_files(folder: str | os.PathLike, last: str) -> Iterator[Path]:
+    """Write a set of files into `folder` so that a failure part-way leaves `folder` as it was.
+
+    Yields a hidden staging folder inside `folder`; when the block ends without error, each staged file is moved
+    over its namesake with os.replace (renames: no disk space needed), `last` after all the others, so a reader
+    that checks the others against `last` never takes a half-written set for a whole one. On any error the
+    staging folder is removed and `folder`'s files are untouched.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
+    try:
+        yield stage
+        names = sorted(p.name for p in stage.iterdir() if p.is_file())
+        for name in sorted(names, key=lambda n: n == last):  # `last` after the rest
+            os.replace(stage / name, folder / name)
+    except OSError as err:  # name the file the user asked for, not its staged copy
+        staged = Path(err.filename) if err.filename else None
+        if err.errno is not None and staged is not None and staged.parent == stage:
+            raise OSError(err.errno, err.strerror, str(folder / staged.name)) from None
+        raise
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

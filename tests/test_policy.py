@@ -1,5 +1,6 @@
 """The inference Policy: loading from run and export folders, acting, SB3 compatibility, save/load, bad input."""
 
+import errno
 import json
 import shutil
 
@@ -8,7 +9,8 @@ import pytest
 import torch
 
 from helpers.model_folders import make_model_folder
-from mrq_agents import Policy
+from helpers.user_env import run_limited
+from mrq_agents import Policy, export
 from mrq_agents.errors import CheckpointError, MRQError
 
 
@@ -314,3 +316,36 @@ def test_compact_needs_the_torch_backend(pendulum, tmp_path):
     export = Policy.from_pretrained(pendulum[0]).save_pretrained(tmp_path / "export")
     with pytest.raises(MRQError, match="needs the torch backend"):
         Policy.from_pretrained(export, backend="onnx").save_pretrained(tmp_path / "again", compact=True)
+
+
+def snapshot(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_a_failed_re_export_leaves_the_earlier_export_whole(pendulum, tmp_path, monkeypatch):
+    """A write that fails part-way (a full disk) leaves the folder's earlier export as it was, never new weights
+    beside an old config.json; the error names the file asked for, not a staging copy."""
+    out = Policy.from_pretrained(pendulum[0], backend="torch").save_pretrained(tmp_path / "export")
+    before = snapshot(out)
+
+    def full_disk(folder, *args):  # the model card is written after the weights and actor.onnx
+        raise OSError(errno.ENOSPC, "No space left on device", str(folder / "README.md"))
+
+    monkeypatch.setattr(export, "write_card", full_disk)
+    with pytest.raises(OSError) as failed:
+        Policy.from_pretrained(out, backend="torch").save_pretrained(out, compact=True)
+    assert failed.value.filename == str(out / "README.md")
+    assert snapshot(out) == before  # no hidden staging folder left either
+    monkeypatch.undo()
+    again = Policy.from_pretrained(out, backend="torch").save_pretrained(out, compact=True)
+    assert snapshot(again) != before and Policy.from_pretrained(again).metadata["weights_storage"] == "compact"
+
+
+def test_mrq_export_on_a_full_disk_is_one_line_and_keeps_the_earlier_export(pendulum, tmp_path):
+    out = Policy.from_pretrained(pendulum[0]).save_pretrained(tmp_path / "export")
+    before = snapshot(out)
+    done = run_limited(["export", out, "--out", out, "--compact", "--episodes", "1"], 2000, tmp_path)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: ") and str(out) in line and ".staging" not in line, line
+    assert snapshot(out) == before

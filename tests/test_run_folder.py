@@ -4,7 +4,6 @@ killed writes, starting over, and a machine that refuses to write (one line each
 import csv
 import errno
 import json
-import resource
 import signal
 import subprocess
 import time
@@ -15,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from helpers.tiny import TINY_SETTINGS
-from helpers.user_env import MRQ, user_env
+from helpers.user_env import MRQ, run_limited, user_env
 from mrq_agents import Policy
 from mrq_agents.cli import app
 from mrq_agents.serialization import load_tensors, unflatten_state
@@ -232,29 +231,6 @@ def test_write_failures_are_one_line(tmp_path, monkeypatch, code, fragment):
 
 
 # ------------------------------------------------------------------------------------------ a full disk
-
-
-def files_limited_to(size: int):
-    """For `preexec_fn`: the process may not grow a file past `size` bytes (RLIMIT_FSIZE), and a write that would
-    fails with EFBIG, as on a full disk (SIGXFSZ, which would kill the process, ignored)."""
-
-    def limit() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
-
-    return limit
-
-
-def run_limited(args: list, size: int, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        MRQ + [str(a) for a in args],
-        capture_output=True,
-        text=True,
-        env=user_env(),
-        cwd=cwd,
-        preexec_fn=files_limited_to(size),
-        timeout=300,
-    )
 
 
 def test_a_full_disk_keeps_the_last_checkpoint_and_resume_continues_from_it(tmp_path):

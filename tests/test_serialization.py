@@ -38,6 +38,23 @@ def test_atomic_write_json_round_trip(tmp_path):
     assert os.listdir(tmp_path / "sub") == ["c.json"]
 
 
+def test_staged_files_replace_the_named_file_last_and_leave_nothing_on_error(tmp_path, monkeypatch):
+    (tmp_path / "config.json").write_text("old")
+    (tmp_path / "weights").write_text("old")
+    moved = []
+    replace = os.replace
+    monkeypatch.setattr(ser.os, "replace", lambda a, b: (moved.append(os.path.basename(b)), replace(a, b)))
+    with ser.staged_files(tmp_path, last="config.json") as stage:
+        for name in ("config.json", "weights", "z.txt"):
+            (stage / name).write_text("new")
+    assert moved == ["weights", "z.txt", "config.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "weights", "z.txt"]
+    with pytest.raises(RuntimeError), ser.staged_files(tmp_path, last="config.json") as stage:
+        (stage / "weights").write_text("newer")
+        raise RuntimeError("a failure part-way")
+    assert (tmp_path / "weights").read_text() == "new" and len(list(tmp_path.iterdir())) == 3
+
+
 def test_atomic_write_crash_keeps_old_file_and_no_temp(tmp_path, monkeypatch):
     path = tmp_path / "c.json"
     ser.atomic_write_json(path, {"old": True})
