@@ -18,7 +18,7 @@ import typer
 from typer.core import TyperCommand
 
 from mrq_agents import display, zoo
-from mrq_agents.config import preset_config, presets_help
+from mrq_agents.config import CRITIC_UNITS, FREEZE_CHOICES, WARMUP_ACTIONS, preset_config, presets_help
 from mrq_agents.deps import require_torch
 from mrq_agents.errors import MRQError, Note, os_error_message
 from mrq_agents.files import CHECKPOINT_FILE, METRICS_FILE
@@ -291,7 +291,7 @@ def finetune(
     seed: int = typer.Option(0, help="Random seed."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a hyperparameter of the source's config."),
     freeze: str = typer.Option(
-        "none", help="One of: none, encoder. 'encoder' keeps the transferred encoder layers fixed."
+        "none", help=f"One of: {', '.join(FREEZE_CHOICES)}. 'encoder' keeps the transferred encoder layers fixed."
     ),
     warmup_steps: Optional[int] = typer.Option(
         None,
@@ -300,9 +300,9 @@ def finetune(
     ),
     warmup_actions: str = typer.Option(
         "policy",
-        help="The warm-up's actions: policy (the pretrained policy with the training exploration noise) or random "
-        "(uniform, as the paper and `mrq train`; at the paper's size it lost most of the agent's skill in the first "
-        "updates, docs/finetune.md).",
+        help=f"One of: {', '.join(WARMUP_ACTIONS)}. The warm-up's actions: 'policy' the pretrained policy with the "
+        "training exploration noise, 'random' uniform (as the paper and `mrq train`; at the paper's size it lost most "
+        "of the agent's skill in the first updates, docs/finetune.md).",
     ),
     hold_policy: int = typer.Option(
         0,
@@ -320,8 +320,8 @@ def finetune(
     ),
     critic_units: str = typer.Option(
         "keep",
-        help="keep or convert. 'convert' rescales the transferred critics from the source's reward scale (its "
-        "metrics.csv) to the new env's at the first update (docs/finetune.md).",
+        help=f"One of: {', '.join(CRITIC_UNITS)}. 'convert' rescales the transferred critics from the source's "
+        "reward scale (its metrics.csv) to the new env's at the first update (docs/finetune.md).",
     ),
     revision: Optional[str] = typer.Option(None, help="Hub revision of SOURCE."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),

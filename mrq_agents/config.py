@@ -25,6 +25,11 @@ NON_NEGATIVE = (
     "policy_wd pre_activ_weight"
 ).split()
 
+# The choices of `mrq finetune`'s options: training/ checks them, the command line's help lists them.
+FREEZE_CHOICES = ("none", "encoder")  # --freeze
+CRITIC_UNITS = ("keep", "convert")  # --critic-units
+WARMUP_ACTIONS = ("policy", "random")  # --warmup-actions (`mrq train` warms up with "random", the paper's)
+
 
 @dataclass(frozen=True)
 class MRQConfig:

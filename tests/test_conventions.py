@@ -159,13 +159,15 @@ def test_version():
         ("train", "--preset", ["paper", "small"]),
         ("config", "--preset", ["paper", "small"]),
         ("finetune", "--freeze", ["none", "encoder"]),
+        ("finetune", "--critic-units", ["keep", "convert"]),
+        ("finetune", "--warmup-actions", ["policy", "random"]),
     ],
 )
 def test_help_lists_choices(command, option, choices):
-    from mrq_agents.config import PRESETS
-    from mrq_agents.training.transfer import FREEZE_CHOICES
+    from mrq_agents.config import CRITIC_UNITS, FREEZE_CHOICES, PRESETS, WARMUP_ACTIONS
 
-    assert set(choices) == set(PRESETS if option == "--preset" else FREEZE_CHOICES)
+    known = {"--preset": PRESETS, "--freeze": FREEZE_CHOICES, "--critic-units": CRITIC_UNITS}
+    assert set(choices) == set(known.get(option, WARMUP_ACTIONS))
     text = " ".join(runner.invoke(app, [command, "--help"], terminal_width=200).stdout.split())
     assert f"one of: {', '.join(choices)}" in text.lower()
 

@@ -405,4 +405,4 @@ def test_unknown_warmup_actions_are_one_line(tmp_path, pendulum_model):
             "expert",
         ],
     )
-    assert result.exit_code == 2 and "unknown warm-up actions 'expert': choose one of random, policy" in result.stderr
+    assert result.exit_code == 2 and "unknown warm-up actions 'expert': choose one of policy, random" in result.stderr

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from mrq_agents.config import MRQConfig, parse_assignments
+from mrq_agents.config import CRITIC_UNITS, MRQConfig, parse_assignments
 from mrq_agents.envs import EnvConfig, EnvSpec, make_env, resolve_env
 from mrq_agents.errors import ConfigError
 from mrq_agents.files import MODEL_FILE, sha256_file
@@ -23,8 +23,6 @@ from mrq_agents.model_folder import load_model_folder, metrics_rows
 from mrq_agents.training.run_config import default_run_config
 from mrq_agents.training.trainer import Trainer
 from mrq_agents.training.transfer import plan_transfer
-
-CRITIC_UNITS = ("keep", "convert")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from mrq_agents import __version__
-from mrq_agents.config import MRQConfig, train_command
+from mrq_agents.config import WARMUP_ACTIONS, MRQConfig, train_command
 from mrq_agents.envs import EnvConfig, EnvSpec, benchmark_defaults, resolve_env
 from mrq_agents.errors import CheckpointError, ConfigError
 from mrq_agents.fast import resolve_fast
@@ -26,7 +26,6 @@ from mrq_agents.precision import PRECISIONS, resolve_precision
 
 # What the agent does during the warm-up (no updates yet): uniform random actions, as the paper; or, for a
 # fine-tune, the transferred policy's own actions with the training exploration noise.
-WARMUP_ACTIONS = ("random", "policy")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from mrq_agents.config import MRQConfig
+from mrq_agents.config import FREEZE_CHOICES, MRQConfig
 from mrq_agents.envs import EnvSpec
 from mrq_agents.errors import ConfigError
 from mrq_agents.learner import MRQLearner, buffer_reward_scale, build_networks
@@ -28,7 +28,6 @@ from mrq_agents.networks import MRQNetworks
 from mrq_agents.replay import ReplayBuffer
 from mrq_agents.training.run_config import RunConfig
 
-FREEZE_CHOICES = ("none", "encoder")
 PIXEL_TRUNK = "encoder.pixel_trunk."
 
 
