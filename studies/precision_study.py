@@ -157,6 +157,10 @@ def report(out: Path, docs: Path) -> None:
     (docs / "table.md").write_text(text)
     print(text)
     print(json.dumps({"figures": sorted(str(p) for p in docs.glob("*.png"))}))
+    mkdocs = Path(__file__).resolve().parents[1] / "mkdocs.yml"
+    page = "precision-study/table.md"
+    if docs.resolve() == (mkdocs.parent / "docs" / "precision-study").resolve() and page not in mkdocs.read_text():
+        print(f"note: add `- Precision study: {page}` under Performance in mkdocs.yml (`mkdocs build --strict` fails)")
 
 
 def main() -> None:
