@@ -49,6 +49,7 @@ class RunData:
     steps: np.ndarray  # (T,) evaluation steps
     returns: np.ndarray  # (T,) mean evaluation return at each step
     algorithm: dict[str, Any] = field(default_factory=dict)
+    precision: str = "fp32"  # what its updates computed in (config.json's training.precision)
 
 
 # --------------------------------------------------------------------------------------------- statistics
@@ -137,6 +138,7 @@ def read_run(folder: Path) -> RunData | None:
         np.array([s for s, _ in rows]),
         np.array([v for _, v in rows]),
         config.get("algorithm", {}),
+        (config.get("training") or {}).get("precision") or "fp32",
     )
 
 
@@ -412,7 +414,7 @@ def write_report(paths: Sequence[str | Path], out: str | Path, title: str = "MR.
             f"## {curve.label}",
             "",
             f"{len(curve.runs)} run(s): "
-            + ", ".join(f"seed {r.seed} (`{r.folder}`)" for r in curve.runs)
+            + ", ".join(f"seed {r.seed} (`{r.folder}`{_precision_text(r)})" for r in curve.runs)
             + f". Config: {_config_text(algo)}.",
             "",
             f"![{curve.label}]({png})",
@@ -459,6 +461,11 @@ def write_report(paths: Sequence[str | Path], out: str | Path, title: str = "MR.
 
 def _ci(t: tuple[float, float, float]) -> str:
     return f"{t[0]:.3f} [{t[1]:.3f}, {t[2]:.3f}]"
+
+
+def _precision_text(run: RunData) -> str:
+    """', bf16' for a run trained in another precision than fp32; '' for fp32."""
+    return "" if run.precision == "fp32" else f", {run.precision}"
 
 
 def _config_text(algorithm: dict[str, Any], short: bool = False) -> str:

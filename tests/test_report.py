@@ -14,13 +14,14 @@ from mrq_agents.envs import resolve_env
 runner = CliRunner()
 
 
-def fake_run(folder, env_id, seed, curve):
+def fake_run(folder, env_id, seed, curve, precision=None):
     """A run folder as `mrq train` writes it, as far as the report reads it: config.json and metrics.csv."""
     folder.mkdir(parents=True)
     config = {
         "env": resolve_env(env_id).to_dict(),
         "run": {"seed": seed, "env_id": env_id},
         "algorithm": {"enc_hdim": 128},
+        **({"training": {"precision": precision}} if precision else {}),
     }
     (folder / "config.json").write_text(json.dumps(config))
     with open(folder / "metrics.csv", "w", newline="") as f:
@@ -36,7 +37,7 @@ def test_report_places_synthetic_runs_inside_and_below_the_paper(tmp_path):
     sweep = tmp_path / "sweep"
     for seed, (a, b) in enumerate([(800.0, 950.0), (820.0, 960.0), (840.0, 970.0)]):
         fake_run(sweep / f"inside-{seed}", "Dmc-cartpole-balance", seed, [(15_000, a), (20_000, b)])
-    low = fake_run(tmp_path / "low", "dm_control/cartpole-swingup-v0", 0, [(15_000, 100.0), (22_000, 150.0)])
+    low = fake_run(tmp_path / "low", "dm_control/cartpole-swingup-v0", 0, [(15_000, 100.0), (22_000, 150.0)], "bf16")
     fake_run(tmp_path / "cartpole", "CartPole-v1", 0, [(1_000, 200.0), (2_000, 500.0)])
     out = tmp_path / "report"
     result = runner.invoke(app, ["report", str(sweep), str(low), str(tmp_path / "cartpole"), "--out", str(out)])
@@ -59,6 +60,7 @@ def test_report_places_synthetic_runs_inside_and_below_the_paper(tmp_path):
     assert "| 20,000 | 960.0 ± 8.2 (3) | 944.4 (912.9 to 995) | inside |" in md
     assert "at 20,000 | below |" in md  # the swingup run's 22k evaluation against the paper's 20k
     assert "CartPole-v1 (no paper reference)" in md
+    assert f"1 run(s): seed 0 (`{low}`, bf16)." in md and f"seed 0 (`{sweep / 'inside-0'}`)" in md  # fp32: unsaid
     dmc = data["aggregate"]["benchmarks"]["dmc"]
     assert dmc["envs"] == ["Dmc-cartpole-balance", "Dmc-cartpole-swingup"] and dmc["runs"] == 4
     iqm, low_ci, high_ci = dmc["iqm"]
