@@ -43,6 +43,7 @@ def test_readme_zoo_table_matches_the_manifest():
         assert row is not None, f"README's zoo table has no row for {entry['repo_id']}"
         score = entry["score"]
         assert f"| {entry['steps']:,} | {score['mean']:.1f} ± {score['std']:.1f}" in row, row
+        assert ("bf16" in row) == ("--precision bf16" in entry["command"]), f"the row says which precision: {row}"
 
 
 def _docstrings(tree: ast.AST) -> set[int]:
