@@ -457,3 +457,22 @@ def test_the_papers_gym_mujoco_version_is_explained_once_and_leaves_nothing_behi
     (note,) = done.stderr.strip().splitlines()
     assert note.startswith("note: HalfCheetah-v4 is used as named") and "the paper" in note and "v5" in note, note
     assert list(user.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "env_id, field, missing",
+    [
+        ("Dmc-visual-walker-walk", "camera_id", "camera_id"),
+        ("Dmc-visual-walker-walk", "image_size", "image_size"),
+        ("ALE/Pong-v5", "image_size", "image_size"),
+    ],
+)
+def test_a_pixel_config_without_a_setting_its_family_needs_is_one_line(env_id, field, missing):
+    """A damaged config.json (a pixel env without its image size or camera) is refused by name where the family is
+    looked up, before any env is built; a vector config needs neither."""
+    from mrq_agents.envs import family_of
+
+    config = EnvConfig.from_dict({**resolve_env(env_id).to_dict(), field: None})
+    with pytest.raises(UnsupportedEnvError, match=f"has pixels=True but no {missing}$"):
+        family_of(config)
+    assert family_of(resolve_env("Dmc-walker-walk")).name == "dmc" and resolve_env("Dmc-walker-walk").camera_id is None

@@ -36,11 +36,15 @@ FAMILIES: dict[str, Family] = {family.name: family for family in (gym_family.FAM
 
 
 def family_of(config: EnvConfig) -> Family:
-    """The record of the family `config.family` names; an unknown name (a damaged config.json) is a one-line error."""
-    try:
-        return FAMILIES[config.family]
-    except KeyError:
-        raise unsupported(f"unknown env family {config.family!r}: expected one of {', '.join(FAMILIES)}") from None
+    """The record of the family `config.family` names. An unknown name, or a pixel config without a setting its
+    family needs (a damaged config.json), is a one-line error."""
+    family = FAMILIES.get(config.family)
+    if family is None:
+        raise unsupported(f"unknown env family {config.family!r}: expected one of {', '.join(FAMILIES)}")
+    missing = [name for name in family.pixel_fields if config.pixels and getattr(config, name) is None]
+    if missing:
+        raise unsupported(f"EnvConfig for {config.env_id!r} has pixels=True but no {' and no '.join(missing)}")
+    return family
 
 
 def resolve_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> EnvConfig:

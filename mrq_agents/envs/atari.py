@@ -87,4 +87,5 @@ FAMILY = Family(
     video_fps=lambda env, config: NATIVE_FPS / config.frame_skip,
     register=register,
     make_kwargs=make_kwargs,
+    pixel_fields=("image_size",),
 )

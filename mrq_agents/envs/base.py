@@ -58,10 +58,6 @@ class EnvConfig:
                 raise unsupported(f"EnvConfig.{name} must be an integer >= 1, got {getattr(self, name)!r}")
         if not 0.0 <= self.sticky_actions <= 1.0:
             raise unsupported(f"EnvConfig.sticky_actions must be in [0, 1], got {self.sticky_actions!r}")
-        if self.pixels and self.family != "gym" and self.image_size is None:
-            raise unsupported(f"EnvConfig for {self.env_id!r} has pixels=True but no image_size")
-        if self.pixels and self.family == "dmc" and self.camera_id is None:
-            raise unsupported(f"EnvConfig for {self.env_id!r} has pixels=True but no camera_id")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -115,6 +111,7 @@ class Family:
     render_kwargs: Callable[[EnvConfig], dict[str, Any]] = no_kwargs  # gymnasium.make arguments for recordings
     set_up_recording: Callable[[gym.Env], None] = nothing_to_set_up  # after gymnasium.make with a render mode
     building: Callable[[EnvConfig], ContextManager[None]] = no_context  # around gymnasium.make (its warnings)
+    pixel_fields: tuple[str, ...] = ()  # the EnvConfig fields a pixel config of this family must set
 
 
 def register_envs_of(module: str, requirement: str, install: str) -> None:

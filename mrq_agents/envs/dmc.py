@@ -106,4 +106,5 @@ FAMILY = Family(
     video_fps=video_fps,
     register=register,
     render_kwargs=render_kwargs,
+    pixel_fields=("image_size", "camera_id"),
 )
