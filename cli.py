@@ -618,6 +618,7 @@ def zoo_list(
                 "paper_name": paper_env_name(e["env_id"]),
                 "repo_id": e["repo_id"],
                 "preset": zoo.preset(e),
+                "precision": zoo.precision(e),
                 "steps": e["steps"],
                 "score": score,
                 "paper": {
@@ -638,7 +639,7 @@ def zoo_list(
                 zoo.play_id(e),
                 paper_env_name(e["env_id"]) or "-",
                 e["repo_id"],
-                zoo.preset(e),
+                zoo.preset_text(e),
                 f"{e['steps']:,}",
                 f"{score['mean']:.1f} ± {score['std']:.1f} ({score['episodes']}{policy})",
                 paper,

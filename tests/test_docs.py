@@ -43,7 +43,8 @@ def test_readme_zoo_table_matches_the_manifest():
         assert row is not None, f"README's zoo table has no row for {entry['repo_id']}"
         score = entry["score"]
         assert f"| {entry['steps']:,} | {score['mean']:.1f} ± {score['std']:.1f}" in row, row
-        assert ("bf16" in row) == ("--precision bf16" in entry["command"]), f"the row says which precision: {row}"
+        preset = entry["preset"] if entry["precision"] == "fp32" else f"{entry['preset']}, {entry['precision']}"
+        assert f"| {preset} |" in row, f"the row says the preset, and the precision where not fp32: {row}"
 
 
 def _docstrings(tree: ast.AST) -> set[int]:

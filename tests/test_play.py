@@ -114,9 +114,10 @@ def test_zoo_list_shows_entries():
         assert zoo.find_by_env(zoo.play_id(entry)) == entry
         assert line.split()[1] == (paper_env_name(entry["env_id"]) or "-")
         assert entry["repo_id"] in line and f"{entry['score']['mean']:.1f}" in line
-        assert f"  {zoo.preset(entry)}  " in line
+        assert f"  {zoo.preset_text(entry)}  " in line
     assert "dm_control/walker-walk-v0" in rows and "Dmc-walker-walk" not in rows
     assert {zoo.preset(e) for e in zoo.entries()} >= {"small", "paper"}
+    assert "  paper, bf16  " in rows["Walker2d-v4"]  # an entry trained in bf16 says so
 
 
 @pytest.mark.parametrize(

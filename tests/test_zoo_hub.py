@@ -53,6 +53,8 @@ def test_manifest_records_every_file_of_every_checkout_entry():
     assert len(entries) >= 2
     for e in entries:
         assert zoo.file_records(CHECKOUT_ZOO / e["folder"]) == e["files"], e["folder"]
+        config = json.loads((CHECKOUT_ZOO / e["folder"] / "config.json").read_text())
+        assert zoo.precision(e) == (config["training"].get("precision") or "fp32"), e["folder"]
         assert set(zoo.needed_files(e)) >= {"config.json", "model.safetensors", "actor.onnx", "results.json"}
         assert zoo.location(e) == (zoo.CHECKOUT, CHECKOUT_ZOO / e["folder"])
     assert {e["folder"] for e in entries} == {

@@ -88,11 +88,16 @@ def score_record(results: dict) -> dict:
 
 def files_record(folder: Path) -> dict:
     """The manifest's record of an entry's files (sha256 and size of each) and what `mrq zoo list` and
-    `find_other_version` read from its config without the files: its preset and spaces."""
+    `find_other_version` read from its config without the files: its preset, training precision and spaces."""
     from mrq_agents.config import preset_name
 
     config = json.loads((folder / "config.json").read_text())
-    return {"preset": preset_name(config["algorithm"]), "spaces": config["spaces"], "files": zoo.file_records(folder)}
+    return {
+        "preset": preset_name(config["algorithm"]),
+        "precision": config.get("training", {}).get("precision") or "fp32",
+        "spaces": config["spaces"],
+        "files": zoo.file_records(folder),
+    }
 
 
 def main() -> None:

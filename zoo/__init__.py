@@ -108,6 +108,16 @@ def preset(entry: dict[str, Any]) -> str:
     return entry["preset"]
 
 
+def precision(entry: dict[str, Any]) -> str:
+    """What the entry's updates computed in while it trained: 'fp32' or 'bf16'."""
+    return entry["precision"]
+
+
+def preset_text(entry: dict[str, Any]) -> str:
+    """The preset, with the precision where it is not fp32: 'paper', 'paper, bf16' (`mrq zoo list`, the README)."""
+    return preset(entry) if precision(entry) == "fp32" else f"{preset(entry)}, {precision(entry)}"
+
+
 def select(names: list[str], everything: bool) -> list[dict[str, Any]]:
     """The entries that `mrq zoo pull/push ENV ... | --all` name: env ids (as `mrq play` takes them) or repo ids."""
     if everything:

@@ -125,7 +125,7 @@ def entry_section(entry: dict[str, Any], assets: dict[str, str]) -> str:
             curve,
             "</div>",
             "",
-            f"- **Zoo id**: `{entry['repo_id']}`; {entry['steps']:,} steps, preset {entry['preset']}",
+            f"- **Zoo id**: `{entry['repo_id']}`; {entry['steps']:,} steps, preset {zoo.preset_text(entry)}",
             f"- **Return**: {score_text(entry)}",
             f"- **The paper at the same step** (10 seeds, full-size config): {reference}",
             f"- **Against the paper**: {where}",
