@@ -77,8 +77,7 @@ def staged_files(folder: str | os.PathLike, last: str) -> Iterator[Path]:
     stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
     try:
         yield stage
-        names = sorted(p.name for p in stage.iterdir() if p.is_file())
-        for name in sorted(names, key=lambda n: n == last):  # `last` after the rest
+        for name in sorted((p.name for p in stage.iterdir() if p.is_file()), key=lambda n: (n == last, n)):
             os.replace(stage / name, folder / name)
     except OSError as err:  # name the file the user asked for, not its staged copy
         staged = Path(err.filename) if err.filename else None
