@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from mrq_agents import envs
+
 PAPER = "MR.Q (Fujimoto et al., ICLR 2025, arXiv 2501.16142)"
 DMC_MAX = 1000.0  # DMC returns lie in [0, 1000]: normalised score = return / 1000
 NO_REFERENCE = "no paper reference"
@@ -42,31 +44,16 @@ def paper_env_name(env: Any) -> str | None:
     'HalfCheetah-v4', 'Gym-HalfCheetah-v4' -> 'Gym-HalfCheetah-v4'; 'dm_control/walker-walk-v0', 'Dmc-walker-walk'
     -> 'Dmc-walker-walk' (from pixels: 'Dmc-visual-walker-walk'); 'ALE/Pong-v5', 'Atari-Pong-v5' -> 'Atari-Pong-v5'.
     """
+    names = _data("paper_scores.json")["envs"]
     if isinstance(env, str):
-        name = _name_from_id(env)
+        if env in names:  # already the paper's name
+            return env
+        name = envs.family_named_by(env).paper_name(env, False)  # an alias the paper lacks stays unknown
     else:  # an EnvConfig, or its dict from a config.json
         d = env if isinstance(env, dict) else env.to_dict()
-        name = _name_from_gym_id(d["family"], d["gym_id"], bool(d.get("pixels")))
-    return name if name in _data("paper_scores.json")["envs"] else None
-
-
-def _name_from_id(env_id: str) -> str | None:
-    if env_id.startswith(("Gym-", "Dmc-", "Atari-")):
-        return env_id
-    if env_id.startswith("dm_control/"):
-        return _name_from_gym_id("dmc", env_id, pixels=False)
-    if env_id.startswith("ALE/"):
-        return _name_from_gym_id("atari", env_id, pixels=True)
-    return _name_from_gym_id("gym", env_id, pixels=False)
-
-
-def _name_from_gym_id(family: str, gym_id: str, pixels: bool) -> str | None:
-    if family == "dmc":  # dm_control/<domain>-<task>-v0
-        task = gym_id.removeprefix("dm_control/").removesuffix("-v0")
-        return f"Dmc-visual-{task}" if pixels else f"Dmc-{task}"
-    if family == "atari":  # ALE/<Game>-v5
-        return "Atari-" + gym_id.removeprefix("ALE/")
-    return None if pixels else "Gym-" + gym_id
+        family = envs.FAMILIES.get(d["family"])
+        name = None if family is None else family.paper_name(d["gym_id"], bool(d.get("pixels")))
+    return name if name in names else None
 
 
 @dataclass(frozen=True)

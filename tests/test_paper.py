@@ -1,12 +1,13 @@
 """The paper's reference data: env-name mapping, placement against the paper's seeds, normalisation."""
 
 import json
+import sys
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from mrq_agents import paper
+from mrq_agents import envs, paper
 from mrq_agents.cli import app
 from mrq_agents.envs import resolve_env
 
@@ -29,6 +30,24 @@ from mrq_agents.envs import resolve_env
 def test_paper_env_names(env_id, name):
     assert paper.paper_env_name(env_id) == name
     assert paper.paper_env_name(resolve_env(env_id)) == name  # the same from the resolved EnvConfig
+
+
+def test_paper_names_come_from_each_family_record_without_its_env_package(monkeypatch):
+    for package in ("dm_control", "ale_py", "shimmy"):
+        monkeypatch.setitem(sys.modules, package, None)  # as if not installed: importing it fails
+    assert [envs.family_named_by(i).name for i in ("Dmc-visual-a-b", "dm_control/a-b-v0", "ALE/X-v5", "X-v1")] == [
+        "dmc",
+        "dmc",
+        "atari",
+        "gym",
+    ]
+    assert paper.paper_env_name("dm_control/walker-walk-v0") == "Dmc-walker-walk"
+    assert paper.paper_env_name("ALE/Pong-v5") == "Atari-Pong-v5"
+    pixels = {"family": "dmc", "gym_id": "dm_control/walker-walk-v0", "pixels": True}
+    assert paper.paper_env_name(pixels) == "Dmc-visual-walker-walk"
+    assert paper.paper_env_name({"family": "gym", "gym_id": "Walker2d-v4", "pixels": True}) is None  # no such row
+    assert paper.paper_env_name({"family": "no-such-family", "gym_id": "Walker2d-v4"}) is None
+    assert paper.paper_env_name("Dmc-no-such-task") is None and paper.paper_env_name("Gym-NoSuchEnv-v4") is None
 
 
 def test_bundled_data_covers_118_envs_with_provenance():

@@ -59,14 +59,26 @@ def resolve_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> EnvCon
         raise unsupported(f"invalid env id {env_id!r}: expected {SUPPORTED_IDS}")
     if env_kwargs is not None and not isinstance(env_kwargs, dict):
         raise unsupported(f"env kwargs must be a dict of keyword arguments for gymnasium.make, got {env_kwargs!r}")
-    prefixes = {prefix: resolve for family in FAMILIES.values() for prefix, resolve in family.prefixes.items()}
-    for prefix, resolve in prefixes.items():
-        if env_id.startswith(prefix) and len(env_id) > len(prefix):
-            config = resolve(env_id, env_id[len(prefix) :])
-            break
-    else:
+    family, prefix = _family_and_prefix(env_id)
+    if prefix is None:
         config = gym_family.resolve(env_id, env_id)
+    else:
+        config = family.prefixes[prefix](env_id, env_id[len(prefix) :])
     return dataclasses.replace(config, env_kwargs=dict(env_kwargs)) if env_kwargs else config
+
+
+def family_named_by(env_id: str) -> Family:
+    """The family an id belongs to by its prefix alone ('ALE/Pong-v5' -> atari; any other id -> gym), without
+    importing its env package or checking that the env exists."""
+    return _family_and_prefix(env_id)[0]
+
+
+def _family_and_prefix(env_id: str) -> tuple[Family, str | None]:
+    for family in FAMILIES.values():
+        for prefix in family.prefixes:  # in each family's order: "Dmc-visual-" before "Dmc-"
+            if env_id.startswith(prefix) and len(env_id) > len(prefix):
+                return family, prefix
+    return gym_family.FAMILY, None
 
 
 def benchmark_defaults(config: EnvConfig) -> tuple[int, int]:

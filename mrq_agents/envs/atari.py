@@ -88,4 +88,5 @@ FAMILY = Family(
     register=register,
     make_kwargs=make_kwargs,
     pixel_fields=("image_size",),
+    paper_name=lambda gym_id, pixels: "Atari-" + gym_id.removeprefix("ALE/"),
 )

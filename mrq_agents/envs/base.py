@@ -95,6 +95,10 @@ def no_context(config: EnvConfig) -> ContextManager[None]:
     return contextlib.nullcontext()
 
 
+def no_paper_name(gym_id: str, pixels: bool) -> str | None:
+    return None
+
+
 @dataclass(frozen=True)
 class Family:
     """One kind of env, all in one module: how its ids resolve, how it is built, preprocessed and recorded, the
@@ -112,6 +116,7 @@ class Family:
     set_up_recording: Callable[[gym.Env], None] = nothing_to_set_up  # after gymnasium.make with a render mode
     building: Callable[[EnvConfig], ContextManager[None]] = no_context  # around gymnasium.make (its warnings)
     pixel_fields: tuple[str, ...] = ()  # the EnvConfig fields a pixel config of this family must set
+    paper_name: Callable[[str, bool], str | None] = no_paper_name  # (gym id, pixels) -> the paper's name for it
 
 
 def register_envs_of(module: str, requirement: str, install: str) -> None:

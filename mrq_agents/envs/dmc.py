@@ -107,4 +107,7 @@ FAMILY = Family(
     register=register,
     render_kwargs=render_kwargs,
     pixel_fields=("image_size", "camera_id"),
+    paper_name=lambda gym_id, pixels: (
+        ("Dmc-visual-" if pixels else "Dmc-") + gym_id.removeprefix("dm_control/").removesuffix("-v0")
+    ),
 )

@@ -162,4 +162,5 @@ FAMILY = Family(
     video_fps=video_fps,
     set_up_recording=follow_agent,
     building=building,
+    paper_name=lambda gym_id, pixels: None if pixels else "Gym-" + gym_id,
 )
