@@ -1,7 +1,9 @@
 """The zoo in a source checkout: every entry loads offline by its repo id from zoo/<entry>/ and reproduces its
 manifest score from those files (tests/test_zoo_hub.py: where else the files come from)."""
 
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -29,6 +31,16 @@ def test_paper_size_entries_are_stored_compactly():
             "folder"
         ]
         assert {d for k, d in dtypes.items() if is_acting_tensor(k)} == {"F32"}, entry["folder"]
+
+
+def test_zoo_add_puts_a_replacing_entry_in_the_place_of_the_one_it_replaces():
+    path = Path(__file__).resolve().parents[1] / "tools" / "zoo_add.py"
+    spec = importlib.util.spec_from_file_location("zoo_add", path)
+    zoo_add = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(zoo_add)
+    old = [{"repo_id": "a", "steps": 1}, {"repo_id": "b", "steps": 1}, {"repo_id": "c", "steps": 1}]
+    assert zoo_add.with_entry(old, {"repo_id": "b", "steps": 2}) == [old[0], {"repo_id": "b", "steps": 2}, old[2]]
+    assert zoo_add.with_entry(old, {"repo_id": "d", "steps": 1}) == [*old, {"repo_id": "d", "steps": 1}]
 
 
 def test_breakout_is_in_the_zoo_and_evaluated_as_the_paper_does():

@@ -100,6 +100,13 @@ def files_record(folder: Path) -> dict:
     }
 
 
+def with_entry(entries: list[dict], entry: dict) -> list[dict]:
+    """The manifest's entries with `entry` in the place of the one with its repo id (a replaced agent keeps its
+    place in `mrq zoo list` and the README), or last for a new one."""
+    replaced = [entry if e["repo_id"] == entry["repo_id"] else e for e in entries]
+    return replaced if entry in replaced else [*replaced, entry]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path, nargs="?")
@@ -163,7 +170,7 @@ def main() -> None:
         **files_record(folder),
     }
     manifest = json.loads((ZOO / "manifest.json").read_text()) if (ZOO / "manifest.json").exists() else {"entries": []}
-    manifest["entries"] = [e for e in manifest["entries"] if e["repo_id"] != args.repo_id] + [entry]
+    manifest["entries"] = with_entry(manifest["entries"], entry)
     (ZOO / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(json.dumps(entry, indent=2))
 
