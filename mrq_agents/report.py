@@ -30,7 +30,7 @@ from mrq_agents import paper
 from mrq_agents.errors import MRQError
 from mrq_agents.files import CONFIG_FILE, METRICS_FILE
 
-MAX_TABLE_ROWS = 12
+MAX_TABLE_ROWS = 20  # a 100k run evaluated every 5k fits whole; longer runs are thinned, and say so
 BOOTSTRAP_REPS = 2000
 
 
@@ -237,6 +237,12 @@ def env_table(curve: EnvCurve) -> tuple[list[str], list[dict[str, Any]]]:
                 "where": place.where,
             }
         )
+    if len(rows) < curve.steps.size:
+        lines += [
+            "",
+            f"Shown: {len(rows)} of the {curve.steps.size} evaluation steps, evenly spread; the figure and each run's "
+            "metrics.csv have all.",
+        ]
     return lines, rows
 
 

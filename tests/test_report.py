@@ -67,6 +67,20 @@ def test_report_places_synthetic_runs_inside_and_below_the_paper(tmp_path):
     assert iqm == pytest.approx(np.mean([0.95, 0.96])) and low_ci <= iqm <= high_ci  # middle two of 4 scores
 
 
+def test_a_100k_run_evaluated_every_5k_is_tabled_whole_and_a_longer_one_says_it_is_thinned(tmp_path):
+    whole = fake_run(tmp_path / "whole", "Dmc-cartpole-balance", 0, [(5_000 * k, 900.0) for k in range(1, 21)])
+    long = fake_run(tmp_path / "long", "Dmc-cartpole-swingup", 0, [(5_000 * k, 800.0) for k in range(1, 41)])
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["report", str(whole), str(long), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "report.json").read_text())
+    assert [r["step"] for r in data["envs"]["Dmc-cartpole-balance"]["rows"]] == [5_000 * k for k in range(1, 21)]
+    thinned = [r["step"] for r in data["envs"]["Dmc-cartpole-swingup"]["rows"]]
+    assert len(thinned) == 20 and thinned[0] == 5_000 and thinned[-1] == 200_000
+    md = (out / "report.md").read_text()
+    assert md.count("Shown: 20 of the 40 evaluation steps, evenly spread") == 1  # the long run only
+
+
 def test_report_without_runs_is_one_line(tmp_path):
     result = runner.invoke(app, ["report", str(tmp_path), "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "no run folders with evaluations" in result.output
