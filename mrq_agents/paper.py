@@ -46,9 +46,8 @@ def paper_env_name(env: Any) -> str | None:
     """
     names = _data("paper_scores.json")["envs"]
     if isinstance(env, str):
-        if env in names:  # already the paper's name
-            return env
-        name = envs.family_named_by(env).paper_name(env, False)  # an alias the paper lacks stays unknown
+        family, gym_id, pixels = envs.named_env(env)
+        name = family.paper_name(gym_id, pixels)
     else:  # an EnvConfig, or its dict from a config.json
         d = env if isinstance(env, dict) else env.to_dict()
         family = envs.FAMILIES.get(d["family"])

@@ -35,12 +35,11 @@ def test_paper_env_names(env_id, name):
 def test_paper_names_come_from_each_family_record_without_its_env_package(monkeypatch):
     for package in ("dm_control", "ale_py", "shimmy"):
         monkeypatch.setitem(sys.modules, package, None)  # as if not installed: importing it fails
-    assert [envs.family_named_by(i).name for i in ("Dmc-visual-a-b", "dm_control/a-b-v0", "ALE/X-v5", "X-v1")] == [
-        "dmc",
-        "dmc",
-        "atari",
-        "gym",
-    ]
+    named = [(f.name, gym_id, pixels) for f, gym_id, pixels in map(envs.named_env, ("Dmc-visual-a-b", "ALE/X-v5"))]
+    assert named == [("dmc", "dm_control/a-b-v0", True), ("atari", "ALE/X-v5", True)]
+    named = [(f.name, gym_id, pixels) for f, gym_id, pixels in map(envs.named_env, ("dm_control/a-b-v0", "Gym-X-v1"))]
+    assert named == [("dmc", "dm_control/a-b-v0", False), ("gym", "X-v1", False)]
+    assert envs.named_env("X-v1")[0].name == "gym" and envs.named_env("Dmc-")[1:] == ("Dmc-", False)  # no task: gym
     assert paper.paper_env_name("dm_control/walker-walk-v0") == "Dmc-walker-walk"
     assert paper.paper_env_name("ALE/Pong-v5") == "Atari-Pong-v5"
     pixels = {"family": "dmc", "gym_id": "dm_control/walker-walk-v0", "pixels": True}

@@ -59,26 +59,21 @@ def resolve_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> EnvCon
         raise unsupported(f"invalid env id {env_id!r}: expected {SUPPORTED_IDS}")
     if env_kwargs is not None and not isinstance(env_kwargs, dict):
         raise unsupported(f"env kwargs must be a dict of keyword arguments for gymnasium.make, got {env_kwargs!r}")
-    family, prefix = _family_and_prefix(env_id)
-    if prefix is None:
-        config = gym_family.resolve(env_id, env_id)
-    else:
-        config = family.prefixes[prefix](env_id, env_id[len(prefix) :])
+    family, gym_id, pixels = named_env(env_id)
+    config = family.resolve(env_id, gym_id, pixels)
     return dataclasses.replace(config, env_kwargs=dict(env_kwargs)) if env_kwargs else config
 
 
-def family_named_by(env_id: str) -> Family:
-    """The family an id belongs to by its prefix alone ('ALE/Pong-v5' -> atari; any other id -> gym), without
-    importing its env package or checking that the env exists."""
-    return _family_and_prefix(env_id)[0]
-
-
-def _family_and_prefix(env_id: str) -> tuple[Family, str | None]:
+def named_env(env_id: str) -> tuple[Family, str, bool]:
+    """The family, gym id and pixel flag an id names, by its prefix alone, without importing the family's env package
+    or checking that the env exists: 'Dmc-visual-walker-walk' -> (dmc, 'dm_control/walker-walk-v0', True),
+    'Gym-Hopper-v4' -> (gym, 'Hopper-v4', False); an id without a family prefix -> (gym, the id, False)."""
     for family in FAMILIES.values():
-        for prefix in family.prefixes:  # in each family's order: "Dmc-visual-" before "Dmc-"
+        for prefix, spell in family.prefixes.items():  # in each family's order: "Dmc-visual-" before "Dmc-"
             if env_id.startswith(prefix) and len(env_id) > len(prefix):
-                return family, prefix
-    return gym_family.FAMILY, None
+                gym_id, pixels = spell(env_id[len(prefix) :])
+                return family, gym_id, pixels
+    return gym_family.FAMILY, env_id, False
 
 
 def benchmark_defaults(config: EnvConfig) -> tuple[int, int]:

@@ -27,7 +27,8 @@ def register() -> None:
     base.register_envs_of("ale_py", "Atari envs need ale-py", "pip install ale-py")
 
 
-def resolve(env_id: str, gym_id: str) -> EnvConfig:
+def resolve(env_id: str, gym_id: str, pixels: bool = True) -> EnvConfig:
+    """Atari is always played from pixels (`PREPROCESSING`)."""
     if not gym_id.endswith("-v5"):
         raise base.unsupported(
             f"unsupported Atari id {env_id!r}: expected ALE/<Game>-v5 or Atari-<Game>-v5 (e.g. ALE/Pong-v5)"
@@ -78,9 +79,10 @@ def describe(config: EnvConfig) -> str:
 FAMILY = Family(
     name=NAME,
     prefixes={
-        "Atari-": lambda env_id, rest: resolve(env_id, f"ALE/{rest}"),
-        "ALE/": lambda env_id, rest: resolve(env_id, env_id),
+        "Atari-": lambda rest: (f"ALE/{rest}", True),
+        "ALE/": lambda rest: (f"ALE/{rest}", True),
     },
+    resolve=resolve,
     wrap=wrap,
     budget=lambda config: (2_500_000, 100_000),
     describe=describe,

@@ -105,7 +105,8 @@ class Family:
     paper's budget for it and the model card's sentence about it."""
 
     name: str  # EnvConfig.family: the one place a family is named (envs.FAMILIES is keyed by it)
-    prefixes: dict[str, Callable[[str, str], EnvConfig]]  # id prefix -> resolver(env_id, the id after the prefix)
+    prefixes: dict[str, Callable[[str], tuple[str, bool]]]  # id prefix -> (the id after it -> gym id, from pixels)
+    resolve: Callable[[str, str, bool], EnvConfig]  # (env id, gym id, from pixels) -> its config; checks the env exists
     wrap: Callable[[gym.Env, EnvConfig], gym.Env]  # the preprocessing (before actions are scaled to [-1, 1])
     budget: Callable[[EnvConfig], tuple[int, int]]  # the paper's (total env steps, evaluate every)
     describe: Callable[[EnvConfig], str]  # the preprocessing, in the model card's words

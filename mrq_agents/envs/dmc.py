@@ -96,10 +96,11 @@ def video_fps(env: gym.Env, config: EnvConfig) -> float:
 FAMILY = Family(
     name=NAME,
     prefixes={  # checked in order: "Dmc-visual-" before "Dmc-"
-        "Dmc-visual-": lambda env_id, rest: resolve(env_id, f"dm_control/{rest}-v0", pixels=True),
-        "Dmc-": lambda env_id, rest: resolve(env_id, f"dm_control/{rest}-v0", pixels=False),
-        "dm_control/": lambda env_id, rest: resolve(env_id, env_id, pixels=False),
+        "Dmc-visual-": lambda rest: (f"dm_control/{rest}-v0", True),
+        "Dmc-": lambda rest: (f"dm_control/{rest}-v0", False),
+        "dm_control/": lambda rest: (f"dm_control/{rest}", False),
     },
+    resolve=resolve,
     wrap=wrap,
     budget=lambda config: (500_000, 5_000),
     describe=describe,

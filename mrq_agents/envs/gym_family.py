@@ -21,8 +21,9 @@ LOCOMOTION = ("HalfCheetah", "Hopper", "Walker2d", "Ant", "Humanoid")
 DEFAULT_FPS = 30
 
 
-def resolve(env_id: str, gym_id: str) -> EnvConfig:
-    """A registered Gymnasium id, or gymnasium's "module:EnvId" (importing the module registers the env)."""
+def resolve(env_id: str, gym_id: str, pixels: bool = False) -> EnvConfig:
+    """A registered Gymnasium id, or gymnasium's "module:EnvId" (importing the module registers the env). No Gym
+    id names a pixel form: `pixels` is always False."""
     module, _, name = gym_id.rpartition(":")
     if module:  # gym.make does the same
         try:
@@ -155,7 +156,8 @@ def building(config: EnvConfig) -> Iterator[None]:
 
 FAMILY = Family(
     name=NAME,
-    prefixes={"Gym-": lambda env_id, rest: resolve(env_id, rest)},
+    prefixes={"Gym-": lambda rest: (rest, False)},
+    resolve=resolve,
     wrap=wrap,
     budget=budget,
     describe=describe,
