@@ -103,8 +103,9 @@ def files_record(folder: Path) -> dict:
 def with_entry(entries: list[dict], entry: dict) -> list[dict]:
     """The manifest's entries with `entry` in the place of the one with its repo id (a replaced agent keeps its
     place in `mrq zoo list` and the README), or last for a new one."""
-    replaced = [entry if e["repo_id"] == entry["repo_id"] else e for e in entries]
-    return replaced if entry in replaced else [*replaced, entry]
+    if not any(e["repo_id"] == entry["repo_id"] for e in entries):
+        return [*entries, entry]
+    return [entry if e["repo_id"] == entry["repo_id"] else e for e in entries]
 
 
 def main() -> None:
