@@ -40,6 +40,13 @@ def test_paper_names_come_from_each_family_record_without_its_env_package(monkey
     named = [(f.name, gym_id, pixels) for f, gym_id, pixels in map(envs.named_env, ("dm_control/a-b-v0", "Gym-X-v1"))]
     assert named == [("dmc", "dm_control/a-b-v0", False), ("gym", "X-v1", False)]
     assert envs.named_env("X-v1")[0].name == "gym" and envs.named_env("Dmc-")[1:] == ("Dmc-", False)  # no task: gym
+    assert [envs.has_family_prefix(i) for i in ("Gym-X-v1", "ALE/X-v5", "X-v1", "org/X", "Dmc-")] == [
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
     assert paper.paper_env_name("dm_control/walker-walk-v0") == "Dmc-walker-walk"
     assert paper.paper_env_name("ALE/Pong-v5") == "Atari-Pong-v5"
     pixels = {"family": "dmc", "gym_id": "dm_control/walker-walk-v0", "pixels": True}

@@ -95,6 +95,9 @@ def test_play_without_record_prints_returns(tmp_path):
         (["play", "CartPole-v1", "--model", "MODEL"], "was trained on 'Pendulum-v1', not 'CartPole-v1'"),
         (["play", "Nope-v9"], "'Nope-v9' is not a supported env id, a model folder, or a Hub repo id"),
         (["play", "org/not-there"], "not found on the Hub or in the local cache"),
+        (["play", "dm_control/walker-runn-v0"], "unknown env id 'dm_control/walker-runn-v0'"),  # an env, not a repo
+        (["play", "Dmc-walker-runn"], "Did you mean: `walker-run`?"),
+        (["play", "ALE/Pongg-v5"], "Did you mean: `Pong`?"),
     ],
 )
 def test_play_errors_are_one_line(args, message, tmp_path, offline_hub):

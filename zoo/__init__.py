@@ -287,7 +287,7 @@ def push(entry: dict[str, Any], token: str | None = None) -> str:
 def play_source(target: str, model: str | None = None) -> tuple[str, str | None]:
     """(model source, env id to check it against) for `mrq play TARGET [--model SOURCE]`: TARGET is a model
     source, or an env id whose zoo agent plays (an error names another version's agent or the zoo's envs)."""
-    from mrq_agents.envs import resolve_env
+    from mrq_agents.envs import has_family_prefix, resolve_env
 
     if model is not None:
         return model, target
@@ -298,6 +298,8 @@ def play_source(target: str, model: str | None = None) -> tuple[str, str | None]
     except MissingDependencyError:  # an env id of a family whose package is missing: say so, not "not on the Hub"
         raise
     except MRQError:
+        if has_family_prefix(target):  # 'dm_control/walker-runn-v0' is a mistyped env, not a Hub repo: say so
+            raise
         if "/" not in target:
             raise UnsupportedEnvError(
                 f"{target!r} is not a supported env id, a model folder, or a Hub repo id (org/name); "

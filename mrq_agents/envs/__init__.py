@@ -68,12 +68,26 @@ def named_env(env_id: str) -> tuple[Family, str, bool]:
     """The family, gym id and pixel flag an id names, by its prefix alone, without importing the family's env package
     or checking that the env exists: 'Dmc-visual-walker-walk' -> (dmc, 'dm_control/walker-walk-v0', True),
     'Gym-Hopper-v4' -> (gym, 'Hopper-v4', False); an id without a family prefix -> (gym, the id, False)."""
+    found = _family_and_prefix(env_id)
+    if found is None:
+        return gym_family.FAMILY, env_id, False
+    family, prefix = found
+    gym_id, pixels = family.prefixes[prefix](env_id[len(prefix) :])
+    return family, gym_id, pixels
+
+
+def has_family_prefix(env_id: str) -> bool:
+    """Whether an id is named as an env of a family ('Dmc-...', 'dm_control/...', 'ALE/...', 'Gym-...'), whether or
+    not that env exists; a plain Gymnasium id like 'Hopper-v4' has no prefix."""
+    return _family_and_prefix(env_id) is not None
+
+
+def _family_and_prefix(env_id: str) -> tuple[Family, str] | None:
     for family in FAMILIES.values():
-        for prefix, spell in family.prefixes.items():  # in each family's order: "Dmc-visual-" before "Dmc-"
+        for prefix in family.prefixes:  # in each family's order: "Dmc-visual-" before "Dmc-"
             if env_id.startswith(prefix) and len(env_id) > len(prefix):
-                gym_id, pixels = spell(env_id[len(prefix) :])
-                return family, gym_id, pixels
-    return gym_family.FAMILY, env_id, False
+                return family, prefix
+    return None
 
 
 def benchmark_defaults(config: EnvConfig) -> tuple[int, int]:
