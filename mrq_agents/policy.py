@@ -415,4 +415,5 @@ def resolve_model_folder(
     if entry is not None and revision is None:
         return zoo.agent_folder(entry, local_files_only=local_files_only, cache_dir=cache_dir)
     zoo.check_known(str(source))
+    zoo.check_not_an_env(str(source))
     return resolve_source(str(source), revision=revision, local_files_only=local_files_only, cache_dir=cache_dir)

@@ -110,3 +110,29 @@ def test_a_mistyped_zoo_id_names_the_nearest_entry(args, hint, monkeypatch):
     assert line.startswith(f"error: '{args[1]}' is not in the zoo") and hint in line, line
     with pytest.raises(Exception, match="is not in the zoo"):
         Policy.from_pretrained(args[1])
+
+
+@pytest.mark.parametrize(
+    "source, says",
+    [
+        ("dm_control/walker-walk-v0", "the zoo's agent for it is 'mrq-agents/mrq-walker'; pass that"),
+        ("Gym-Hopper-v4", "the zoo's agent for it is 'mrq-agents/mrq-Hopper-v4'; pass that"),
+        ("ALE/Pong-v5", "the zoo has no agent for it (`mrq zoo list`); train one with `mrq train ALE/Pong-v5`"),
+    ],
+)
+def test_an_env_id_where_a_model_goes_names_its_zoo_agent(source, says, monkeypatch):
+    """`mrq eval ENV` (which takes a model, where `mrq play ENV` takes an env): one line, without asking the Hub
+    and without importing the env's package."""
+    import sys
+
+    import mrq_agents.hub as hub
+
+    monkeypatch.setattr(hub, "_download", lambda *a: pytest.fail("an env id went to the Hub"))
+    for package in ("dm_control", "ale_py", "shimmy"):
+        monkeypatch.setitem(sys.modules, package, None)  # reading ids needs none of them
+    result = CliRunner().invoke(app, ["eval", source])
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {source!r} is an env id, not a model") and says in line, line
+    with pytest.raises(Exception, match="is an env id, not a model"):
+        Policy.from_pretrained(source)

@@ -103,6 +103,29 @@ def check_known(repo_id: str) -> None:
     raise CheckpointError(f"{repo_id!r} is not in the zoo; {hint}`mrq zoo list` lists its agents")
 
 
+def check_not_an_env(source: str) -> None:
+    """An env id given where a model goes (`mrq eval dm_control/walker-walk-v0`) is a one-line error naming the zoo's
+    agent for that env, or saying there is none, rather than a trip to the Hub. Reads ids only: no env package is
+    imported."""
+    from mrq_agents.envs import has_family_prefix, named_env
+
+    def named(env_id: str) -> tuple[str, str, bool]:
+        family, gym_id, pixels = named_env(env_id)
+        return family.name, gym_id, pixels
+
+    entry = next((e for e in entries() if named(e["env_id"]) == named(source)), None)
+    if entry is not None:
+        raise CheckpointError(
+            f"{source!r} is an env id, not a model: the zoo's agent for it is {entry['repo_id']!r}; pass that, "
+            "or a run or export folder"
+        )
+    if has_family_prefix(source):
+        raise CheckpointError(
+            f"{source!r} is an env id, not a model, and the zoo has no agent for it (`mrq zoo list`); train one with "
+            f"`mrq train {source}`, then pass its run folder"
+        )
+
+
 def preset(entry: dict[str, Any]) -> str:
     """The training preset of an entry: 'paper', 'small' or 'custom'."""
     return entry["preset"]
