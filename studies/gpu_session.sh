@@ -23,6 +23,9 @@
 # the call (`git rm -q --cached` the zoo's .safetensors/.onnx/.mp4 files and list them in .git/info/exclude),
 # then restore (`git reset -q HEAD -- zoo`, and the exclude file) before committing anything.
 # Measured 2026-11-26 on an H200: three runs sharing the GPU went 2-3x slower each than one alone; run one.
+# An Atari entry must train its 100k steps within one call (its replay buffer cannot come back): read the Atari rows
+# of throughput.txt first (100k steps in 10 minutes is about 170 env-steps/s), then, on the warm machine,
+#   SKIP_INSTALL=1 SKIP_BENCH=1 SKIP_TESTS=1 DEADLINE_S=590 RUN_SPECS="boxing|ALE/Boxing-v5|--steps 100000" bash ...
 # One HalfCheetah-v4 run alone: 100k steps (20 evaluations included) in 489 s.
 set -u
 T0=$(date +%s)
@@ -59,7 +62,7 @@ say "throughput fp32 (plain, fast)"
 (cd /tmp && timeout 110 python3 "$REPO/benchmarks/throughput.py" --device cuda --envs HalfCheetah-v4 ALE/Pong-v5 \
   --paths plain fast --precisions fp32) 2>&1 | tee "$OUT/throughput.txt"
 say "throughput bf16 (fast)"
-(cd /tmp && timeout 45 python3 "$REPO/benchmarks/throughput.py" --device cuda --envs HalfCheetah-v4 \
+(cd /tmp && timeout 90 python3 "$REPO/benchmarks/throughput.py" --device cuda --envs HalfCheetah-v4 ALE/Pong-v5 \
   --paths fast --precisions bf16) 2>&1 | tee -a "$OUT/throughput.txt"
 }
 
